@@ -1,0 +1,1 @@
+//! Aggregate functions as accumulators that can add and retract values.

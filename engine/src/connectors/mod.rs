@@ -1,0 +1,27 @@
+//! Connectors: sources that produce rows and sinks that consume them, by Flink's connector names
+//! and options.
+
+use crate::error::Result;
+use crate::operator::{Output, TaskContext};
+
+/// What a source's poll found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// Rows were emitted (or may be at once); poll again.
+    More,
+    /// Nothing is available now (an unbounded source waiting); poll again later.
+    Idle,
+    /// The source is exhausted: nothing will follow.
+    Finished,
+}
+
+/// A source subtask. The runtime polls it in a loop and ships what it emits.
+pub trait Source: Send {
+    /// Emits up to about `max_rows` rows into `out` (as `+I`), and may emit a watermark.
+    fn poll(&mut self, out: &mut Output, max_rows: usize) -> Result<SourceStatus>;
+}
+
+/// Builds one source instance per subtask.
+pub trait SourceFactory: Send + Sync {
+    fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Source>>;
+}

@@ -1,0 +1,177 @@
+//! The dataflow graph the planner produces and the runtime instantiates.
+//!
+//! Nodes are operators (or sources) with a parallelism; edges say how records of one node reach
+//! the subtasks of the next (forward, hash by key group, broadcast, rebalance). Operator ids are
+//! derived from what the node computes and from its inputs' ids, so the same SQL gives the same ids
+//! on every run: state will be matched to operators by them.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use crate::connectors::SourceFactory;
+use crate::operator::OperatorFactory;
+use crate::types::Schema;
+
+/// How records travel along an edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Partitioning {
+    /// Subtask i to subtask i (equal parallelism).
+    Forward,
+    /// By the key group of these columns.
+    Hash(Vec<usize>),
+    /// Every record to every subtask.
+    Broadcast,
+    /// Round robin, batch by batch.
+    Rebalance,
+    /// Everything to subtask 0.
+    Global,
+}
+
+impl Partitioning {
+    pub fn name(&self) -> String {
+        match self {
+            Partitioning::Forward => "FORWARD".into(),
+            Partitioning::Hash(cols) => format!(
+                "HASH[{}]",
+                cols.iter()
+                    .map(|c| format!("${c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Partitioning::Broadcast => "BROADCAST".into(),
+            Partitioning::Rebalance => "REBALANCE".into(),
+            Partitioning::Global => "GLOBAL".into(),
+        }
+    }
+}
+
+/// What a node runs.
+#[derive(Clone)]
+pub enum NodeKind {
+    Source(Arc<dyn SourceFactory>),
+    Operator(Arc<dyn OperatorFactory>),
+}
+
+/// One operator of the graph.
+#[derive(Clone)]
+pub struct Node {
+    /// Stable id (see module docs).
+    pub id: u64,
+    /// Short name used in thread names and metrics (`Calc`, `GroupAggregate`, ...).
+    pub name: String,
+    /// One-line description shown by EXPLAIN.
+    pub description: String,
+    pub parallelism: usize,
+    /// The schema of the records this node emits.
+    pub schema: Schema,
+    pub kind: NodeKind,
+}
+
+/// An edge from the output of `from` to input `input` of `to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub from: usize,
+    pub to: usize,
+    pub input: usize,
+    pub partitioning: Partitioning,
+}
+
+/// Operators and edges, in topological order (every edge goes from a lower to a higher index).
+#[derive(Clone, Default)]
+pub struct DataflowGraph {
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+/// FNV-1a, 64 bit: a stable hash that does not depend on the Rust version or process.
+pub fn stable_hash(bytes: &[u8], seed: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl DataflowGraph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a node whose id is derived from its description and its inputs' ids; returns its index.
+    pub fn add_node(
+        &mut self,
+        name: &str,
+        description: String,
+        parallelism: usize,
+        schema: Schema,
+        kind: NodeKind,
+        inputs: &[(usize, Partitioning)],
+    ) -> usize {
+        let mut seed = 0u64;
+        for (from, _) in inputs {
+            seed = seed.rotate_left(7) ^ self.nodes[*from].id;
+        }
+        let mut id = stable_hash(description.as_bytes(), seed);
+        // Two identical operators over identical inputs (a self-union) still get distinct ids.
+        while self.nodes.iter().any(|n| n.id == id) {
+            id = stable_hash(&id.to_le_bytes(), seed);
+        }
+        let index = self.nodes.len();
+        self.nodes.push(Node {
+            id,
+            name: name.to_string(),
+            description,
+            parallelism,
+            schema,
+            kind,
+        });
+        for (input, (from, partitioning)) in inputs.iter().enumerate() {
+            self.edges.push(Edge {
+                from: *from,
+                to: index,
+                input,
+                partitioning: partitioning.clone(),
+            });
+        }
+        index
+    }
+
+    /// Edges into node `to`, ordered by input index.
+    pub fn inputs_of(&self, to: usize) -> Vec<&Edge> {
+        let mut v: Vec<&Edge> = self.edges.iter().filter(|e| e.to == to).collect();
+        v.sort_by_key(|e| e.input);
+        v
+    }
+
+    /// Edges out of node `from`.
+    pub fn outputs_of(&self, from: usize) -> Vec<&Edge> {
+        self.edges.iter().filter(|e| e.from == from).collect()
+    }
+
+    /// The graph as text, one operator per line, inputs indented under it (what EXPLAIN shows).
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        let sinks: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| self.outputs_of(*i).is_empty())
+            .collect();
+        for s in sinks {
+            self.explain_node(s, 0, None, &mut out);
+        }
+        out
+    }
+
+    fn explain_node(&self, i: usize, depth: usize, via: Option<&Partitioning>, out: &mut String) {
+        let n = &self.nodes[i];
+        let indent = "  ".repeat(depth);
+        let via = via.map(|p| format!(" <- {}", p.name())).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{indent}{}(parallelism={}){}: {}",
+            n.name, n.parallelism, via, n.description
+        );
+        for e in self.inputs_of(i) {
+            self.explain_node(e.from, depth + 1, Some(&e.partitioning), out);
+        }
+    }
+}

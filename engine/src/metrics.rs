@@ -1,0 +1,37 @@
+//! Per-subtask counters, shared between the task thread (which writes) and whoever watches the job
+//! (which reads). Relaxed atomics: each counter is independent and only needs to be eventually
+//! visible.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one operator subtask, with Flink's metric names in their docs.
+#[derive(Debug, Default)]
+pub struct TaskMetrics {
+    /// `numRecordsIn`.
+    pub records_in: AtomicU64,
+    /// `numRecordsOut`.
+    pub records_out: AtomicU64,
+    /// `numLateRecordsDropped`.
+    pub late_records_dropped: AtomicU64,
+    /// Rows skipped by `*.ignore-parse-errors`.
+    pub parse_errors_skipped: AtomicU64,
+    /// `currentInputWatermark` (milliseconds; i64::MIN before the first).
+    pub current_input_watermark: std::sync::atomic::AtomicI64,
+}
+
+impl TaskMetrics {
+    pub fn new() -> Self {
+        TaskMetrics {
+            current_input_watermark: std::sync::atomic::AtomicI64::new(i64::MIN),
+            ..Default::default()
+        }
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,101 @@
+//! The operator contract: hooks the runtime calls, and the `Output` they write to.
+//!
+//! The runtime owns the task loop (receiving, watermark tracking, flushing, shutdown); an operator
+//! only reacts. Every hook may emit records into `Output`; rows emitted before a watermark reach
+//! the next operator before it.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::metrics::TaskMetrics;
+use crate::value::{Change, Row, RowKind};
+
+/// Where a hook puts what it emits.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Records emitted by the current hook, in order.
+    pub changes: Vec<Change>,
+    /// A watermark to forward after `changes`.
+    pub watermark: Option<i64>,
+}
+
+impl Output {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn emit(&mut self, kind: RowKind, row: Row) {
+        self.changes.push(Change { kind, row });
+    }
+
+    pub fn push(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+
+    /// Forwards a watermark downstream once the records emitted so far have gone.
+    pub fn emit_watermark(&mut self, watermark: i64) {
+        self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
+    }
+}
+
+/// What a subtask knows about its place in the job.
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    /// The operator's stable id (derived from the SQL, identical across runs).
+    pub operator_id: u64,
+    pub operator_name: String,
+    pub subtask_index: usize,
+    pub parallelism: usize,
+    pub max_parallelism: usize,
+    /// Counters of this subtask, readable from outside while the job runs.
+    pub metrics: Arc<TaskMetrics>,
+}
+
+impl TaskContext {
+    /// The thread name Flink users know from stack dumps: `op-<id>-<name>-<subtask>`.
+    pub fn thread_name(&self) -> String {
+        format!(
+            "op-{:x}-{}-{}",
+            self.operator_id & 0xffff_ffff,
+            self.operator_name,
+            self.subtask_index
+        )
+    }
+}
+
+/// An operator subtask. One instance runs on one thread.
+pub trait Operator: Send {
+    /// A batch arrived on input `input` (0 for single-input operators).
+    fn on_batch(&mut self, input: usize, batch: Vec<Change>, out: &mut Output) -> Result<()>;
+
+    /// The combined watermark of all inputs advanced to `watermark`. The default forwards it.
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+
+    /// Called periodically (about every `pipeline.auto-watermark-interval`) with the wall-clock
+    /// time in milliseconds, for operators that act on processing time.
+    fn on_timer(&mut self, _now_millis: i64, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
+    /// Every input has ended; emit what is left. The runtime then sends end-of-stream.
+    fn on_end_of_input(&mut self, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds one operator instance per subtask.
+pub trait OperatorFactory: Send + Sync {
+    fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Operator>>;
+}
+
+impl<F> OperatorFactory for F
+where
+    F: Fn(&TaskContext) -> Result<Box<dyn Operator>> + Send + Sync,
+{
+    fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Operator>> {
+        self(ctx)
+    }
+}

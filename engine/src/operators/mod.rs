@@ -1,0 +1,1 @@
+//! The relational operators, one file each.

@@ -1,0 +1,1 @@
+//! Runs a `DataflowGraph`: one named thread per operator subtask, bounded channels between them.
