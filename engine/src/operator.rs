@@ -11,12 +11,18 @@ use crate::metrics::TaskMetrics;
 use crate::value::{Change, Row, RowKind};
 
 /// Where a hook puts what it emits.
+///
+/// Watermarks are recorded with their position among the changes, so an operator may interleave
+/// them with rows (a watermark assigner that emits after every row) without a channel message per
+/// row in the common case.
 #[derive(Debug, Default)]
 pub struct Output {
     /// Records emitted by the current hook, in order.
     pub changes: Vec<Change>,
-    /// A watermark to forward after `changes`.
-    pub watermark: Option<i64>,
+    /// Watermarks, each to be sent after the first `position` changes: `(position, watermark)`.
+    pub watermarks: Vec<(usize, i64)>,
+    /// A change of idleness to announce after everything else (`true`: idle).
+    pub idle: Option<bool>,
 }
 
 impl Output {
@@ -34,7 +40,17 @@ impl Output {
 
     /// Forwards a watermark downstream once the records emitted so far have gone.
     pub fn emit_watermark(&mut self, watermark: i64) {
-        self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
+        self.watermarks.push((self.changes.len(), watermark));
+    }
+
+    /// Announces that this output went idle (`true`) or became active (`false`).
+    pub fn emit_idle(&mut self, idle: bool) {
+        self.idle = Some(idle);
+    }
+
+    /// True when nothing was emitted.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.watermarks.is_empty() && self.idle.is_none()
     }
 }
 

@@ -1,1 +1,8 @@
-//! streamsql-sql
+//! # streamsql-sql
+//!
+//! The Flink SQL front end: parse (sqlparser with a Flink dialect), keep a catalog of tables and
+//! views, bind names and types, and lower queries to the engine's dataflow graph.
+
+pub mod error;
+
+pub use error::{SqlError, SqlErrorKind, SqlResult};

@@ -1,1 +1,292 @@
 //! Runs a `DataflowGraph`: one named thread per operator subtask, bounded channels between them.
+//!
+//! Every (upstream subtask, downstream subtask) pair of an edge has its own bounded crossbeam
+//! channel, so that a task can later block one input (barrier alignment) while reading the others.
+//! The task loop is owned here ([`task`]); operators only implement hooks. A failing or panicking
+//! task records the job's first error and raises the cancel flag; every other task notices it
+//! within one poll interval (blocking calls all have timeouts) and stops.
+
+pub mod clock;
+mod exchange;
+mod task;
+pub mod watermark;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::bounded;
+
+use crate::error::{EngineError, Result};
+use crate::graph::{DataflowGraph, Partitioning};
+use crate::metrics::TaskMetrics;
+use crate::operator::TaskContext;
+pub use clock::{Clock, ManualClock, SystemClock};
+use exchange::{EdgeWriter, OutputRouter};
+
+/// How the runtime runs a graph.
+#[derive(Clone)]
+pub struct RuntimeSettings {
+    /// Rows per batch before a buffer is sent.
+    pub batch_size: usize,
+    /// Batches a channel holds before the sender blocks (back pressure).
+    pub channel_capacity: usize,
+    /// `execution.buffer-timeout`: `Some(0)` sends after every hook, `None` only when full.
+    pub buffer_timeout: Option<Duration>,
+    /// How often `on_timer` runs (`pipeline.auto-watermark-interval`, at least 1 ms).
+    pub timer_interval: Duration,
+    /// `pipeline.max-parallelism`: the number of key groups.
+    pub max_parallelism: usize,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            batch_size: 1024,
+            channel_capacity: 8,
+            buffer_timeout: Some(Duration::from_millis(100)),
+            timer_interval: Duration::from_millis(200),
+            max_parallelism: 128,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// State shared by all tasks of a job.
+pub(crate) struct JobShared {
+    pub cancel: Arc<AtomicBool>,
+    error: Mutex<Option<EngineError>>,
+}
+
+impl JobShared {
+    /// Records the first failure and stops the job.
+    pub fn fail(&self, e: EngineError) {
+        if let Ok(mut slot) = self.error.lock() {
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        }
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// The metrics of one subtask, with where it sits in the graph.
+#[derive(Clone, Debug)]
+pub struct SubtaskMetrics {
+    pub node: usize,
+    pub operator_id: u64,
+    pub operator_name: String,
+    pub subtask: usize,
+    pub metrics: Arc<TaskMetrics>,
+}
+
+/// A running job.
+pub struct JobHandle {
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<JobShared>,
+    cancelled_by_user: Arc<AtomicBool>,
+    /// Per-subtask counters, readable while the job runs.
+    pub metrics: Vec<SubtaskMetrics>,
+}
+
+/// A handle that can cancel a job from another thread (a signal handler, a shell).
+#[derive(Clone)]
+pub struct CancelHandle {
+    cancel: Arc<AtomicBool>,
+    by_user: Arc<AtomicBool>,
+}
+
+impl CancelHandle {
+    pub fn cancel(&self) {
+        self.by_user.store(true, Ordering::SeqCst);
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
+/// How a job ended without failing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Every source was exhausted and every task finished.
+    Finished,
+    /// The job was cancelled.
+    Cancelled,
+}
+
+impl JobHandle {
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            cancel: self.shared.cancel.clone(),
+            by_user: self.cancelled_by_user.clone(),
+        }
+    }
+
+    /// Cancels the job; `wait` then returns `Cancelled`.
+    pub fn cancel(&self) {
+        self.cancel_handle().cancel();
+    }
+
+    /// True once every task thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Waits for every task; the job's first error if one failed.
+    pub fn wait(self) -> Result<JobOutcome> {
+        for t in self.threads {
+            // A task's panic was caught inside the thread; join only fails if that machinery did.
+            let _ = t.join();
+        }
+        let err = self.shared.error.lock().ok().and_then(|mut e| e.take());
+        match err {
+            Some(e) => Err(e),
+            None if self.cancelled_by_user.load(Ordering::SeqCst) => Ok(JobOutcome::Cancelled),
+            None => Ok(JobOutcome::Finished),
+        }
+    }
+}
+
+/// Starts every subtask of `graph` on its own thread.
+pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHandle> {
+    let shared = Arc::new(JobShared {
+        cancel: Arc::new(AtomicBool::new(false)),
+        error: Mutex::new(None),
+    });
+    let n = graph.nodes.len();
+    // receivers[node][subtask] = (channel receiver, input index)
+    let mut receivers: Vec<
+        Vec<Vec<(crossbeam_channel::Receiver<crate::message::Message>, usize)>>,
+    > = graph
+        .nodes
+        .iter()
+        .map(|node| (0..node.parallelism).map(|_| Vec::new()).collect())
+        .collect();
+    // writers[node][subtask] = edge writers
+    let mut writers: Vec<Vec<Vec<EdgeWriter>>> = graph
+        .nodes
+        .iter()
+        .map(|node| (0..node.parallelism).map(|_| Vec::new()).collect())
+        .collect();
+    for edge in &graph.edges {
+        if edge.from >= n || edge.to >= n || edge.from >= edge.to {
+            return Err(EngineError::internal(format!(
+                "edge {} -> {} is not in topological order",
+                edge.from, edge.to
+            )));
+        }
+        let up = graph.nodes[edge.from].parallelism;
+        let down = graph.nodes[edge.to].parallelism;
+        if edge.partitioning == Partitioning::Forward && up != down {
+            return Err(EngineError::internal(format!(
+                "forward edge between parallelism {up} and {down}"
+            )));
+        }
+        if edge.partitioning == Partitioning::Global && down != 1 {
+            return Err(EngineError::internal(
+                "global edge into a parallel operator",
+            ));
+        }
+        for u in 0..up {
+            let reach: Vec<usize> = match edge.partitioning {
+                Partitioning::Forward => vec![u],
+                _ => (0..down).collect(),
+            };
+            let mut targets = Vec::with_capacity(reach.len());
+            for d in reach {
+                let (tx, rx) = bounded(settings.channel_capacity.max(1));
+                targets.push(tx);
+                receivers[edge.to][d].push((rx, edge.input));
+            }
+            writers[edge.from][u].push(EdgeWriter::new(
+                edge.partitioning.clone(),
+                targets,
+                settings.max_parallelism,
+            ));
+        }
+    }
+
+    let mut threads = Vec::new();
+    let mut all_metrics = Vec::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let node_writers = std::mem::take(&mut writers[i]);
+        let node_receivers = std::mem::take(&mut receivers[i]);
+        for (subtask, (edge_writers, inputs)) in
+            node_writers.into_iter().zip(node_receivers).enumerate()
+        {
+            let metrics = Arc::new(TaskMetrics::new());
+            let ctx = TaskContext {
+                operator_id: node.id,
+                operator_name: node.name.clone(),
+                subtask_index: subtask,
+                parallelism: node.parallelism,
+                max_parallelism: settings.max_parallelism,
+                metrics: metrics.clone(),
+            };
+            all_metrics.push(SubtaskMetrics {
+                node: i,
+                operator_id: node.id,
+                operator_name: node.name.clone(),
+                subtask,
+                metrics,
+            });
+            let router = OutputRouter::new(
+                edge_writers,
+                shared.cancel.clone(),
+                settings.batch_size,
+                settings.buffer_timeout,
+            );
+            let kind = node.kind.clone();
+            let shared_t = shared.clone();
+            let settings_t = settings.clone();
+            let name = ctx.thread_name();
+            let spawned = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || {
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        task::run(kind, &ctx, inputs, router, &shared_t, &settings_t)
+                    }));
+                    match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(EngineError::Cancelled)) => {
+                            // Another task failed or the user cancelled: nothing to add.
+                            shared_t.cancel.store(true, Ordering::SeqCst);
+                        }
+                        Ok(Err(e)) => shared_t.fail(e),
+                        Err(panic) => {
+                            let msg = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_else(|| "unknown panic".into());
+                            shared_t.fail(EngineError::Task {
+                                message: format!("task {name} failed: {msg}"),
+                            });
+                        }
+                    }
+                });
+            match spawned {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    shared.fail(EngineError::io("cannot start a task thread", e));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(JobHandle {
+        threads,
+        shared,
+        cancelled_by_user: Arc::new(AtomicBool::new(false)),
+        metrics: all_metrics,
+    })
+}
+
+/// Runs `graph` to the end on the calling thread's behalf (blocking).
+pub fn run(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobOutcome> {
+    start(graph, settings)?.wait()
+}

@@ -1,0 +1,244 @@
+//! The sending side of a task: routes emitted changes to downstream subtasks and keeps control
+//! messages in order with them.
+//!
+//! Each outgoing edge has one bounded channel per downstream subtask it reaches and one batch
+//! buffer per channel. Rows are appended to buffers (hash: by key group; rebalance: round robin;
+//! broadcast: all) and a buffer travels as one message when it is full, when the buffer timeout
+//! expires, or before any control message (so a watermark never overtakes the rows before it).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{SendTimeoutError, Sender};
+
+use crate::error::{EngineError, Result};
+use crate::graph::Partitioning;
+use crate::keygroup;
+use crate::message::Message;
+use crate::operator::Output;
+use crate::value::Change;
+
+/// How long a blocked send waits before it looks at the cancel flag again.
+const SEND_POLL: Duration = Duration::from_millis(50);
+
+/// Sends `msg`, waiting while the channel is full (back pressure) but giving up when the job is
+/// cancelled or the receiver is gone.
+pub(crate) fn send(tx: &Sender<Message>, mut msg: Message, cancel: &AtomicBool) -> Result<()> {
+    loop {
+        match tx.send_timeout(msg, SEND_POLL) {
+            Ok(()) => return Ok(()),
+            Err(SendTimeoutError::Timeout(m)) => {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(EngineError::Cancelled);
+                }
+                msg = m;
+            }
+            Err(SendTimeoutError::Disconnected(_)) => return Err(EngineError::Cancelled),
+        }
+    }
+}
+
+/// The writer of one outgoing edge.
+pub(crate) struct EdgeWriter {
+    pub partitioning: Partitioning,
+    /// One sender per reachable downstream subtask (a forward edge has exactly one).
+    pub targets: Vec<Sender<Message>>,
+    buffers: Vec<Vec<Change>>,
+    next: usize,
+    max_parallelism: usize,
+}
+
+impl EdgeWriter {
+    pub fn new(
+        partitioning: Partitioning,
+        targets: Vec<Sender<Message>>,
+        max_parallelism: usize,
+    ) -> Self {
+        let buffers = targets.iter().map(|_| Vec::new()).collect();
+        EdgeWriter {
+            partitioning,
+            targets,
+            buffers,
+            next: 0,
+            max_parallelism,
+        }
+    }
+
+    /// The buffer index a change goes to, or `None` for broadcast.
+    fn target_of(&mut self, change: &Change) -> Option<usize> {
+        let n = self.targets.len();
+        match &self.partitioning {
+            Partitioning::Forward | Partitioning::Global => Some(0),
+            Partitioning::Hash(cols) => {
+                let hash = keygroup::key_hash(
+                    cols.iter()
+                        .map(|c| change.row.get(*c).unwrap_or(&crate::value::Value::Null)),
+                );
+                let group = keygroup::key_group(hash, self.max_parallelism);
+                Some(keygroup::operator_index(group, n, self.max_parallelism))
+            }
+            Partitioning::Rebalance => {
+                self.next = (self.next + 1) % n;
+                Some(self.next)
+            }
+            Partitioning::Broadcast => None,
+        }
+    }
+}
+
+/// Routes a task's output over all its outgoing edges.
+pub(crate) struct OutputRouter {
+    edges: Vec<EdgeWriter>,
+    cancel: Arc<AtomicBool>,
+    batch_size: usize,
+    buffer_timeout: Option<Duration>,
+    /// When the oldest row still buffered was added.
+    oldest: Option<Instant>,
+    /// Rows sent so far (for `numRecordsOut`).
+    pub records_out: u64,
+}
+
+impl OutputRouter {
+    pub fn new(
+        edges: Vec<EdgeWriter>,
+        cancel: Arc<AtomicBool>,
+        batch_size: usize,
+        buffer_timeout: Option<Duration>,
+    ) -> Self {
+        OutputRouter {
+            edges,
+            cancel,
+            batch_size: batch_size.max(1),
+            buffer_timeout,
+            oldest: None,
+            records_out: 0,
+        }
+    }
+
+    /// Sends everything in `out` (changes, interleaved watermarks, idleness) and leaves it empty.
+    pub fn emit(&mut self, out: &mut Output) -> Result<()> {
+        if out.watermarks.is_empty() {
+            self.route(out.changes.drain(..))?;
+        } else {
+            let mut changes = std::mem::take(&mut out.changes);
+            let mut sent = 0;
+            let watermarks = std::mem::take(&mut out.watermarks);
+            let mut rest = changes.drain(..);
+            for (pos, wm) in watermarks {
+                let take = pos.saturating_sub(sent);
+                self.route(rest.by_ref().take(take))?;
+                sent += take;
+                self.broadcast(|| Message::Watermark(wm))?;
+            }
+            self.route(rest)?;
+            drop(changes);
+        }
+        if let Some(idle) = out.idle.take() {
+            self.broadcast(|| Message::Idle(idle))?;
+        }
+        if self.buffer_timeout == Some(Duration::ZERO) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, changes: impl Iterator<Item = Change>) -> Result<()> {
+        let Some(last) = self.edges.len().checked_sub(1) else {
+            return Ok(());
+        };
+        let mut count = 0u64;
+        for change in changes {
+            count += 1;
+            for e in 0..last {
+                self.push(e, change.clone())?;
+            }
+            self.push(last, change)?;
+        }
+        if count > 0 {
+            self.records_out += count;
+            if self.oldest.is_none() {
+                self.oldest = Some(Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, e: usize, change: Change) -> Result<()> {
+        let edge = &mut self.edges[e];
+        match edge.target_of(&change) {
+            Some(t) => {
+                edge.buffers[t].push(change);
+                if edge.buffers[t].len() >= self.batch_size {
+                    self.send_buffer(e, t)?;
+                }
+            }
+            None => {
+                let n = edge.buffers.len();
+                for t in 1..n {
+                    edge.buffers[t].push(change.clone());
+                }
+                if let Some(b) = edge.buffers.first_mut() {
+                    b.push(change);
+                }
+                if edge
+                    .buffers
+                    .first()
+                    .is_some_and(|b| b.len() >= self.batch_size)
+                {
+                    for t in 0..n {
+                        self.send_buffer(e, t)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_buffer(&mut self, e: usize, t: usize) -> Result<()> {
+        let edge = &mut self.edges[e];
+        if edge.buffers[t].is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut edge.buffers[t], Vec::with_capacity(self.batch_size));
+        send(&edge.targets[t], Message::Batch(batch), &self.cancel)
+    }
+
+    /// Sends every non-empty buffer.
+    pub fn flush(&mut self) -> Result<()> {
+        for e in 0..self.edges.len() {
+            for t in 0..self.edges[e].buffers.len() {
+                self.send_buffer(e, t)?;
+            }
+        }
+        self.oldest = None;
+        Ok(())
+    }
+
+    /// Flushes, then sends a control message to every downstream channel.
+    pub fn broadcast(&mut self, make: impl Fn() -> Message) -> Result<()> {
+        self.flush()?;
+        for edge in &self.edges {
+            for tx in &edge.targets {
+                send(tx, make(), &self.cancel)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When buffered rows must leave at the latest (`None`: nothing buffered or no timeout).
+    pub fn deadline(&self) -> Option<Instant> {
+        match (self.oldest, self.buffer_timeout) {
+            (Some(t), Some(d)) => Some(t + d),
+            _ => None,
+        }
+    }
+
+    /// Flushes when the buffer timeout has expired.
+    pub fn flush_if_due(&mut self, now: Instant) -> Result<()> {
+        if self.deadline().is_some_and(|d| now >= d) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
