@@ -1,1 +1,186 @@
-//! streamsql
+//! # streamsql
+//!
+//! An embeddable stream processor that runs Flink SQL. This crate is the facade: it reads TOML
+//! configuration, runs SQL scripts through the `sql` crate's planner on the `engine` crate's
+//! runtime, renders diagnostics with miette, and hosts the command line.
+//!
+//! Layers (dependencies point down):
+//! - `streamsql` (this crate): [`Streamsql`] sessions, [`config`] (TOML), [`diagnostic`],
+//!   [`print`] (Flink's print format), the CLI in `main.rs`.
+//! - `streamsql-sql`: parser (Flink dialect on sqlparser), catalog, binder, planner.
+//! - `streamsql-engine`: types, expressions, operators, connectors, the threaded runtime.
+//! - `streamsql-storage`: durable, checksummed files.
+//!
+//! ```no_run
+//! use streamsql::Streamsql;
+//! let mut s = Streamsql::new(Default::default());
+//! let exec = s.execute("example.sql", "SELECT 1 + 1").expect("valid SQL");
+//! let rows = exec.job.expect("a SELECT runs a job").collect_changes().expect("job succeeds");
+//! assert_eq!(rows[0].1.row[0], streamsql::engine::value::Value::Int(2));
+//! ```
+
+pub mod config;
+pub mod diagnostic;
+pub mod print;
+
+use std::time::Duration;
+
+use crossbeam_channel::Select;
+pub use streamsql_engine as engine;
+use streamsql_engine::config::Configuration;
+use streamsql_engine::operators::collect::Collected;
+use streamsql_engine::runtime::{self, CancelHandle, JobHandle, JobOutcome, RuntimeSettings};
+use streamsql_engine::types::Schema;
+use streamsql_engine::value::Change;
+pub use streamsql_sql as sql;
+use streamsql_sql::session::{SelectOutput, SqlSession, StatementOutput};
+
+pub use diagnostic::Error;
+
+/// A session: a catalog of tables and views and the configuration, across scripts.
+pub struct Streamsql {
+    session: SqlSession,
+}
+
+/// What executing a script produced.
+pub struct Execution {
+    /// What DDL, SET, SHOW, DESCRIBE and EXPLAIN statements printed, in order.
+    pub outputs: Vec<StatementOutput>,
+    /// The running job of the script's INSERTs and SELECTs, if it had any.
+    pub job: Option<RunningJob>,
+}
+
+/// A job that is running.
+pub struct RunningJob {
+    handle: JobHandle,
+    selects: Vec<SelectOutput>,
+}
+
+impl Streamsql {
+    pub fn new(config: Configuration) -> Self {
+        Streamsql {
+            session: SqlSession::new(config),
+        }
+    }
+
+    /// Keeps `key = value` even when a script `SET`s the key (command-line overrides win).
+    pub fn pin(&mut self, key: &str, value: &str) {
+        self.session
+            .pinned
+            .push((key.to_string(), value.to_string()));
+    }
+
+    /// The session's configuration.
+    pub fn config(&self) -> &Configuration {
+        &self.session.config
+    }
+
+    /// Executes a script (named `name` in diagnostics) and starts its job.
+    pub fn execute(&mut self, name: &str, sql: &str) -> Result<Execution, Error> {
+        let result = self
+            .session
+            .execute_script(sql)
+            .map_err(|e| Error::Sql(Box::new(diagnostic::SqlDiagnostic::new(&e, name, sql))))?;
+        let job = match result.job {
+            Some(plan) => {
+                let settings = runtime_settings(&self.session.config);
+                let handle = runtime::start(&plan.graph, &settings).map_err(Error::Job)?;
+                Some(RunningJob {
+                    handle,
+                    selects: plan.selects,
+                })
+            }
+            None => None,
+        };
+        Ok(Execution {
+            outputs: result.outputs,
+            job,
+        })
+    }
+
+    /// The dataflow of a script's INSERTs and SELECTs, one operator per line.
+    pub fn explain(&mut self, name: &str, sql: &str) -> Result<String, Error> {
+        self.session
+            .explain_script(sql)
+            .map_err(|e| Error::Sql(Box::new(diagnostic::SqlDiagnostic::new(&e, name, sql))))
+    }
+}
+
+/// The runtime settings a configuration asks for.
+pub fn runtime_settings(config: &Configuration) -> RuntimeSettings {
+    let interval = config.auto_watermark_interval();
+    RuntimeSettings {
+        buffer_timeout: Some(config.buffer_timeout()),
+        timer_interval: if interval.is_zero() {
+            Duration::from_millis(200)
+        } else {
+            interval
+        },
+        max_parallelism: config.max_parallelism(),
+        ..RuntimeSettings::default()
+    }
+}
+
+impl RunningJob {
+    /// A handle to cancel the job from another thread.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.handle.cancel_handle()
+    }
+
+    /// The schemas of the job's SELECT results, in script order.
+    pub fn select_schemas(&self) -> Vec<Schema> {
+        self.selects.iter().map(|s| s.schema.clone()).collect()
+    }
+
+    /// Per-subtask metrics of the running job.
+    pub fn metrics(&self) -> &[runtime::SubtaskMetrics] {
+        &self.handle.metrics
+    }
+
+    /// Calls `f(select_index, schema, change)` for every result change of every SELECT as it
+    /// arrives, then waits for the job to end.
+    pub fn for_each_change(
+        self,
+        mut f: impl FnMut(usize, &Schema, &Change),
+    ) -> Result<JobOutcome, Error> {
+        let mut open: Vec<bool> = vec![true; self.selects.len()];
+        while open.iter().any(|o| *o) {
+            let live: Vec<usize> = (0..open.len()).filter(|i| open[*i]).collect();
+            let mut sel = Select::new();
+            for i in &live {
+                sel.recv(&self.selects[*i].receiver);
+            }
+            let Ok(oper) = sel.select_timeout(Duration::from_millis(100)) else {
+                if self.handle.is_finished() {
+                    // The job ended without sending End (it failed or was cancelled).
+                    break;
+                }
+                continue;
+            };
+            let i = live[oper.index()];
+            match oper.recv(&self.selects[i].receiver) {
+                Ok(Collected::Changes(batch)) => {
+                    for c in &batch {
+                        f(i, &self.selects[i].schema, c);
+                    }
+                }
+                Ok(Collected::End) | Err(_) => open[i] = false,
+            }
+        }
+        let RunningJob { handle, selects } = self;
+        drop(selects);
+        handle.wait().map_err(Error::Job)
+    }
+
+    /// Collects every result change (with its SELECT's index) until the job ends.
+    pub fn collect_changes(self) -> Result<Vec<(usize, Change)>, Error> {
+        let mut out = Vec::new();
+        self.for_each_change(|i, _, c| out.push((i, c.clone())))?;
+        Ok(out)
+    }
+
+    /// Waits for the job, discarding SELECT results.
+    pub fn wait(self) -> Result<JobOutcome, Error> {
+        self.for_each_change(|_, _, _| {})
+    }
+}

@@ -1,1 +1,161 @@
-fn main() {}
+//! The `streamsql` command line: `run` a pipeline, `explain` its dataflow.
+//!
+//! Standard output carries only result rows (and EXPLAIN / SHOW output); logs and diagnostics go
+//! to standard error, so `streamsql run q.sql > out.txt` captures exactly the result.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use streamsql::config::{apply_overrides, find_config_file, load_toml};
+use streamsql::engine::config::Configuration;
+use streamsql::engine::runtime::JobOutcome;
+use streamsql::sql::session::StatementOutput;
+use streamsql::{Error, Streamsql};
+
+#[derive(Parser)]
+#[command(
+    name = "streamsql",
+    version,
+    about = "An embeddable stream processor that runs Flink SQL"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by commands that plan a pipeline.
+#[derive(clap::Args)]
+struct PipelineArgs {
+    /// The pipeline: a Flink SQL script.
+    pipeline: PathBuf,
+    /// A TOML configuration file (default: PIPELINE.toml beside the script, else ./streamsql.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Set a configuration key; wins over the file and over SET in the script.
+    #[arg(short = 'D', value_name = "KEY=VALUE")]
+    define: Vec<String>,
+    /// Default parallelism (parallelism.default).
+    #[arg(short = 'p', long = "parallelism")]
+    parallelism: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline until its bounded sources are exhausted (or Ctrl-C).
+    Run(PipelineArgs),
+    /// Print the dataflow of a pipeline: one operator per line with parallelism and exchanges.
+    Explain(PipelineArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Explain(args) => explain(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Loads the configuration with its precedence and a session over it.
+fn session(args: &PipelineArgs) -> Result<(Streamsql, String), Error> {
+    let mut config = Configuration::new();
+    if let Some(file) = find_config_file(Some(&args.pipeline), args.config.as_deref()) {
+        config = load_toml(&file).map_err(|e| Error::Config(Box::new(e)))?;
+        eprintln!("streamsql: loaded configuration from {}", file.display());
+    } else if let Some(explicit) = &args.config {
+        return Err(Error::Read {
+            path: explicit.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "file not found"),
+        });
+    }
+    let mut defines = args.define.clone();
+    if let Some(p) = args.parallelism {
+        defines.push(format!("parallelism.default={p}"));
+    }
+    let mut pins = Configuration::new();
+    apply_overrides(&mut pins, &defines).map_err(|e| Error::Config(Box::new(e)))?;
+    config.merge(&pins);
+    let mut s = Streamsql::new(config);
+    for (k, v) in pins.iter() {
+        s.pin(k, v);
+    }
+    let sql = read(&args.pipeline)?;
+    Ok((s, sql))
+}
+
+fn explain(args: &PipelineArgs) -> Result<ExitCode, Error> {
+    let (mut s, sql) = session(args)?;
+    let text = s.explain(&args.pipeline.display().to_string(), &sql)?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: &PipelineArgs) -> Result<ExitCode, Error> {
+    let (mut s, sql) = session(args)?;
+    let name = args.pipeline.display().to_string();
+    let exec = s.execute(&name, &sql)?;
+    let stdout = std::io::stdout();
+    {
+        let mut out = stdout.lock();
+        for o in &exec.outputs {
+            match o {
+                StatementOutput::Info(msg) => eprintln!("{msg}"),
+                StatementOutput::Table { header, rows } => {
+                    let _ = writeln!(out, "{}", header.join("\t"));
+                    for r in rows {
+                        let _ = writeln!(out, "{}", r.join("\t"));
+                    }
+                }
+                StatementOutput::Explain(text) => {
+                    let _ = write!(out, "{text}");
+                }
+            }
+        }
+    }
+    let Some(job) = exec.job else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let cancel = job.cancel_handle();
+    // Ctrl-C and SIGTERM cancel the job; a second one exits at once.
+    let mut signalled = false;
+    let _ = ctrlc::set_handler(move || {
+        if signalled {
+            std::process::exit(130);
+        }
+        signalled = true;
+        eprintln!("streamsql: cancelling the job");
+        cancel.cancel();
+    });
+    // Not a held lock: print sinks on task threads write to stdout too.
+    let mut out = std::io::BufWriter::new(stdout);
+    let mut line = String::new();
+    let outcome = job.for_each_change(|_, schema, change| {
+        line.clear();
+        streamsql::print::write_change(&mut line, schema, change);
+        line.push('\n');
+        let _ = out.write_all(line.as_bytes());
+    });
+    let _ = out.flush();
+    match outcome? {
+        JobOutcome::Finished => Ok(ExitCode::SUCCESS),
+        JobOutcome::Cancelled => {
+            eprintln!("streamsql: the job was cancelled");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

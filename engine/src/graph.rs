@@ -164,11 +164,13 @@ impl DataflowGraph {
     fn explain_node(&self, i: usize, depth: usize, via: Option<&Partitioning>, out: &mut String) {
         let n = &self.nodes[i];
         let indent = "  ".repeat(depth);
-        let via = via.map(|p| format!(" <- {}", p.name())).unwrap_or_default();
+        let via = via
+            .map(|p| format!("+- {} -> ", p.name()))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{indent}{}(parallelism={}){}: {}",
-            n.name, n.parallelism, via, n.description
+            "{indent}{via}{}(parallelism={}): {}",
+            n.name, n.parallelism, n.description
         );
         for e in self.inputs_of(i) {
             self.explain_node(e.from, depth + 1, Some(&e.partitioning), out);

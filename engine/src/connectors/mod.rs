@@ -25,3 +25,14 @@ pub trait Source: Send {
 pub trait SourceFactory: Send + Sync {
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Source>>;
 }
+pub mod values;
+
+pub mod blackhole;
+pub mod csv;
+pub mod datagen;
+pub mod filesystem;
+pub mod fs_sink;
+pub mod json;
+pub mod options;
+pub mod print;
+pub mod registry;

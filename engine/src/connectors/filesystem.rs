@@ -1,0 +1,519 @@
+//! The `filesystem` source: bounded reading of csv or json files.
+//!
+//! `path` names a file or a directory; a directory contributes every regular file in it, sorted
+//! by name, except hidden files (names starting with `.` or `_`), as Flink's file enumerator does.
+//! A `file://` prefix is accepted. Files are split over the source subtasks: file `i` of the
+//! sorted list goes to subtask `i % parallelism`. Each subtask reads its files one after the
+//! other, line by line through one reused buffer, and finishes when they are exhausted.
+//! Unbounded reading (`source.monitor-interval`) is not supported.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use crate::connectors::csv::{CsvDecoder, CsvFormat, Decoded, Split};
+use crate::connectors::json::{JsonDecoded, JsonDecoder, JsonFormat};
+use crate::connectors::options::{OptionReader, Options};
+use crate::connectors::{Source, SourceFactory, SourceStatus};
+use crate::error::{EngineError, Result};
+use crate::metrics::TaskMetrics;
+use crate::operator::{Output, TaskContext};
+use crate::types::Schema;
+use crate::value::Change;
+
+/// The file formats the filesystem connector reads and writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    Csv(CsvFormat),
+    Json(JsonFormat),
+}
+
+/// Options of Flink's filesystem connector that are accepted and have no effect here (partition
+/// commit, compaction, statistics, shuffling).
+const ACCEPTED_FILESYSTEM_OPTIONS: [&str; 14] = [
+    "partition.default-name",
+    "source.path.regex-pattern",
+    "source.report-statistics",
+    "sink.shuffle-by-partition.enable",
+    "sink.partition-commit.trigger",
+    "sink.partition-commit.delay",
+    "sink.partition-commit.watermark-time-zone",
+    "sink.partition-commit.policy.kind",
+    "sink.partition-commit.policy.class",
+    "sink.partition-commit.success-file.name",
+    "partition.time-extractor.timestamp-pattern",
+    "auto-compaction",
+    "compaction.file-size",
+    "sink.rolling-policy.inactivity-interval",
+];
+
+/// Watermark options the planner handles; every source accepts them.
+pub(crate) const SCAN_WATERMARK_OPTIONS: [&str; 5] = [
+    "scan.watermark.emit.strategy",
+    "scan.watermark.alignment.group",
+    "scan.watermark.alignment.max-drift",
+    "scan.watermark.alignment.update-interval",
+    "scan.watermark.idle-timeout",
+];
+
+/// The options shared by the filesystem source and sink: `path`, `format` and the format's.
+#[derive(Clone, Debug)]
+pub(crate) struct FileSystemOptions {
+    pub path: PathBuf,
+    pub format: FileFormat,
+}
+
+/// Reads `path`, `format` and the format's options; Flink's filesystem connector accepts the
+/// options of both directions on either.
+pub(crate) fn read_common(r: &mut OptionReader<'_>) -> Result<FileSystemOptions> {
+    r.require(&["path", "format"])?;
+    let path = r.string("path").unwrap_or_default();
+    let path = PathBuf::from(path.strip_prefix("file://").unwrap_or(path));
+    let format_name = r.string("format").unwrap_or_default();
+    let format = match format_name {
+        "csv" => FileFormat::Csv(CsvFormat::from_options(r)?),
+        "json" => FileFormat::Json(JsonFormat::from_options(r)?),
+        other => {
+            let available = ["csv", "json"];
+            return Err(EngineError::option(
+                format!(
+                    "Could not find any format factory for identifier '{other}' in the classpath.\n\nAvailable factory identifiers are:\n\n{}",
+                    available.join("\n")
+                ),
+                crate::connectors::options::did_you_mean(other, &available)
+                    .map(|s| format!("did you mean '{s}'?")),
+            ));
+        }
+    };
+    for key in ACCEPTED_FILESYSTEM_OPTIONS {
+        r.accept(key);
+    }
+    r.accept("sink.parallelism");
+    r.accept("sink.rolling-policy.file-size");
+    r.accept("sink.rolling-policy.rollover-interval");
+    r.accept("sink.rolling-policy.check-interval");
+    r.accept("source.monitor-interval");
+    r.accept("partition.time-extractor.kind");
+    r.accept("partition.time-extractor.class");
+    Ok(FileSystemOptions { path, format })
+}
+
+/// Builds the filesystem source of table `table`.
+pub fn create_source(
+    table: &str,
+    schema: &Schema,
+    options: &Options,
+) -> Result<FileSystemSourceFactory> {
+    let mut r = options.reader();
+    let common = read_common(&mut r)?;
+    if r.string("source.monitor-interval").is_some() {
+        return Err(EngineError::option(
+            "'source.monitor-interval' is not supported: the filesystem source reads its files once (bounded)",
+            Some("remove 'source.monitor-interval' to read the files present when the job starts".to_string()),
+        ));
+    }
+    for key in SCAN_WATERMARK_OPTIONS {
+        r.accept(key);
+    }
+    r.finish("filesystem")?;
+    Ok(FileSystemSourceFactory {
+        table: table.to_string(),
+        schema: schema.clone(),
+        path: common.path,
+        format: common.format,
+    })
+}
+
+/// Creates the per-subtask readers of one filesystem table.
+#[derive(Clone, Debug)]
+pub struct FileSystemSourceFactory {
+    table: String,
+    schema: Schema,
+    path: PathBuf,
+    format: FileFormat,
+}
+
+impl FileSystemSourceFactory {
+    /// The files of this table, sorted by name.
+    pub fn files(&self) -> Result<Vec<PathBuf>> {
+        list_files(&self.table, &self.path)
+    }
+}
+
+/// The files under `path`, as Flink enumerates them: the file itself, or the visible regular
+/// files of a directory sorted by name.
+pub fn list_files(table: &str, path: &Path) -> Result<Vec<PathBuf>> {
+    let ctx = || format!("table '{table}': cannot read path '{}'", path.display());
+    let meta = std::fs::metadata(path).map_err(|e| EngineError::io(ctx(), e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| EngineError::io(ctx(), e))? {
+        let entry = entry.map_err(|e| EngineError::io(ctx(), e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let file_type = entry.file_type().map_err(|e| EngineError::io(ctx(), e))?;
+        if file_type.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+impl SourceFactory for FileSystemSourceFactory {
+    fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Source>> {
+        let parallelism = ctx.parallelism.max(1);
+        let files: Vec<PathBuf> = self
+            .files()?
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % parallelism == ctx.subtask_index)
+            .map(|(_, f)| f)
+            .collect();
+        let decoder = match &self.format {
+            FileFormat::Csv(f) => Decoder::Csv(CsvDecoder::new(f.clone(), self.schema.types())),
+            FileFormat::Json(f) => Decoder::Json(JsonDecoder::new(f.clone(), &self.schema)),
+        };
+        Ok(Box::new(FileSource {
+            table: self.table.clone(),
+            columns: self.schema.fields.iter().map(|f| f.name.clone()).collect(),
+            files,
+            next_file: 0,
+            current: None,
+            decoder,
+            record: Vec::with_capacity(256),
+            metrics: ctx.metrics.clone(),
+        }))
+    }
+}
+
+enum Decoder {
+    Csv(CsvDecoder),
+    Json(JsonDecoder),
+}
+
+/// One file being read.
+struct OpenFile {
+    path: PathBuf,
+    reader: Box<dyn BufRead + Send>,
+    line: Vec<u8>,
+    /// Number of the last line read (1-based).
+    line_no: u64,
+}
+
+impl OpenFile {
+    /// Reads the next line without its terminator into `self.line`; false at the end.
+    fn next_line(&mut self) -> std::io::Result<bool> {
+        self.line.clear();
+        if self.reader.read_until(b'\n', &mut self.line)? == 0 {
+            return Ok(false);
+        }
+        self.line_no += 1;
+        if self.line.last() == Some(&b'\n') {
+            self.line.pop();
+            if self.line.last() == Some(&b'\r') {
+                self.line.pop();
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// What reading one record of a file gave: `None` at the end of the file, else the row, if any
+/// (comments, blank lines and skipped bad records give none).
+type ReadOutcome = Option<Option<crate::value::Row>>;
+
+/// A subtask of the filesystem source.
+struct FileSource {
+    table: String,
+    columns: Vec<String>,
+    files: Vec<PathBuf>,
+    next_file: usize,
+    current: Option<OpenFile>,
+    decoder: Decoder,
+    /// A csv record that spans several lines.
+    record: Vec<u8>,
+    metrics: std::sync::Arc<TaskMetrics>,
+}
+
+/// A parse failure naming the table, the file, the line and the column.
+fn data_error(
+    table: &str,
+    columns: &[String],
+    file: &OpenFile,
+    line: u64,
+    column: Option<usize>,
+    reason: &str,
+) -> EngineError {
+    let column = column
+        .and_then(|c| columns.get(c))
+        .map(|c| format!(", column '{c}'"))
+        .unwrap_or_default();
+    EngineError::data(format!(
+        "Failed to parse a row of table '{table}' in file '{}', line {line}{column}: {reason}",
+        file.path.display()
+    ))
+}
+
+impl FileSource {
+    /// Reads one record of the open file; `Ok(None)` at its end.
+    fn read_one(&mut self, file: &mut OpenFile) -> Result<ReadOutcome> {
+        let io_err =
+            |e, path: &Path| EngineError::io(format!("cannot read '{}'", path.display()), e);
+        if !file.next_line().map_err(|e| io_err(e, &file.path))? {
+            return Ok(None);
+        }
+        let start_line = file.line_no;
+        let FileSource {
+            table,
+            columns,
+            decoder,
+            record,
+            metrics,
+            ..
+        } = self;
+        let fail = |file: &OpenFile, column: Option<usize>, reason: &str| {
+            data_error(table, columns, file, start_line, column, reason)
+        };
+        match decoder {
+            Decoder::Csv(d) => {
+                if d.is_ignorable(&file.line) {
+                    return Ok(Some(None));
+                }
+                record.clear();
+                record.extend_from_slice(&file.line);
+                while d.split(record) == Split::OpenQuote {
+                    if !file.next_line().map_err(|e| io_err(e, &file.path))? {
+                        let ignore = d.format().ignore_parse_errors;
+                        if ignore {
+                            TaskMetrics::add(&metrics.parse_errors_skipped, 1);
+                            return Ok(Some(None));
+                        }
+                        return Err(fail(
+                            file,
+                            None,
+                            "a quoted field is not closed before the end of the file",
+                        ));
+                    }
+                    record.push(b'\n');
+                    record.extend_from_slice(&file.line);
+                }
+                match d.decode() {
+                    Ok(Decoded::Row(row)) => Ok(Some(Some(row))),
+                    Ok(Decoded::Nothing) => Ok(Some(None)),
+                    Ok(Decoded::Skipped) => {
+                        TaskMetrics::add(&metrics.parse_errors_skipped, 1);
+                        Ok(Some(None))
+                    }
+                    Err(e) => Err(fail(file, e.column, &e.reason)),
+                }
+            }
+            Decoder::Json(d) => {
+                if file.line.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(Some(None));
+                }
+                let text = match std::str::from_utf8(&file.line) {
+                    Ok(t) => t,
+                    Err(_) => return Err(fail(file, None, "the line is not valid UTF-8")),
+                };
+                match d.decode(text) {
+                    Ok(JsonDecoded::Row(row)) => Ok(Some(Some(row))),
+                    Ok(JsonDecoded::Skipped) => {
+                        TaskMetrics::add(&metrics.parse_errors_skipped, 1);
+                        Ok(Some(None))
+                    }
+                    Err(reason) => Err(fail(file, None, &reason)),
+                }
+            }
+        }
+    }
+}
+
+impl Source for FileSource {
+    fn poll(&mut self, out: &mut Output, max_rows: usize) -> Result<SourceStatus> {
+        let max_rows = max_rows.max(1);
+        let mut emitted = 0;
+        while emitted < max_rows {
+            let mut file = match self.current.take() {
+                Some(f) => f,
+                None => {
+                    let Some(path) = self.files.get(self.next_file).cloned() else {
+                        return Ok(if emitted > 0 {
+                            SourceStatus::More
+                        } else {
+                            SourceStatus::Finished
+                        });
+                    };
+                    self.next_file += 1;
+                    let f = File::open(&path).map_err(|e| {
+                        EngineError::io(
+                            format!("table '{}': cannot open '{}'", self.table, path.display()),
+                            e,
+                        )
+                    })?;
+                    OpenFile {
+                        path,
+                        reader: Box::new(BufReader::with_capacity(64 * 1024, f)),
+                        line: Vec::with_capacity(256),
+                        line_no: 0,
+                    }
+                }
+            };
+            match self.read_one(&mut file)? {
+                None => continue,
+                Some(row) => {
+                    if let Some(row) = row {
+                        out.changes.push(Change::insert(row));
+                        emitted += 1;
+                    }
+                    self.current = Some(file);
+                }
+            }
+        }
+        Ok(SourceStatus::More)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{DataType, Field};
+    use crate::value::Value;
+    use std::sync::Arc;
+
+    pub(crate) fn ctx(subtask: usize, parallelism: usize) -> TaskContext {
+        TaskContext {
+            operator_id: 1,
+            operator_name: "src".into(),
+            subtask_index: subtask,
+            parallelism,
+            max_parallelism: 128,
+            metrics: Arc::new(TaskMetrics::new()),
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("streamsql-fs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("id", DataType::Int),
+            Field::new("name", DataType::STRING),
+        ])
+    }
+
+    fn drain(src: &mut dyn Source, max: usize) -> Result<Vec<Change>> {
+        let mut all = Vec::new();
+        loop {
+            let mut out = Output::new();
+            let st = src.poll(&mut out, max)?;
+            assert!(out.changes.len() <= max);
+            all.extend(out.changes);
+            if st == SourceStatus::Finished {
+                return Ok(all);
+            }
+        }
+    }
+
+    #[test]
+    fn reads_directory_sorted_and_split_over_subtasks() {
+        let d = temp_dir("dir");
+        std::fs::write(d.join("b.csv"), "2,b\n").unwrap();
+        std::fs::write(d.join("a.csv"), "1,a\r\n1,aa\n").unwrap();
+        std::fs::write(d.join(".hidden"), "9,h\n").unwrap();
+        std::fs::write(d.join("_SUCCESS"), "").unwrap();
+        let o = Options::from_pairs([
+            ("connector", "filesystem"),
+            ("path", d.to_str().unwrap()),
+            ("format", "csv"),
+        ]);
+        let f = create_source("t", &schema(), &o).unwrap();
+        let rows = drain(&mut *f.create(&ctx(0, 1)).unwrap(), 1).unwrap();
+        let ids: Vec<Value> = rows.iter().map(|c| c.row[0].clone()).collect();
+        assert_eq!(ids, vec![Value::Int(1), Value::Int(1), Value::Int(2)]);
+        assert_eq!(rows[1].row[1], Value::string("aa"));
+        let s0 = drain(&mut *f.create(&ctx(0, 2)).unwrap(), 10).unwrap();
+        let s1 = drain(&mut *f.create(&ctx(1, 2)).unwrap(), 10).unwrap();
+        assert_eq!((s0.len(), s1.len()), (2, 1));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn bad_line_names_table_file_line_and_column() {
+        let d = temp_dir("bad");
+        let file = d.join("x.csv");
+        std::fs::write(&file, "1,a\nzz,b\n").unwrap();
+        let o = Options::from_pairs([("path", file.to_str().unwrap()), ("format", "csv")]);
+        let f = create_source("orders", &schema(), &o).unwrap();
+        let err = drain(&mut *f.create(&ctx(0, 1)).unwrap(), 10).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("table 'orders'"), "{msg}");
+        assert!(msg.contains("line 2, column 'id'"), "{msg}");
+        assert!(msg.contains("x.csv"), "{msg}");
+
+        let o = Options::from_pairs([
+            ("path", file.to_str().unwrap()),
+            ("format", "csv"),
+            ("csv.ignore-parse-errors", "true"),
+        ]);
+        let f = create_source("orders", &schema(), &o).unwrap();
+        let rows = drain(&mut *f.create(&ctx(0, 1)).unwrap(), 10).unwrap();
+        assert_eq!(rows[1].row, vec![Value::Null, Value::string("b")]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn json_lines_and_file_prefix() {
+        let d = temp_dir("json");
+        let file = d.join("x.jsonl");
+        std::fs::write(&file, "{\"id\":1,\"name\":\"a\"}\n\n{\"id\":2}\n").unwrap();
+        let path = format!("file://{}", file.display());
+        let o = Options::from_pairs([("path", path.as_str()), ("format", "json")]);
+        let f = create_source("t", &schema(), &o).unwrap();
+        let rows = drain(&mut *f.create(&ctx(0, 1)).unwrap(), 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].row, vec![Value::Int(2), Value::Null]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn option_errors() {
+        let o = Options::from_pairs([("connector", "filesystem")]);
+        let err = create_source("t", &schema(), &o).unwrap_err();
+        assert!(err
+            .to_string()
+            .ends_with("Missing required options are:\n\npath\nformat"));
+        let o = Options::from_pairs([
+            ("path", "/x"),
+            ("format", "csv"),
+            ("csv.ignore-parse-error", "true"),
+        ]);
+        let err = create_source("t", &schema(), &o).unwrap_err();
+        assert!(err.to_string().starts_with(
+            "Unsupported options found for 'filesystem'.\n\nUnsupported options:\n\ncsv.ignore-parse-error\n\nSupported options:\n\n"
+        ));
+        let o = Options::from_pairs([
+            ("path", "/x"),
+            ("format", "csv"),
+            ("source.monitor-interval", "1s"),
+        ]);
+        assert!(create_source("t", &schema(), &o)
+            .unwrap_err()
+            .to_string()
+            .contains("source.monitor-interval"));
+        let o = Options::from_pairs([("path", "/x"), ("format", "xml")]);
+        assert!(create_source("t", &schema(), &o).is_err());
+        let o = Options::from_pairs([("path", "/nonexistent-streamsql"), ("format", "csv")]);
+        let f = create_source("t", &schema(), &o).unwrap();
+        assert!(matches!(f.create(&ctx(0, 1)), Err(EngineError::Io { .. })));
+    }
+}

@@ -1,0 +1,532 @@
+//! `WindowAggregate`: event-time window aggregation, for window TVF aggregations (TUMBLE, HOP,
+//! CUMULATE, SESSION) and the legacy `GROUP BY TUMBLE(..)` group windows alike.
+//!
+//! Semantics (Flink's slicing and merging window operators, observed equal on 021):
+//! - A window fires when the watermark reaches `end - 1`; it emits one `+I` row per key that has
+//!   rows in it, before the watermark is forwarded. Nothing is ever retracted.
+//! - A row contributes to each of its windows that has not fired when it arrives. Flink reaches
+//!   the same result through slices: a row whose slice fired is merged into the state of the
+//!   windows still open. A row with no open window is late: dropped and counted in
+//!   `numLateRecordsDropped`.
+//! - A session row opens `[ts, ts + gap)`, merged with every open session of its key that it
+//!   intersects (bounds inclusive); it is late when the merged session has already reached its
+//!   end, i.e. `end - 1 <= watermark`.
+//! - Windows are computed directly (one accumulator set per window and key), not by slices:
+//!   results are the same, DOUBLE sums may differ in the last bits, as they do between Flink runs.
+//!
+//! Output rows are `key values ++ [window_start, window_end, window_time] ++ aggregate values`;
+//! window_start/end are TIMESTAMP(3), window_time has the rowtime's type and is `end - 1`.
+//! Emission order is deterministic: by window end, then start, then key.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::agg::{column, Accumulator, AggCall, AggregateCalls, AggregateKind};
+use crate::error::{EngineError, Result};
+use crate::metrics::TaskMetrics;
+use crate::operator::{Operator, OperatorFactory, Output, TaskContext};
+use crate::types::DataType;
+use crate::value::{Change, Row, RowKind, Value};
+use crate::window::{is_window_fired, SessionWindows, TimeWindow, WindowKind};
+
+/// What the planner specifies for a `WindowAggregate`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowAggSpec {
+    /// The input column holding the rowtime (TIMESTAMP(3) or TIMESTAMP_LTZ(3)).
+    pub time_col: usize,
+    pub window: WindowKind,
+    /// Group keys other than the window (for SESSION: the PARTITION BY keys, then the others).
+    pub key_cols: Vec<usize>,
+    pub aggs: Vec<AggCall>,
+    /// The rowtime's type, which `window_time` keeps.
+    pub time_type: DataType,
+}
+
+/// The message Flink fails with on a NULL rowtime in a window aggregation.
+const NULL_ROWTIME: &str =
+    "RowTime field should not be null, please convert it to a non-null long value.";
+
+/// Accumulators of fixed windows: window -> key -> accumulators.
+type FixedWindows = BTreeMap<(i64, i64), HashMap<Row, Vec<Accumulator>>>;
+
+/// The keyed state of one subtask.
+#[derive(Clone, Debug, Default)]
+pub struct WindowAggState {
+    /// TUMBLE/HOP/CUMULATE: keyed by (end, start) so firing walks a prefix.
+    pub fixed: FixedWindows,
+    /// SESSION: the open sessions of each key.
+    pub sessions: HashMap<Row, SessionWindows<Vec<Accumulator>>>,
+    /// SESSION: (end, start, key) of every open session, the firing order.
+    pub session_timers: BTreeSet<(i64, i64, Row)>,
+}
+
+/// The window aggregation operator.
+pub struct WindowAggregate {
+    time_col: usize,
+    window: WindowKind,
+    key_cols: Vec<usize>,
+    aggs: AggregateCalls,
+    ltz: bool,
+    metrics: Arc<TaskMetrics>,
+    watermark: i64,
+    state: WindowAggState,
+    key_buf: Row,
+    windows_buf: Vec<TimeWindow>,
+}
+
+impl WindowAggregate {
+    /// Builds the operator; rejects bad window sizes, a rowtime that is not a timestamp, and
+    /// FIRST_VALUE/LAST_VALUE in session windows (they cannot merge).
+    pub fn new(spec: WindowAggSpec, ctx: &TaskContext) -> Result<Self> {
+        spec.window.validate()?;
+        let ltz = match spec.time_type {
+            DataType::Timestamp(_) => false,
+            DataType::TimestampLtz(_) => true,
+            ref t => {
+                return Err(EngineError::type_error(format!(
+                    "The window function requires the timecol is a time attribute type, but is {t}."
+                )))
+            }
+        };
+        if matches!(spec.window, WindowKind::Session { .. }) {
+            if let Some(c) = spec
+                .aggs
+                .iter()
+                .find(|c| matches!(c.kind, AggregateKind::FirstValue | AggregateKind::LastValue))
+            {
+                return Err(EngineError::type_error(format!(
+                    "{} is not supported in SESSION windows: it cannot merge sessions",
+                    c.kind.name()
+                )));
+            }
+        }
+        Ok(WindowAggregate {
+            time_col: spec.time_col,
+            window: spec.window,
+            key_buf: Vec::with_capacity(spec.key_cols.len()),
+            key_cols: spec.key_cols,
+            aggs: AggregateCalls::new(spec.aggs, true)?,
+            ltz,
+            metrics: ctx.metrics.clone(),
+            watermark: i64::MIN,
+            state: WindowAggState::default(),
+            windows_buf: Vec::new(),
+        })
+    }
+
+    /// A factory building one `WindowAggregate` per subtask.
+    pub fn factory(spec: WindowAggSpec) -> Arc<dyn OperatorFactory> {
+        Arc::new(move |ctx: &TaskContext| -> Result<Box<dyn Operator>> {
+            Ok(Box::new(WindowAggregate::new(spec.clone(), ctx)?))
+        })
+    }
+
+    /// The keyed state, for inspection and snapshots.
+    pub fn state(&self) -> &WindowAggState {
+        &self.state
+    }
+
+    /// The watermark the operator last saw (`i64::MIN` before the first).
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    fn process(&mut self, change: &Change) -> Result<()> {
+        if change.kind != RowKind::Insert {
+            return Err(EngineError::internal(format!(
+                "window aggregation takes an append-only input, got a {} row",
+                change.kind.short()
+            )));
+        }
+        let row = &change.row;
+        let ts = match column(row, self.time_col)? {
+            Value::Timestamp(t) | Value::TimestampLtz(t) => *t,
+            Value::Null => return Err(EngineError::data(NULL_ROWTIME)),
+            other => {
+                return Err(EngineError::internal(format!(
+                    "the rowtime column {} holds a non-timestamp value {other:?}",
+                    self.time_col
+                )))
+            }
+        };
+        self.key_buf.clear();
+        for &c in &self.key_cols {
+            self.key_buf.push(column(row, c)?.clone());
+        }
+        let accepted = if let WindowKind::Session { gap } = self.window {
+            self.add_to_session(ts, gap, row)?
+        } else {
+            self.add_to_fixed(ts, row)?
+        };
+        if !accepted {
+            TaskMetrics::add(&self.metrics.late_records_dropped, 1);
+        }
+        Ok(())
+    }
+
+    /// Adds the row to its open windows; false when all of them have fired.
+    fn add_to_fixed(&mut self, ts: i64, row: &[Value]) -> Result<bool> {
+        self.window.assign(ts, &mut self.windows_buf)?;
+        let mut accepted = false;
+        for w in &self.windows_buf {
+            if is_window_fired(w.end, self.watermark) {
+                continue;
+            }
+            accepted = true;
+            let keys = self.state.fixed.entry((w.end, w.start)).or_default();
+            match keys.get_mut(self.key_buf.as_slice()) {
+                Some(accs) => self.aggs.accumulate(accs, row, false)?,
+                None => {
+                    let mut accs = self.aggs.create();
+                    self.aggs.accumulate(&mut accs, row, false)?;
+                    keys.insert(self.key_buf.clone(), accs);
+                }
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Adds the row to its key's sessions; false when the merged session has already fired.
+    fn add_to_session(&mut self, ts: i64, gap: i64, row: &[Value]) -> Result<bool> {
+        let end = ts.checked_add(gap).ok_or_else(|| {
+            EngineError::data(format!(
+                "event timestamp {ts} ms plus the session gap overflows the time range"
+            ))
+        })?;
+        let new = TimeWindow::new(ts, end);
+        let sessions = match self.state.sessions.get_mut(self.key_buf.as_slice()) {
+            Some(s) => s,
+            None => {
+                if is_window_fired(new.end, self.watermark) {
+                    return Ok(false);
+                }
+                self.state.sessions.entry(self.key_buf.clone()).or_default()
+            }
+        };
+        if is_window_fired(sessions.merged_extent(new).end, self.watermark) {
+            return Ok(false);
+        }
+        let aggs = &self.aggs;
+        let (merged, replaced, accs) =
+            sessions.add(new, aggs.create(), |into, from| aggs.merge(into, from))?;
+        aggs.accumulate(accs, row, false)?;
+        for old in replaced {
+            self.state
+                .session_timers
+                .remove(&(old.end, old.start, self.key_buf.clone()));
+        }
+        self.state
+            .session_timers
+            .insert((merged.end, merged.start, self.key_buf.clone()));
+        Ok(true)
+    }
+
+    fn output_row(&self, key: &[Value], w: TimeWindow, accs: &[Accumulator]) -> Row {
+        let mut row = Vec::with_capacity(key.len() + 3 + accs.len());
+        row.extend_from_slice(key);
+        row.push(Value::Timestamp(w.start));
+        row.push(Value::Timestamp(w.end));
+        let time = w.max_timestamp();
+        row.push(if self.ltz {
+            Value::TimestampLtz(time)
+        } else {
+            Value::Timestamp(time)
+        });
+        self.aggs.values_into(accs, &mut row);
+        row
+    }
+
+    /// Emits every window that has fired at `watermark`, oldest end first.
+    fn fire(&mut self, watermark: i64, out: &mut Output) {
+        while let Some(entry) = self.state.fixed.first_entry() {
+            let (end, start) = *entry.key();
+            if !is_window_fired(end, watermark) {
+                break;
+            }
+            let keys = entry.remove();
+            let mut groups: Vec<(Row, Vec<Accumulator>)> = keys.into_iter().collect();
+            groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let w = TimeWindow::new(start, end);
+            for (key, accs) in groups {
+                out.emit(RowKind::Insert, self.output_row(&key, w, &accs));
+            }
+        }
+        while self
+            .state
+            .session_timers
+            .first()
+            .is_some_and(|(end, _, _)| is_window_fired(*end, watermark))
+        {
+            let Some((_, start, key)) = self.state.session_timers.pop_first() else {
+                break;
+            };
+            let Some(sessions) = self.state.sessions.get_mut(&key) else {
+                continue;
+            };
+            let removed = sessions.remove(start);
+            if sessions.is_empty() {
+                self.state.sessions.remove(&key);
+            }
+            if let Some((w, accs)) = removed {
+                out.emit(RowKind::Insert, self.output_row(&key, w, &accs));
+            }
+        }
+    }
+}
+
+impl Operator for WindowAggregate {
+    fn on_batch(&mut self, _input: usize, batch: Vec<Change>, _out: &mut Output) -> Result<()> {
+        for change in &batch {
+            self.process(change)?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            self.fire(watermark, out);
+        }
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+
+    fn on_end_of_input(&mut self, out: &mut Output) -> Result<()> {
+        // The runtime sends a final MAX watermark first; firing again is a no-op then.
+        self.fire(i64::MAX, out);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agg::resolve_aggregate;
+
+    fn ctx() -> TaskContext {
+        TaskContext {
+            operator_id: 2,
+            operator_name: "WindowAggregate".into(),
+            subtask_index: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            metrics: Arc::new(TaskMetrics::new()),
+        }
+    }
+
+    fn call(name: &str, arg: Option<(usize, DataType)>) -> AggCall {
+        let types: Vec<DataType> = arg.iter().map(|(_, t)| t.clone()).collect();
+        let (kind, ret) = resolve_aggregate(name, &types, false).unwrap();
+        AggCall {
+            kind,
+            arg: arg.map(|(i, _)| i),
+            distinct: false,
+            ret,
+            filter: None,
+        }
+    }
+
+    /// Input rows: (key STRING, ts TIMESTAMP(3), v INT).
+    fn op(window: WindowKind) -> WindowAggregate {
+        let spec = WindowAggSpec {
+            time_col: 1,
+            window,
+            key_cols: vec![0],
+            aggs: vec![call("COUNT", None), call("SUM", Some((2, DataType::Int)))],
+            time_type: DataType::Timestamp(3),
+        };
+        WindowAggregate::new(spec, &ctx()).unwrap()
+    }
+
+    fn row(k: &str, ts: i64, v: i32) -> Change {
+        Change::insert(vec![Value::string(k), Value::Timestamp(ts), Value::Int(v)])
+    }
+
+    /// (key, start, end, count, sum) of every emitted row.
+    fn rows(changes: &[Change]) -> Vec<(String, i64, i64, i64, i64)> {
+        changes
+            .iter()
+            .map(|c| {
+                assert_eq!(c.kind, RowKind::Insert);
+                let r = &c.row;
+                assert_eq!(
+                    r[3].as_timestamp_millis().unwrap(),
+                    r[2].as_timestamp_millis().unwrap() - 1
+                );
+                (
+                    r[0].as_str().unwrap().to_string(),
+                    r[1].as_timestamp_millis().unwrap(),
+                    r[2].as_timestamp_millis().unwrap(),
+                    r[4].as_i64().unwrap(),
+                    r[5].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tumble_fires_at_end_minus_one_before_the_watermark() {
+        let mut op = op(WindowKind::Tumble {
+            size: 10,
+            offset: 0,
+        });
+        let mut out = Output::new();
+        op.on_batch(
+            0,
+            vec![row("b", 1, 1), row("a", 9, 2), row("a", 12, 3)],
+            &mut out,
+        )
+        .unwrap();
+        assert!(out.changes.is_empty());
+        op.on_watermark(8, &mut out).unwrap();
+        assert!(out.changes.is_empty());
+        assert_eq!(out.watermarks, vec![(0, 8)]);
+        let mut out = Output::new();
+        op.on_watermark(9, &mut out).unwrap();
+        assert_eq!(
+            rows(&out.changes),
+            vec![("a".into(), 0, 10, 1, 2), ("b".into(), 0, 10, 1, 1)]
+        );
+        assert_eq!(out.watermarks, vec![(2, 9)]);
+        // Late: its window [0, 10) has fired.
+        let mut out = Output::new();
+        op.on_batch(0, vec![row("a", 5, 100)], &mut out).unwrap();
+        assert_eq!(TaskMetrics::get(&op.metrics.late_records_dropped), 1);
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        op.on_end_of_input(&mut out).unwrap();
+        assert_eq!(rows(&out.changes), vec![("a".into(), 10, 20, 1, 3)]);
+    }
+
+    #[test]
+    fn hop_row_late_for_some_windows_goes_to_the_open_ones() {
+        let mut op = op(WindowKind::Hop {
+            size: 20,
+            slide: 10,
+            offset: 0,
+        });
+        let mut out = Output::new();
+        op.on_batch(0, vec![row("a", 12, 1)], &mut out).unwrap();
+        op.on_watermark(19, &mut out).unwrap();
+        assert_eq!(rows(&out.changes), vec![("a".into(), 0, 20, 1, 1)]);
+        // ts 15 is in [0, 20) (fired) and [10, 30) (open).
+        let mut out = Output::new();
+        op.on_batch(0, vec![row("a", 15, 2)], &mut out).unwrap();
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(rows(&out.changes), vec![("a".into(), 10, 30, 2, 3)]);
+        assert_eq!(TaskMetrics::get(&op.metrics.late_records_dropped), 0);
+    }
+
+    #[test]
+    fn cumulate_windows_grow() {
+        let mut op = op(WindowKind::Cumulate {
+            max_size: 30,
+            step: 10,
+            offset: 0,
+        });
+        let mut out = Output::new();
+        op.on_batch(0, vec![row("a", 5, 1), row("a", 25, 2)], &mut out)
+            .unwrap();
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(
+            rows(&out.changes),
+            vec![
+                ("a".into(), 0, 10, 1, 1),
+                ("a".into(), 0, 20, 1, 1),
+                ("a".into(), 0, 30, 2, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn sessions_merge_and_fire_per_key() {
+        let mut op = op(WindowKind::Session { gap: 10 });
+        let mut out = Output::new();
+        op.on_batch(
+            0,
+            vec![
+                row("a", 100, 1),
+                row("b", 105, 1),
+                row("a", 120, 2),
+                // Exactly `gap` after 100: bridges into [100, 130).
+                row("a", 110, 4),
+            ],
+            &mut out,
+        )
+        .unwrap();
+        op.on_watermark(114, &mut out).unwrap();
+        assert_eq!(rows(&out.changes), vec![("b".into(), 105, 115, 1, 1)]);
+        // Would be late on its own ([95, 105) ended) but merges into the open session.
+        let mut out = Output::new();
+        op.on_batch(0, vec![row("a", 95, 8), row("b", 90, 1)], &mut out)
+            .unwrap();
+        assert_eq!(TaskMetrics::get(&op.metrics.late_records_dropped), 1);
+        op.on_watermark(i64::MAX, &mut out).unwrap();
+        assert_eq!(rows(&out.changes), vec![("a".into(), 95, 130, 4, 15)]);
+        assert!(op.state().sessions.is_empty());
+        assert!(op.state().session_timers.is_empty());
+    }
+
+    #[test]
+    fn ltz_rowtime_gives_ltz_window_time() {
+        let spec = WindowAggSpec {
+            time_col: 0,
+            window: WindowKind::Tumble {
+                size: 10,
+                offset: 0,
+            },
+            key_cols: vec![],
+            aggs: vec![call("COUNT", None)],
+            time_type: DataType::TimestampLtz(3),
+        };
+        let mut op = WindowAggregate::new(spec, &ctx()).unwrap();
+        let mut out = Output::new();
+        op.on_batch(
+            0,
+            vec![Change::insert(vec![Value::TimestampLtz(3)])],
+            &mut out,
+        )
+        .unwrap();
+        op.on_end_of_input(&mut out).unwrap();
+        assert_eq!(
+            out.changes[0].row,
+            vec![
+                Value::Timestamp(0),
+                Value::Timestamp(10),
+                Value::TimestampLtz(9),
+                Value::BigInt(1)
+            ]
+        );
+        assert!(matches!(out.changes[0].row[2], Value::TimestampLtz(9)));
+        assert!(matches!(out.changes[0].row[1], Value::Timestamp(10)));
+    }
+
+    #[test]
+    fn rejects_updates_null_rowtime_and_bad_specs() {
+        let mut op = op(WindowKind::Tumble {
+            size: 10,
+            offset: 0,
+        });
+        let mut out = Output::new();
+        let upd = Change::new(
+            RowKind::UpdateAfter,
+            vec![Value::string("a"), Value::Timestamp(1), Value::Int(1)],
+        );
+        assert!(op.on_batch(0, vec![upd], &mut out).is_err());
+        let null_ts = Change::insert(vec![Value::string("a"), Value::Null, Value::Int(1)]);
+        assert!(op.on_batch(0, vec![null_ts], &mut out).is_err());
+        let spec = WindowAggSpec {
+            time_col: 0,
+            window: WindowKind::Tumble { size: 0, offset: 0 },
+            key_cols: vec![],
+            aggs: vec![],
+            time_type: DataType::Timestamp(3),
+        };
+        assert!(WindowAggregate::new(spec.clone(), &ctx()).is_err());
+        let spec = WindowAggSpec {
+            window: WindowKind::Tumble { size: 5, offset: 0 },
+            time_type: DataType::BigInt,
+            ..spec
+        };
+        assert!(WindowAggregate::new(spec, &ctx()).is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! Helpers shared by the integration tests: run a script through the real engine and fold its
+//! changelog.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use streamsql::engine::config::Configuration;
+use streamsql::engine::expr::format::{write_csv_value, write_print_value};
+use streamsql::engine::types::Schema;
+use streamsql::engine::value::Change;
+use streamsql::sql::session::StatementOutput;
+use streamsql::{Error, Streamsql};
+
+/// The result of running one script.
+pub struct ScriptRun {
+    pub outputs: Vec<StatementOutput>,
+    /// Per SELECT: its schema and every change, in arrival order.
+    pub selects: Vec<(Schema, Vec<Change>)>,
+}
+
+/// Runs `sql` in `session` to the end of its job.
+pub fn run_script(session: &mut Streamsql, sql: &str) -> Result<ScriptRun, Error> {
+    let exec = session.execute("test.sql", sql)?;
+    let mut selects: Vec<(Schema, Vec<Change>)> = Vec::new();
+    if let Some(job) = exec.job {
+        selects = job
+            .select_schemas()
+            .into_iter()
+            .map(|s| (s, Vec::new()))
+            .collect();
+        job.for_each_change(|i, _, c| selects[i].1.push(c.clone()))?;
+    }
+    Ok(ScriptRun {
+        outputs: exec.outputs,
+        selects,
+    })
+}
+
+/// A new session at parallelism `p`.
+pub fn session(p: usize) -> Streamsql {
+    let mut conf = Configuration::new();
+    conf.set("parallelism.default", &p.to_string())
+        .expect("parallelism.default is a valid key");
+    let mut s = Streamsql::new(conf);
+    s.pin("parallelism.default", &p.to_string());
+    s
+}
+
+/// Renders a row with `render` per value.
+pub fn render_row(
+    schema: &Schema,
+    change: &Change,
+    render: fn(&mut String, &streamsql::engine::value::Value, &streamsql::engine::types::DataType),
+) -> Vec<String> {
+    change
+        .row
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut s = String::new();
+            match schema.fields.get(i) {
+                Some(f) => render(&mut s, v, &f.data_type),
+                None => s.push_str("?"),
+            }
+            s
+        })
+        .collect()
+}
+
+/// Folds a changelog into the final table: `+I`/`+U` add a row, `-U`/`-D` remove an equal one.
+/// Returns an error naming a retraction of a row that is not there.
+pub fn fold(
+    schema: &Schema,
+    changes: &[Change],
+    render: fn(&mut String, &streamsql::engine::value::Value, &streamsql::engine::types::DataType),
+) -> Result<Vec<Vec<String>>, String> {
+    let mut table: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    for c in changes {
+        let row = render_row(schema, c, render);
+        if c.kind.is_addition() {
+            *table.entry(row).or_insert(0) += 1;
+        } else {
+            match table.get_mut(&row) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    table.remove(&row);
+                }
+                None => {
+                    return Err(format!(
+                        "{} of a row that is not in the table: {row:?}",
+                        c.kind.short()
+                    ))
+                }
+            }
+        }
+    }
+    Ok(table
+        .into_iter()
+        .flat_map(|(r, n)| std::iter::repeat_n(r, n))
+        .collect())
+}
+
+/// The print connector's rendering of a value.
+pub fn print_value(
+    out: &mut String,
+    v: &streamsql::engine::value::Value,
+    t: &streamsql::engine::types::DataType,
+) {
+    write_print_value(out, v, t)
+}
+
+/// The conformance CSV rendering of a value.
+pub fn csv_value(
+    out: &mut String,
+    v: &streamsql::engine::value::Value,
+    t: &streamsql::engine::types::DataType,
+) {
+    write_csv_value(out, v, t)
+}
