@@ -444,7 +444,14 @@ impl<'a> ExprBinder<'a> {
         span: Option<Range<usize>>,
     ) -> SqlResult<Bound> {
         let types: Vec<DataType> = args.iter().map(|a| a.ty.clone()).collect();
-        let resolved = functions::resolve(name, &types).map_err(|e| {
+        let literals: Vec<Option<Value>> = args
+            .iter()
+            .map(|a| match &a.expr {
+                Expr::Literal(v) => Some(v.clone()),
+                _ => None,
+            })
+            .collect();
+        let resolved = functions::resolve_with_literals(name, &types, &literals).map_err(|e| {
             let mut err = SqlError::from_engine(e, span.clone());
             if !functions::is_known_function(name) {
                 if let Some(s) = did_you_mean(name, functions::function_names().iter().copied()) {
