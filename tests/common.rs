@@ -61,7 +61,7 @@ pub fn render_row(
             let mut s = String::new();
             match schema.fields.get(i) {
                 Some(f) => render(&mut s, v, &f.data_type),
-                None => s.push_str("?"),
+                None => s.push('?'),
             }
             s
         })

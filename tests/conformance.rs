@@ -74,7 +74,7 @@ fn csv_records(text: &str) -> Vec<Vec<String>> {
             cur.push('\n');
         }
         cur.push_str(line);
-        if cur.matches('"').count() % 2 == 0 {
+        if cur.matches('"').count().is_multiple_of(2) {
             records.push(csv_fields(&cur));
             cur.clear();
         }

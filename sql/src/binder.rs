@@ -1088,13 +1088,7 @@ impl<'a> ExprBinder<'a> {
                 Some(e) => {
                     let sub_scope = self.scope;
                     let mut inner = ExprBinder::new(self.sql, sub_scope);
-                    let b = inner.bind(e).map_err(|err| {
-                        if err.message.contains("aggregate") {
-                            err
-                        } else {
-                            err
-                        }
-                    })?;
+                    let b = inner.bind(e)?;
                     bound_args.push(b);
                 }
                 None if name == "COUNT" => {}

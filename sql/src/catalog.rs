@@ -54,6 +54,8 @@ pub struct ViewEntry {
 }
 
 /// What a name refers to.
+// A session holds a handful of entries, looked up once per statement: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum CatalogEntry {
     Table(TableEntry),

@@ -54,6 +54,9 @@ impl Default for RuntimeSettings {
     }
 }
 
+/// One input channel of a subtask and the operator input it feeds.
+type TaskInput = (crossbeam_channel::Receiver<crate::message::Message>, usize);
+
 /// State shared by all tasks of a job.
 pub(crate) struct JobShared {
     pub cancel: Arc<AtomicBool>,
@@ -159,9 +162,7 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
     });
     let n = graph.nodes.len();
     // receivers[node][subtask] = (channel receiver, input index)
-    let mut receivers: Vec<
-        Vec<Vec<(crossbeam_channel::Receiver<crate::message::Message>, usize)>>,
-    > = graph
+    let mut receivers: Vec<Vec<Vec<TaskInput>>> = graph
         .nodes
         .iter()
         .map(|node| (0..node.parallelism).map(|_| Vec::new()).collect())
@@ -191,7 +192,7 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
                 "global edge into a parallel operator",
             ));
         }
-        for u in 0..up {
+        for (u, subtask_writers) in writers[edge.from].iter_mut().enumerate().take(up) {
             let reach: Vec<usize> = match edge.partitioning {
                 Partitioning::Forward => vec![u],
                 _ => (0..down).collect(),
@@ -202,7 +203,7 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
                 targets.push(tx);
                 receivers[edge.to][d].push((rx, edge.input));
             }
-            writers[edge.from][u].push(EdgeWriter::new(
+            subtask_writers.push(EdgeWriter::new(
                 edge.partitioning.clone(),
                 targets,
                 settings.max_parallelism,

@@ -1,0 +1,181 @@
+//! The runtime's contract seen from outside: failures stop the whole job, cancellation is clean,
+//! buffers flush on the buffer timeout, and the command line keeps stdout for result rows.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamsql::engine::connectors::{Source, SourceFactory, SourceStatus};
+use streamsql::engine::error::{EngineError, Result};
+use streamsql::engine::graph::{DataflowGraph, NodeKind, Partitioning};
+use streamsql::engine::operator::{Operator, OperatorFactory, Output, TaskContext};
+use streamsql::engine::runtime::{self, JobOutcome, RuntimeSettings};
+use streamsql::engine::types::{DataType, Field, Schema};
+use streamsql::engine::value::{Change, Value};
+
+/// A source that never ends: one row per poll.
+struct Endless;
+
+impl Source for Endless {
+    fn poll(&mut self, out: &mut Output, _max: usize) -> Result<SourceStatus> {
+        out.push(Change::insert(vec![Value::BigInt(1)]));
+        std::thread::sleep(Duration::from_millis(1));
+        Ok(SourceStatus::More)
+    }
+}
+
+struct EndlessFactory;
+
+impl SourceFactory for EndlessFactory {
+    fn create(&self, _ctx: &TaskContext) -> Result<Box<dyn Source>> {
+        Ok(Box::new(Endless))
+    }
+}
+
+/// An operator that panics on its first batch.
+struct Panics;
+
+impl Operator for Panics {
+    fn on_batch(&mut self, _: usize, _: Vec<Change>, _: &mut Output) -> Result<()> {
+        panic!("operator bug");
+    }
+}
+
+fn schema() -> Schema {
+    Schema::new(vec![Field::new("x", DataType::BigInt)])
+}
+
+fn graph_with(op: Arc<dyn OperatorFactory>, parallelism: usize) -> DataflowGraph {
+    let mut g = DataflowGraph::new();
+    let src = g.add_node(
+        "Endless",
+        "endless".into(),
+        parallelism,
+        schema(),
+        NodeKind::Source(Arc::new(EndlessFactory)),
+        &[],
+    );
+    g.add_node(
+        "Op",
+        "op".into(),
+        parallelism,
+        schema(),
+        NodeKind::Operator(op),
+        &[(src, Partitioning::Rebalance)],
+    );
+    g
+}
+
+#[test]
+fn a_panicking_operator_fails_the_job_and_stops_every_thread() {
+    let factory: Arc<dyn OperatorFactory> =
+        Arc::new(|_: &TaskContext| Ok(Box::new(Panics) as Box<dyn Operator>));
+    let g = graph_with(factory, 2);
+    // The sources never end: the job only returns because the failure stopped them.
+    let err = runtime::run(&g, &RuntimeSettings::default()).expect_err("the job must fail");
+    assert!(
+        err.to_string().contains("operator bug"),
+        "the panic message is reported: {err}"
+    );
+}
+
+#[test]
+fn an_operator_error_fails_the_job() {
+    struct Fails;
+    impl Operator for Fails {
+        fn on_batch(&mut self, _: usize, _: Vec<Change>, _: &mut Output) -> Result<()> {
+            Err(EngineError::eval("bad value"))
+        }
+    }
+    let factory: Arc<dyn OperatorFactory> =
+        Arc::new(|_: &TaskContext| Ok(Box::new(Fails) as Box<dyn Operator>));
+    let err = runtime::run(&graph_with(factory, 1), &RuntimeSettings::default())
+        .expect_err("the job must fail");
+    assert_eq!(err.to_string(), "bad value");
+}
+
+#[test]
+fn cancel_stops_an_unbounded_job_cleanly() {
+    struct Discard;
+    impl Operator for Discard {
+        fn on_batch(&mut self, _: usize, _: Vec<Change>, _: &mut Output) -> Result<()> {
+            Ok(())
+        }
+    }
+    let factory: Arc<dyn OperatorFactory> =
+        Arc::new(|_: &TaskContext| Ok(Box::new(Discard) as Box<dyn Operator>));
+    let job = runtime::start(&graph_with(factory, 2), &RuntimeSettings::default()).expect("starts");
+    let cancel = job.cancel_handle();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        cancel.cancel();
+    });
+    assert_eq!(
+        job.wait().expect("a cancelled job is no failure"),
+        JobOutcome::Cancelled
+    );
+}
+
+#[test]
+fn a_runtime_cast_failure_fails_the_query() {
+    let mut s = common::session(1);
+    let err = common::run_script(
+        &mut s,
+        "SELECT CAST(x AS INT) FROM (VALUES ('1'), ('A-77')) AS t(x)",
+    )
+    .err()
+    .expect("CAST of 'A-77' to INT fails the job, as in Flink");
+    assert!(err.to_string().contains("A-77"), "{err}");
+}
+
+#[test]
+fn the_buffer_timeout_flushes_rows_of_an_unbounded_source() {
+    let mut s = common::session(1);
+    let sql = "CREATE TABLE t (x BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '5');
+               SELECT x FROM t;";
+    let exec = s.execute("t.sql", sql).expect("plans");
+    let job = exec.job.expect("a SELECT runs a job");
+    let cancel = job.cancel_handle();
+    let mut seen = 0;
+    let outcome = job
+        .for_each_change(|_, _, _| {
+            seen += 1;
+            // Far fewer rows than a batch: they can only arrive because of the buffer timeout.
+            if seen == 2 {
+                cancel.cancel();
+            }
+        })
+        .expect("cancelled, not failed");
+    assert_eq!(outcome, JobOutcome::Cancelled);
+    assert!(seen >= 2);
+}
+
+#[test]
+fn the_command_line_prints_only_rows_on_stdout_and_fails_with_a_diagnostic() {
+    let dir = std::env::temp_dir().join(format!("streamsql-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let ok = dir.join("ok.sql");
+    std::fs::write(&ok, "SELECT 1 AS a, 'x' AS b;").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_streamsql"))
+        .arg("run")
+        .arg(&ok)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "+I[1, x]\n");
+
+    let bad = dir.join("bad.sql");
+    std::fs::write(&bad, "SELECT nope FROM (VALUES (1)) AS t(yes);").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_streamsql"))
+        .arg("run")
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Column 'nope' not found"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
