@@ -47,6 +47,95 @@ pub struct Rel {
     pub parallelism: usize,
     /// A window TVF whose window columns are not computed yet (see `PendingWindow`).
     pub pending_window: Option<PendingWindow>,
+    /// Set when the node is a `Calc` the planner made: what it computes, so that a `Calc` planned
+    /// on top of it can be fused into one.
+    pub calc: Option<Box<CalcInfo>>,
+}
+
+/// The definition of a planner-made `Calc` node.
+#[derive(Clone, Debug)]
+pub struct CalcInfo {
+    pub input: Rel,
+    pub filter: Option<Expr>,
+    pub exprs: Vec<Expr>,
+}
+
+/// Replaces every `Column(i)` of `e` with `inputs[i]`.
+fn substitute(e: &Expr, inputs: &[Expr]) -> Expr {
+    let rec = |x: &Expr| substitute(x, inputs);
+    match e {
+        Expr::Column(i) => inputs
+            .get(*i)
+            .cloned()
+            .unwrap_or(Expr::Literal(Value::Null)),
+        Expr::Literal(_) => e.clone(),
+        Expr::Call { func, args, ret } => Expr::Call {
+            func: func.clone(),
+            args: args.iter().map(rec).collect(),
+            ret: ret.clone(),
+        },
+        Expr::Cast {
+            expr,
+            from,
+            to,
+            safe,
+        } => Expr::Cast {
+            expr: Box::new(rec(expr)),
+            from: from.clone(),
+            to: to.clone(),
+            safe: *safe,
+        },
+        Expr::And(v) => Expr::And(v.iter().map(rec).collect()),
+        Expr::Or(v) => Expr::Or(v.iter().map(rec).collect()),
+        Expr::Coalesce(v) => Expr::Coalesce(v.iter().map(rec).collect()),
+        Expr::Not(x) => Expr::Not(Box::new(rec(x))),
+        Expr::IsNull(x) => Expr::IsNull(Box::new(rec(x))),
+        Expr::IsNotNull(x) => Expr::IsNotNull(Box::new(rec(x))),
+        Expr::Case { whens, otherwise } => Expr::Case {
+            whens: whens.iter().map(|(c, t)| (rec(c), rec(t))).collect(),
+            otherwise: otherwise.as_ref().map(|o| Box::new(rec(o))),
+        },
+        Expr::In {
+            expr,
+            list,
+            negated,
+        } => Expr::In {
+            expr: Box::new(rec(expr)),
+            list: list.iter().map(rec).collect(),
+            negated: *negated,
+        },
+    }
+}
+
+/// How often each input column is read by `e`.
+fn count_columns(e: &Expr, counts: &mut [usize]) {
+    match e {
+        Expr::Column(i) => {
+            if let Some(c) = counts.get_mut(*i) {
+                *c += 1;
+            }
+        }
+        Expr::Literal(_) => {}
+        Expr::Call { args: v, .. } | Expr::And(v) | Expr::Or(v) | Expr::Coalesce(v) => {
+            v.iter().for_each(|x| count_columns(x, counts))
+        }
+        Expr::Cast { expr: x, .. } | Expr::Not(x) | Expr::IsNull(x) | Expr::IsNotNull(x) => {
+            count_columns(x, counts)
+        }
+        Expr::Case { whens, otherwise } => {
+            for (c, t) in whens {
+                count_columns(c, counts);
+                count_columns(t, counts);
+            }
+            if let Some(o) = otherwise {
+                count_columns(o, counts);
+            }
+        }
+        Expr::In { expr, list, .. } => {
+            count_columns(expr, counts);
+            list.iter().for_each(|x| count_columns(x, counts));
+        }
+    }
 }
 
 /// `TABLE(TUMBLE(...))` before it is known whether an aggregation will absorb it: the last three
@@ -100,12 +189,167 @@ where
     NodeKind::Operator(Arc::new(f) as Arc<dyn OperatorFactory>)
 }
 
-fn describe_exprs(exprs: &[Expr]) -> String {
-    exprs
-        .iter()
-        .map(|e| format!("{e:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The expressions of a Calc as EXPLAIN shows them, with input columns by name.
+fn describe_exprs(exprs: &[Expr], input: &[ScopeColumn]) -> String {
+    let mut out = String::new();
+    for (i, e) in exprs.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        describe_expr(&mut out, e, input);
+    }
+    out
+}
+
+/// The SQL name of a scalar function in EXPLAIN: operators by their symbol, other functions by
+/// their variant name in upper snake case (`CharLength` is `CHAR_LENGTH`).
+fn scalar_name(f: &streamsql_engine::expr::ScalarFunction) -> String {
+    use streamsql_engine::expr::functions::CmpOp;
+    use streamsql_engine::expr::ScalarFunction as F;
+    let symbol = match f {
+        F::Add(_) | F::AddTemporal => "+",
+        F::Sub(_) | F::SubTemporal => "-",
+        F::Mul(_) | F::MulInterval => "*",
+        F::Div(_) | F::DivInterval => "/",
+        F::Mod(_) => "MOD",
+        F::Neg(_) | F::NegInterval => "-",
+        F::Cmp(CmpOp::Eq) => "=",
+        F::Cmp(CmpOp::NotEq) => "<>",
+        F::Cmp(CmpOp::Lt) => "<",
+        F::Cmp(CmpOp::LtEq) => "<=",
+        F::Cmp(CmpOp::Gt) => ">",
+        F::Cmp(CmpOp::GtEq) => ">=",
+        F::Concat => "||",
+        F::Like(_) => "LIKE",
+        F::SimilarTo(_) => "SIMILAR TO",
+        other => {
+            let debug = format!("{other:?}");
+            let name = debug.split('(').next().unwrap_or_default();
+            let mut out = String::new();
+            for (i, c) in name.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_uppercase());
+            }
+            return out;
+        }
+    };
+    symbol.to_string()
+}
+
+/// Appends `e` in Calcite's prefix form (`>(qty, 2)`), input columns by name.
+fn describe_expr(out: &mut String, e: &Expr, input: &[ScopeColumn]) {
+    let list = |out: &mut String, name: &str, items: &[Expr]| {
+        out.push_str(name);
+        out.push('(');
+        for (i, x) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            describe_expr(out, x, input);
+        }
+        out.push(')');
+    };
+    match e {
+        Expr::Column(i) => match input.get(*i) {
+            Some(c) => out.push_str(&c.name),
+            None => out.push_str(&format!("${i}")),
+        },
+        Expr::Literal(Value::Null) => out.push_str("null"),
+        Expr::Literal(v @ Value::String(_)) => {
+            out.push('\'');
+            streamsql_engine::expr::format::write_value(out, v, &DataType::STRING);
+            out.push('\'');
+        }
+        Expr::Literal(v) => {
+            // Only temporal values look at the type, for their fraction digits.
+            let ty = match v {
+                Value::Time(_) => DataType::Time(0),
+                _ => DataType::Timestamp(3),
+            };
+            streamsql_engine::expr::format::write_value(out, v, &ty);
+        }
+        Expr::Call { func, args, .. } => list(out, &scalar_name(func), args),
+        Expr::Cast { expr, to, safe, .. } => {
+            out.push_str(if *safe { "TRY_CAST(" } else { "CAST(" });
+            describe_expr(out, expr, input);
+            out.push_str(&format!(" AS {to})"));
+        }
+        Expr::And(v) => list(out, "AND", v),
+        Expr::Or(v) => list(out, "OR", v),
+        Expr::Coalesce(v) => list(out, "COALESCE", v),
+        Expr::Not(x) => list(out, "NOT", std::slice::from_ref(x)),
+        Expr::IsNull(x) => list(out, "IS NULL", std::slice::from_ref(x)),
+        Expr::IsNotNull(x) => list(out, "IS NOT NULL", std::slice::from_ref(x)),
+        Expr::Case { whens, otherwise } => {
+            out.push_str("CASE(");
+            for (i, (c, t)) in whens.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                describe_expr(out, c, input);
+                out.push_str(", ");
+                describe_expr(out, t, input);
+            }
+            if let Some(o) = otherwise {
+                out.push_str(", ");
+                describe_expr(out, o, input);
+            }
+            out.push(')');
+        }
+        Expr::In {
+            expr,
+            list: items,
+            negated,
+        } => {
+            let mut all = vec![(**expr).clone()];
+            all.extend(items.iter().cloned());
+            list(out, if *negated { "NOT IN" } else { "IN" }, &all);
+        }
+    }
+}
+
+/// A window as EXPLAIN shows it, sizes in milliseconds: `TUMBLE(size=[10000 ms])`.
+fn describe_window(w: &WindowKind) -> String {
+    let offset = |o: i64| {
+        if o == 0 {
+            String::new()
+        } else {
+            format!(", offset=[{o} ms]")
+        }
+    };
+    match w {
+        WindowKind::Tumble { size, offset: o } => {
+            format!("TUMBLE(size=[{size} ms]{})", offset(*o))
+        }
+        WindowKind::Hop {
+            size,
+            slide,
+            offset: o,
+        } => format!("HOP(slide=[{slide} ms], size=[{size} ms]{})", offset(*o)),
+        WindowKind::Cumulate {
+            max_size,
+            step,
+            offset: o,
+        } => format!(
+            "CUMULATE(max_size=[{max_size} ms], step=[{step} ms]{})",
+            offset(*o)
+        ),
+        WindowKind::Session { gap } => format!("SESSION(gap=[{gap} ms])"),
+    }
+}
+
+/// An aggregate call as EXPLAIN shows it: `COUNT(*)`, `SUM(qty)`, `COUNT(DISTINCT customer)`.
+fn describe_agg(a: &AggCall, input: &[ScopeColumn]) -> String {
+    let arg = match a.arg {
+        None => "*".to_string(),
+        Some(i) => input
+            .get(i)
+            .map_or_else(|| format!("${i}"), |c| c.name.clone()),
+    };
+    let distinct = if a.distinct { "DISTINCT " } else { "" };
+    format!("{}({distinct}{arg})", a.kind.name())
 }
 
 impl<'a> Planner<'a> {
@@ -141,6 +385,40 @@ impl<'a> Planner<'a> {
         filter: Option<Expr>,
         projections: Vec<(Expr, ScopeColumn)>,
     ) -> Rel {
+        // Fuse with the Calc below when nothing else reads it yet (it is the newest node) and no
+        // expression of it would be evaluated more often than before.
+        if let Some(below) = rel.calc.as_deref() {
+            if rel.node + 1 == self.graph.nodes.len() && rel.pending_window.is_none() {
+                let mut counts = vec![0usize; below.exprs.len()];
+                for (e, _) in &projections {
+                    count_columns(e, &mut counts);
+                }
+                if let Some(f) = &filter {
+                    count_columns(f, &mut counts);
+                }
+                let cheap = |e: &Expr| matches!(e, Expr::Column(_) | Expr::Literal(_));
+                let safe = counts
+                    .iter()
+                    .zip(&below.exprs)
+                    .all(|(n, e)| *n <= 1 || cheap(e));
+                if safe {
+                    let below = below.clone();
+                    let filter = match (below.filter, filter.map(|f| substitute(&f, &below.exprs)))
+                    {
+                        (Some(a), Some(b)) => Some(Expr::And(vec![a, b])),
+                        (a, b) => a.or(b),
+                    };
+                    let projections = projections
+                        .into_iter()
+                        .map(|(e, c)| (substitute(&e, &below.exprs), c))
+                        .collect();
+                    self.graph.nodes.pop();
+                    let popped = self.graph.nodes.len();
+                    self.graph.edges.retain(|e| e.to != popped);
+                    return self.calc(&below.input, filter, projections);
+                }
+            }
+        }
         let identity = filter.is_none()
             && projections.len() == rel.columns.len()
             && projections
@@ -157,11 +435,23 @@ impl<'a> Planner<'a> {
         let exprs: Vec<Expr> = projections.iter().map(|(e, _)| e.clone()).collect();
         let columns: Vec<ScopeColumn> = projections.into_iter().map(|(_, c)| c).collect();
         let description = match &filter {
-            Some(f) => format!("select=[{}], where=[{f:?}]", describe_exprs(&exprs)),
-            None => format!("select=[{}]", describe_exprs(&exprs)),
+            Some(f) => format!(
+                "select=[{}], where=[{}]",
+                describe_exprs(&exprs, &rel.columns),
+                describe_exprs(std::slice::from_ref(f), &rel.columns)
+            ),
+            None => format!("select=[{}]", describe_exprs(&exprs, &rel.columns)),
         };
         let schema = schema_of(&columns);
         let f2 = filter.clone();
+        let info = CalcInfo {
+            input: Rel {
+                calc: None,
+                ..rel.clone()
+            },
+            filter,
+            exprs: exprs.clone(),
+        };
         let node = self.graph.add_node(
             "Calc",
             description,
@@ -178,6 +468,7 @@ impl<'a> Planner<'a> {
             append_only: rel.append_only,
             parallelism: rel.parallelism,
             pending_window: None,
+            calc: Some(Box::new(info)),
         }
     }
 
@@ -343,6 +634,7 @@ impl<'a> Planner<'a> {
             append_only,
             parallelism: p,
             pending_window: None,
+            calc: None,
         })
     }
 
@@ -422,6 +714,7 @@ impl<'a> Planner<'a> {
             append_only: true,
             parallelism: 1,
             pending_window: None,
+            calc: None,
         }
     }
 
@@ -463,6 +756,7 @@ impl<'a> Planner<'a> {
             append_only: rel.append_only,
             parallelism: rel.parallelism,
             pending_window: None,
+            calc: None,
         })
     }
 
@@ -533,6 +827,7 @@ impl<'a> Planner<'a> {
             append_only: true,
             parallelism: p,
             pending_window: None,
+            calc: None,
         };
         // Computed columns, in declaration order.
         if t.def
@@ -870,6 +1165,7 @@ impl<'a> Planner<'a> {
             columns,
             append_only: true,
             parallelism: base.parallelism,
+            calc: None,
             pending_window: Some(PendingWindow {
                 kind,
                 time_col,
@@ -945,7 +1241,7 @@ impl<'a> Planner<'a> {
                     let base_scope = Scope {
                         columns: rel.columns[..rel.base_len()].to_vec(),
                     };
-                    let pred = ExprBinder::new(self.sql, &base_scope).bind_predicate(w)?;
+                    let pred = ExprBinder::new(self.sql, &base_scope).bind_predicate(w, "WHERE")?;
                     let pw = rel.pending_window.take();
                     let cols = rel.columns.clone();
                     let base_cols = cols[..cols.len() - 3].to_vec();
@@ -958,6 +1254,7 @@ impl<'a> Planner<'a> {
                         &Rel {
                             columns: base_cols,
                             pending_window: None,
+                            calc: None,
                             ..rel.clone()
                         },
                         Some(pred),
@@ -968,7 +1265,8 @@ impl<'a> Planner<'a> {
                     rel = filtered;
                 } else {
                     rel = self.materialize(rel)?;
-                    filter = Some(ExprBinder::new(self.sql, &rel.scope()).bind_predicate(w)?);
+                    filter =
+                        Some(ExprBinder::new(self.sql, &rel.scope()).bind_predicate(w, "WHERE")?);
                 }
             }
             let rel = self.materialize(rel)?;
@@ -1099,7 +1397,7 @@ impl<'a> Planner<'a> {
                 .collect::<Vec<_>>()
                 .join(", "),
             aggs.iter()
-                .map(|a| format!("{}({:?})", a.kind.name(), a.arg))
+                .map(|a| describe_agg(a, &input.columns))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -1119,6 +1417,7 @@ impl<'a> Planner<'a> {
             append_only: false,
             parallelism: p,
             pending_window: None,
+            calc: None,
         })
     }
 
@@ -1179,7 +1478,7 @@ impl<'a> Planner<'a> {
                     )
                     .with_span(self.span(w)));
                 }
-                Some(ExprBinder::new(self.sql, &input_scope).bind_predicate(w)?)
+                Some(ExprBinder::new(self.sql, &input_scope).bind_predicate(w, "WHERE")?)
             }
             None => None,
         };
@@ -1259,7 +1558,8 @@ impl<'a> Planner<'a> {
         let projections = self.projection(&s.projection, &input_scope, Some(&mut agg_ctx))?;
         let having = match &s.having {
             Some(h) => Some(
-                ExprBinder::with_aggs(self.sql, &input_scope, &mut agg_ctx).bind_predicate(h)?,
+                ExprBinder::with_aggs(self.sql, &input_scope, &mut agg_ctx)
+                    .bind_predicate(h, "HAVING")?,
             ),
             None => None,
         };
@@ -1285,6 +1585,15 @@ impl<'a> Planner<'a> {
                 .pending_window
                 .clone()
                 .expect("invariant: window_agg implies a pending window");
+            if let WindowKind::Hop { size, slide, .. } = w.kind {
+                // Flink slices HOP windows into panes of `slide` for the TVF aggregate.
+                if slide > 0 && size % slide != 0 {
+                    return Err(SqlError::validation(format!(
+                        "HOP table function based aggregate requires size must be an integral multiple of slide, but got size {size} ms and slide {slide} ms"
+                    ))
+                    .with_span(select_span.clone()));
+                }
+            }
             let tc = w.time_col;
             push_pre(
                 Expr::Column(tc),
@@ -1375,6 +1684,7 @@ impl<'a> Planner<'a> {
             Rel {
                 columns: base_cols,
                 pending_window: None,
+                calc: None,
                 ..rel.clone()
             }
         } else {
@@ -1417,15 +1727,16 @@ impl<'a> Planner<'a> {
                     (self.parallelism(), Partitioning::Hash(key_cols.clone()))
                 };
                 let description = format!(
-                    "window=[{kind:?}], groupBy=[{}], select=[{}]",
+                    "window=[{}], groupBy=[{}], select=[{}]",
+                    describe_window(&kind),
                     key_cols
                         .iter()
-                        .map(|k| format!("${k}"))
+                        .map(|k| pre_rel.columns[*k].name.clone())
                         .collect::<Vec<_>>()
                         .join(", "),
                     calls
                         .iter()
-                        .map(|a| format!("{}({:?})", a.kind.name(), a.arg))
+                        .map(|a| describe_agg(a, &pre_rel.columns))
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
@@ -1445,6 +1756,7 @@ impl<'a> Planner<'a> {
                     append_only: true,
                     parallelism: p,
                     pending_window: None,
+                    calc: None,
                 }
             }
             None => self.group_aggregate(
@@ -1458,7 +1770,15 @@ impl<'a> Planner<'a> {
         let key_exprs: Vec<Expr> = keys.iter().map(|b| b.expr.clone()).collect();
         let base_for_window = if window_agg { Some(base_len) } else { None };
         let rewrite = |e: &Expr| -> SqlResult<Expr> {
-            rewrite_post_agg(e, &key_exprs, nkeys, nwin, base_for_window, &window_keys)
+            rewrite_post_agg(
+                e,
+                &key_exprs,
+                nkeys,
+                nwin,
+                base_for_window,
+                &window_keys,
+                &rel.columns,
+            )
         };
         let mut post = Vec::new();
         for (e, c) in &projections {
@@ -1502,11 +1822,12 @@ fn rewrite_post_agg(
     nwin: usize,
     window_base: Option<usize>,
     window_keys: &[usize],
+    input: &[ScopeColumn],
 ) -> SqlResult<Expr> {
     if let Some(k) = keys.iter().position(|k| k == e) {
         return Ok(Expr::Column(k));
     }
-    let rec = |x: &Expr| rewrite_post_agg(x, keys, nkeys, nwin, window_base, window_keys);
+    let rec = |x: &Expr| rewrite_post_agg(x, keys, nkeys, nwin, window_base, window_keys, input);
     Ok(match e {
         Expr::Column(i) if *i >= AGG_BASE => Expr::Column(nkeys + nwin + (i - AGG_BASE)),
         Expr::Column(i) if *i >= WINDOW_BASE => Expr::Column(nkeys + (i - WINDOW_BASE)),
@@ -1519,8 +1840,12 @@ fn rewrite_post_agg(
                     }
                 }
             }
+            // Flink names the column as written, e.g. `Expression 'qty' is not being grouped`.
+            let name = input
+                .get(*i)
+                .map_or_else(|| format!("${i}"), |c| c.name.clone());
             return Err(SqlError::validation(format!(
-                "Expression '${i}' is not being grouped"
+                "Expression '{name}' is not being grouped"
             )));
         }
         Expr::Literal(_) => e.clone(),
@@ -1667,4 +1992,101 @@ fn window_column_ref(e: &AstExpr, rel: &Rel) -> Option<usize> {
     }
     let i = rel.scope().resolve(q, name).ok()?;
     (i >= rel.base_len()).then_some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use streamsql_engine::config::Configuration;
+
+    use crate::session::SqlSession;
+
+    fn plan_error(sql: &str) -> String {
+        let mut s = SqlSession::new(Configuration::new());
+        match s.execute_script(sql) {
+            Ok(_) => panic!("expected an error for {sql}"),
+            Err(e) => e.message.clone(),
+        }
+    }
+
+    #[test]
+    fn hop_aggregate_needs_size_a_multiple_of_slide() {
+        let msg = plan_error(
+            "CREATE TABLE t (ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'datagen');
+             SELECT window_start, COUNT(*) FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts),
+               INTERVAL '3' SECOND, INTERVAL '10' SECOND)) GROUP BY window_start, window_end",
+        );
+        assert_eq!(
+            msg,
+            "HOP table function based aggregate requires size must be an integral multiple of slide, but got size 10000 ms and slide 3000 ms"
+        );
+    }
+
+    fn outputs(sql: &str) -> Vec<crate::session::StatementOutput> {
+        let mut s = SqlSession::new(Configuration::new());
+        s.execute_script(sql).expect("script plans").outputs
+    }
+
+    #[test]
+    fn exact_numerics_insert_into_any_decimal_column() {
+        // Flink casts DECIMAL(21, 2) into a DECIMAL(12, 2) sink column implicitly.
+        let mut s = SqlSession::new(Configuration::new());
+        s.execute_script(
+            "CREATE TABLE src (q INT, p DECIMAL(10, 2)) WITH ('connector' = 'datagen');
+             CREATE TABLE dst (a DECIMAL(12, 2), b DECIMAL(5, 0)) WITH ('connector' = 'blackhole');
+             INSERT INTO dst SELECT p * q, q FROM src",
+        )
+        .expect("implicit decimal cast is accepted");
+    }
+
+    #[test]
+    fn describe_and_show_tables_follow_flink() {
+        use crate::session::StatementOutput;
+        let out = outputs(
+            "CREATE TABLE t (id INT, q INT, p DECIMAL(10, 2), ts TIMESTAMP(3), total AS q * p,
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND, PRIMARY KEY (id) NOT ENFORCED)
+             WITH ('connector' = 'datagen');
+             CREATE VIEW v AS SELECT id FROM t;
+             DESCRIBE t;
+             SHOW TABLES;
+             SHOW VIEWS",
+        );
+        let tables: Vec<&Vec<Vec<String>>> = out
+            .iter()
+            .filter_map(|o| match o {
+                StatementOutput::Table { rows, .. } => Some(rows),
+                _ => None,
+            })
+            .collect();
+        let row = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            tables[0][0],
+            row(&["id", "INT", "false", "PRI(id)", "", ""])
+        );
+        assert_eq!(
+            tables[0][3],
+            row(&[
+                "ts",
+                "TIMESTAMP(3) *ROWTIME*",
+                "true",
+                "",
+                "",
+                "`ts` - INTERVAL '1' SECOND"
+            ])
+        );
+        assert_eq!(
+            tables[0][4],
+            row(&["total", "DECIMAL(21, 2)", "true", "", "AS `q` * `p`", ""])
+        );
+        assert_eq!(*tables[1], vec![row(&["t"]), row(&["v"])]);
+        assert_eq!(*tables[2], vec![row(&["v"])]);
+    }
+
+    #[test]
+    fn ungrouped_column_is_named_as_written() {
+        let msg = plan_error(
+            "CREATE TABLE t (k STRING, qty INT) WITH ('connector' = 'datagen');
+             SELECT k, qty FROM t GROUP BY k",
+        );
+        assert_eq!(msg, "Expression 'qty' is not being grouped");
+    }
 }

@@ -9,14 +9,60 @@ use crate::value::{Change, Row};
 pub struct Calc {
     filter: Option<Expr>,
     projections: Vec<Expr>,
+    /// Per projection: the input column it can move out of the (consumed) input row, when it is a
+    /// plain column reference that no other projection takes.
+    takes: Vec<Option<usize>>,
+    /// The projections are exactly the input columns in order: the input row is reused as is.
+    identity: bool,
 }
 
 impl Calc {
     pub fn new(filter: Option<Expr>, projections: Vec<Expr>) -> Self {
+        let cols: Vec<Option<usize>> = projections
+            .iter()
+            .map(|p| match p {
+                Expr::Column(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        let takes = cols
+            .iter()
+            .map(|c| c.filter(|c| cols.iter().filter(|x| **x == Some(*c)).count() == 1))
+            .collect();
+        let identity = cols.iter().enumerate().all(|(i, c)| *c == Some(i));
         Calc {
             filter,
             projections,
+            takes,
+            identity,
         }
+    }
+
+    /// Applies the calc to an owned row, moving values instead of cloning them where it can.
+    pub fn apply_owned(&self, mut row: Row) -> Result<Option<Row>> {
+        if let Some(f) = &self.filter {
+            if !f.eval_predicate(&row)? {
+                return Ok(None);
+            }
+        }
+        if self.identity && row.len() == self.projections.len() {
+            return Ok(Some(row));
+        }
+        let mut out = Vec::with_capacity(self.projections.len());
+        for (p, take) in self.projections.iter().zip(&self.takes) {
+            out.push(match take {
+                Some(_) => crate::value::Value::Null,
+                None => p.eval(&row)?,
+            });
+        }
+        for (slot, take) in out.iter_mut().zip(&self.takes) {
+            if let Some(c) = take {
+                if let Some(v) = row.get_mut(*c) {
+                    *slot = std::mem::take(v);
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Applies the calc to one row; `None` when the filter rejects it.
@@ -38,7 +84,7 @@ impl Operator for Calc {
     fn on_batch(&mut self, _input: usize, batch: Vec<Change>, out: &mut Output) -> Result<()> {
         out.changes.reserve(batch.len());
         for change in batch {
-            if let Some(row) = self.apply(&change.row)? {
+            if let Some(row) = self.apply_owned(change.row)? {
                 out.emit(change.kind, row);
             }
         }
@@ -75,5 +121,21 @@ mod tests {
             calc.apply(&[Value::Null, Value::string("a")]).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn owned_rows_move_columns_and_clone_repeated_ones() {
+        let calc = Calc::new(
+            None,
+            vec![Expr::Column(1), Expr::Column(0), Expr::Column(1)],
+        );
+        let row = vec![Value::Int(1), Value::string("a")];
+        assert_eq!(
+            calc.apply_owned(row).unwrap(),
+            Some(vec![Value::string("a"), Value::Int(1), Value::string("a")])
+        );
+        let identity = Calc::new(None, vec![Expr::Column(0), Expr::Column(1)]);
+        let row = vec![Value::Int(1), Value::Int(2)];
+        assert_eq!(identity.apply_owned(row.clone()).unwrap(), Some(row));
     }
 }
