@@ -316,7 +316,7 @@ static KEYS: &[KeySpec] = &[
     KeySpec::new(
         "table.local-time-zone",
         Kind::TimeZone,
-        "Session time zone for TIMESTAMP_LTZ conversions and time functions. Flink uses the system zone; streamsql uses UTC so that results do not depend on the machine.",
+        "Session time zone for TIMESTAMP_LTZ conversions and time functions. Flink uses the system zone; streamsql computes in UTC so that results do not depend on the machine, and rejects any other zone.",
     )
     .default("UTC")
     .flink("default (the system time zone)")
@@ -908,6 +908,23 @@ fn valid_offset(s: &str) -> bool {
     ok(h, 18) && ok(m, 59)
 }
 
+/// True for the spellings of UTC that `table.local-time-zone` accepts.
+fn is_utc(zone: &str) -> bool {
+    matches!(
+        zone.to_ascii_uppercase().as_str(),
+        "UTC"
+            | "Z"
+            | "GMT"
+            | "ETC/UTC"
+            | "ETC/GMT"
+            | "UTC+00:00"
+            | "GMT+00:00"
+            | "GMT+0"
+            | "GMT-0"
+            | "+00:00"
+    )
+}
+
 /// A validated set of configuration values, keyed by canonical key name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Configuration {
@@ -933,6 +950,14 @@ impl Configuration {
                 value: value.to_string(),
                 expected: spec.kind.expected(),
             })?;
+        if canonical == "table.local-time-zone" && !is_utc(&normalized) {
+            // Every time function and LTZ conversion of the engine computes in UTC; accepting
+            // another zone would silently give wrong results.
+            return Err(ConfigError::Unsupported {
+                key: key.to_string(),
+                reason: format!("only the UTC session time zone is supported, not '{normalized}'"),
+            });
+        }
         self.values.insert(canonical, normalized);
         Ok(())
     }
@@ -1387,16 +1412,16 @@ mod tests {
     #[test]
     fn time_zones_follow_flinks_rules() {
         let mut c = Configuration::new();
-        for ok in [
-            "UTC",
-            "Asia/Shanghai",
-            "America/Los_Angeles",
-            "GMT+08:00",
-            "GMT-8",
-            "Z",
-        ] {
+        for ok in ["UTC", "Z", "GMT", "Etc/UTC"] {
             set(&mut c, "table.local-time-zone", ok);
             assert_eq!(c.local_time_zone(), ok);
+        }
+        for valid_but_unsupported in ["Asia/Shanghai", "America/Los_Angeles", "GMT+08:00", "GMT-8"]
+        {
+            assert!(matches!(
+                c.set("table.local-time-zone", valid_but_unsupported),
+                Err(ConfigError::Unsupported { .. })
+            ));
         }
         for bad in ["UTC+8", "PST", "default", "", "Asia/", "GMT+25:00", "+8:99"] {
             assert!(c.set("table.local-time-zone", bad).is_err(), "{bad}");

@@ -567,6 +567,15 @@ impl<'a> Planner<'a> {
                     })?;
             }
         }
+        // A column stays a time attribute when it is one, of the same type, in every input
+        // (Flink keeps the rowtime through UNION ALL; the watermark is the inputs' minimum).
+        let rowtime: Vec<bool> = (0..width)
+            .map(|i| {
+                inputs
+                    .iter()
+                    .all(|r| r.columns[i].rowtime && r.columns[i].data_type == types[i])
+            })
+            .collect();
         let p = inputs.iter().map(|r| r.parallelism).max().unwrap_or(1);
         let mut sources = Vec::new();
         let mut append_only = true;
@@ -588,7 +597,7 @@ impl<'a> Planner<'a> {
                         b.expr,
                         ScopeColumn {
                             data_type: types[i].clone(),
-                            rowtime: false,
+                            rowtime: rowtime[i],
                             ..c.clone()
                         },
                     )
@@ -606,11 +615,12 @@ impl<'a> Planner<'a> {
             .columns
             .iter()
             .zip(&types)
-            .map(|(c, t)| ScopeColumn {
+            .zip(&rowtime)
+            .map(|((c, t), r)| ScopeColumn {
                 qualifier: None,
                 name: c.name.clone(),
                 data_type: t.clone(),
-                rowtime: false,
+                rowtime: *r,
             })
             .collect();
         let node = self.graph.add_node(
@@ -895,8 +905,27 @@ impl<'a> Planner<'a> {
             }
             let interval = i64::try_from(self.config.auto_watermark_interval().as_millis())
                 .unwrap_or(i64::MAX);
-            let idle =
-                i64::try_from(self.config.source_idle_timeout().as_millis()).unwrap_or(i64::MAX);
+            // The table's own `scan.watermark.idle-timeout` wins over the session's
+            // `table.exec.source.idle-timeout`, as in Flink.
+            let table_idle = t
+                .def
+                .options
+                .iter()
+                .find(|o| o.key == "scan.watermark.idle-timeout");
+            let idle_timeout = match table_idle {
+                Some(o) => streamsql_engine::config::parse_duration(&o.value).ok_or_else(|| {
+                    SqlError::new(
+                        crate::error::SqlErrorKind::Option,
+                        format!(
+                            "Could not parse value '{}' for key 'scan.watermark.idle-timeout'.",
+                            o.value
+                        ),
+                    )
+                    .with_span(Some(o.value_span.clone()))
+                })?,
+                None => self.config.source_idle_timeout(),
+            };
+            let idle = i64::try_from(idle_timeout.as_millis()).unwrap_or(i64::MAX);
             let expr = b.expr;
             let columns = rel.columns.clone();
             let node = self.graph.add_node(

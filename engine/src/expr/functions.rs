@@ -1451,19 +1451,28 @@ fn arith(op: u8, num: Num, args: &[Value], ret: &DataType) -> Result<Value> {
 }
 
 /// Adds `months` to epoch milliseconds, clamping the day to the month's end (Jan 31 + 1 month
-/// is Feb 29 in a leap year).
-fn add_months_millis(ms: i64, months: i64) -> i64 {
+/// is Feb 29 in a leap year); `None` when the result leaves the i64 millisecond range.
+fn add_months_millis(ms: i64, months: i64) -> Option<i64> {
     let (days, tod) = format::split_millis(ms);
-    add_months_days(days, months) * MILLIS_PER_DAY + tod
+    add_months_days(days, months)?
+        .checked_mul(MILLIS_PER_DAY)?
+        .checked_add(tod)
 }
 
-fn add_months_days(days: i64, months: i64) -> i64 {
+/// Years beyond this bound are outside every representable timestamp (i64 milliseconds span
+/// about ±292 million years) and would overflow the calendar arithmetic.
+const MAX_CALENDAR_YEAR: i64 = 300_000_000;
+
+fn add_months_days(days: i64, months: i64) -> Option<i64> {
     let (y, m, d) = format::civil_from_days(days);
-    let total = y * 12 + i64::from(m) - 1 + months;
+    let total = (y * 12 + i64::from(m) - 1).checked_add(months)?;
     let ny = total.div_euclid(12);
+    if ny.abs() > MAX_CALENDAR_YEAR {
+        return None;
+    }
     let nm = total.rem_euclid(12) as u32 + 1;
     let nd = d.min(format::days_in_month(ny, nm));
-    format::days_from_civil(ny, nm, nd)
+    Some(format::days_from_civil(ny, nm, nd))
 }
 
 fn temporal_add(a: &Value, b: &Value, negate: bool) -> Result<Value> {
@@ -1478,10 +1487,10 @@ fn temporal_add(a: &Value, b: &Value, negate: bool) -> Result<Value> {
             TimestampLtz(t.checked_add(sign(*i)).ok_or_else(overflow)?)
         }
         (Timestamp(t), IntervalYearMonth(m)) | (IntervalYearMonth(m), Timestamp(t)) => {
-            Timestamp(add_months_millis(*t, sign(i64::from(*m))))
+            Timestamp(add_months_millis(*t, sign(i64::from(*m))).ok_or_else(overflow)?)
         }
         (TimestampLtz(t), IntervalYearMonth(m)) | (IntervalYearMonth(m), TimestampLtz(t)) => {
-            TimestampLtz(add_months_millis(*t, sign(i64::from(*m))))
+            TimestampLtz(add_months_millis(*t, sign(i64::from(*m))).ok_or_else(overflow)?)
         }
         (Date(d), IntervalDayTime(i)) | (IntervalDayTime(i), Date(d)) => {
             // Java long division: truncates toward zero.
@@ -1489,7 +1498,7 @@ fn temporal_add(a: &Value, b: &Value, negate: bool) -> Result<Value> {
             Date(i32::try_from(nd).map_err(|_| overflow())?)
         }
         (Date(d), IntervalYearMonth(m)) | (IntervalYearMonth(m), Date(d)) => {
-            let nd = add_months_days(i64::from(*d), sign(i64::from(*m)));
+            let nd = add_months_days(i64::from(*d), sign(i64::from(*m))).ok_or_else(overflow)?;
             Date(i32::try_from(nd).map_err(|_| overflow())?)
         }
         (Time(t), IntervalDayTime(i)) | (IntervalDayTime(i), Time(t)) => {
@@ -2313,7 +2322,11 @@ fn compile_similar(pattern: &str) -> Pattern {
         match c {
             '%' => re.push_str(".*"),
             '_' => re.push('.'),
-            '|' | '(' | ')' | '*' | '+' | '?' | '{' | '}' | '[' | ']' | '^' | '-' => re.push(c),
+            // Calcite copies other characters into the Java regex as they are, so `.` matches
+            // any character (`'a_b' SIMILAR TO 'a.b'` is true in Flink).
+            '|' | '(' | ')' | '*' | '+' | '?' | '{' | '}' | '[' | ']' | '^' | '-' | '.' => {
+                re.push(c)
+            }
             _ => re.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
         }
     }
@@ -2548,10 +2561,11 @@ fn floor_time(unit: TimeUnit, v: &Value, ceil: bool) -> Result<Value> {
             _ => return Err(eval_err(format!("cannot FLOOR or CEIL to {unit:?}"))),
         },
     };
+    let overflow = || eval_err("CEIL overflow");
     let out = if ceil && floor != ms {
         match (unit.fixed_millis(), unit.months()) {
-            (Some(step), _) => floor + step,
-            (None, Some(months)) => add_months_millis(floor, months),
+            (Some(step), _) => floor.checked_add(step).ok_or_else(overflow)?,
+            (None, Some(months)) => add_months_millis(floor, months).ok_or_else(overflow)?,
             _ => floor,
         }
     } else {
@@ -2567,10 +2581,11 @@ fn timestamp_add(unit: TimeUnit, n: i64, v: &Value, ret: &DataType) -> Result<Va
         (Some(step), _) => ms
             .checked_add(n.checked_mul(step).ok_or_else(overflow)?)
             .ok_or_else(overflow)?,
-        (None, Some(months)) => add_months_millis(ms, n.checked_mul(months).ok_or_else(overflow)?),
+        (None, Some(months)) => add_months_millis(ms, n.checked_mul(months).ok_or_else(overflow)?)
+            .ok_or_else(overflow)?,
         _ => match unit {
-            TimeUnit::Microsecond => ms + n / 1000,
-            TimeUnit::Nanosecond => ms + n / 1_000_000,
+            TimeUnit::Microsecond => ms.checked_add(n / 1000).ok_or_else(overflow)?,
+            TimeUnit::Nanosecond => ms.checked_add(n / 1_000_000).ok_or_else(overflow)?,
             _ => return Err(eval_err(format!("cannot TIMESTAMPADD {unit:?}"))),
         },
     };
@@ -2585,8 +2600,7 @@ fn subtract_months(t0: i64, t1: i64) -> i64 {
     let (d0, ms0) = format::split_millis(t0);
     let (d1, ms1) = format::split_millis(t1);
     let mut x = subtract_months_days(d0, d1);
-    let d2 = add_months_days(d1, x);
-    if d2 == d0 && ms0 < ms1 {
+    if add_months_days(d1, x) == Some(d0) && ms0 < ms1 {
         x -= 1;
     }
     x
@@ -2596,13 +2610,19 @@ fn subtract_months_days(d0: i64, d1: i64) -> i64 {
     if d0 < d1 {
         return -subtract_months_days(d1, d0);
     }
-    // No month is longer than 31 days, so this estimate is never too high.
-    let mut m = (d0 - d1) / 31;
+    // No month is longer than 31 days, so `(d0 - d1) / 31` is never too high; the calendar
+    // month distance less one is not either (that month of `d1` lies before `d0`), and it is
+    // within two steps of the answer, so the loop stays short for spans of any length.
+    let (y0, m0, _) = format::civil_from_days(d0);
+    let (y1, m1, _) = format::civil_from_days(d1);
+    let calendar = (y0 * 12 + i64::from(m0)) - (y1 * 12 + i64::from(m1));
+    let mut m = ((d0 - d1) / 31).max(calendar - 1);
     loop {
-        if add_months_days(d1, m) >= d0 {
+        // A date beyond the calendar's range is past `d0`.
+        if add_months_days(d1, m).is_none_or(|d| d >= d0) {
             return m;
         }
-        if add_months_days(d1, m + 1) > d0 {
+        if add_months_days(d1, m + 1).is_none_or(|d| d > d0) {
             return m;
         }
         m += 1;
@@ -2611,12 +2631,14 @@ fn subtract_months_days(d0: i64, d1: i64) -> i64 {
 
 fn timestamp_diff(unit: TimeUnit, a: &Value, b: &Value) -> Result<Value> {
     let (t1, t2) = (temporal_millis(a)?, temporal_millis(b)?);
+    // Java's long subtraction, which wraps for differences beyond the i64 range.
+    let diff = t2.wrapping_sub(t1);
     let r = match (unit.fixed_millis(), unit.months()) {
-        (Some(step), _) => (t2 - t1) / step,
+        (Some(step), _) => diff / step,
         (None, Some(months)) => subtract_months(t2, t1) / months,
         _ => match unit {
-            TimeUnit::Microsecond => (t2 - t1).saturating_mul(1000),
-            TimeUnit::Nanosecond => (t2 - t1).saturating_mul(1_000_000),
+            TimeUnit::Microsecond => diff.saturating_mul(1000),
+            TimeUnit::Nanosecond => diff.saturating_mul(1_000_000),
             _ => return Err(eval_err(format!("cannot TIMESTAMPDIFF in {unit:?}"))),
         },
     };
@@ -3579,6 +3601,15 @@ mod tests {
             call("SIMILAR TO", &[s("abc"), s("(abc|def)")]),
             Value::Boolean(true)
         );
+        // `.` is the regex wildcard in Calcite's SIMILAR TO translation.
+        assert_eq!(
+            call("SIMILAR TO", &[s("a_b%c"), s("a.b%c")]),
+            Value::Boolean(true)
+        );
+        assert_eq!(
+            call("SIMILAR TO", &[s("ab"), s("a.b")]),
+            Value::Boolean(false)
+        );
     }
 
     #[test]
@@ -3839,5 +3870,63 @@ mod tests {
         );
         assert_eq!(a, b);
         assert!(matches!(a, ScalarFunction::Like(Some(_))));
+    }
+
+    #[test]
+    fn calendar_overflow_is_an_error_not_a_panic() {
+        let far = |ms: i64| (Value::TimestampLtz(ms), T::TimestampLtz(3));
+        let months = (Value::IntervalYearMonth(i32::MAX), T::IntervalYearMonth);
+        assert!(call_typed(
+            "TIMESTAMPADD",
+            &[s("MONTH"), big(i64::MAX), ts("2020-01-01 00:00:00")]
+        )
+        .is_err());
+        assert!(call_typed("TIMESTAMPADD", &[s("YEAR"), big(i64::MAX / 12), far(0)]).is_err());
+        assert!(call_typed("+", &[far(i64::MAX - 1), months.clone()]).is_err());
+        assert!(call_typed("+", &[(Value::Date(i32::MAX), T::Date), months]).is_err());
+        assert!(call_typed("CEIL_TIME", &[s("DAY"), far(i64::MAX)]).is_err());
+        assert!(call_typed("CEIL_TIME", &[s("MONTH"), far(i64::MAX)]).is_err());
+        // Java's long subtraction wraps; the INT result then wraps too.
+        assert!(call_typed(
+            "TIMESTAMPDIFF",
+            &[s("SECOND"), far(i64::MIN + 1), far(i64::MAX)]
+        )
+        .is_ok());
+        assert!(call_typed(
+            "TIMESTAMPDIFF",
+            &[s("MONTH"), far(i64::MIN + 1), far(i64::MAX)]
+        )
+        .is_ok());
+        // Month differences over long spans are exact (and quick).
+        assert_eq!(
+            call(
+                "TIMESTAMPDIFF",
+                &[
+                    s("YEAR"),
+                    ts("1970-01-01 00:00:00"),
+                    ts("9970-01-01 00:00:00")
+                ]
+            ),
+            Value::Int(8000)
+        );
+        assert_eq!(
+            call(
+                "TIMESTAMPDIFF",
+                &[
+                    s("MONTH"),
+                    ts("9970-01-31 00:00:00"),
+                    ts("1970-03-01 00:00:00")
+                ]
+            ),
+            Value::Int(-95_998)
+        );
+        // In range, month arithmetic still clamps to the month's end.
+        assert_eq!(
+            text(
+                "TIMESTAMPADD",
+                &[s("MONTH"), int(-1), ts("2024-03-31 10:00:00")]
+            ),
+            "2024-02-29 10:00:00.000"
+        );
     }
 }
