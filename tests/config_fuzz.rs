@@ -12,7 +12,7 @@ use streamsql_engine::config::{keys, Configuration};
 const VALID: &str = r#"
 parallelism.default = 2
 pipeline.name = "orders"
-table.local-time-zone = "Asia/Shanghai"
+table.local-time-zone = "UTC"
 
 [execution.checkpointing]
 interval = "10 s"

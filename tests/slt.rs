@@ -4,11 +4,13 @@
 //! A `query` returns the SELECT's final table (its changelog folded), or with
 //! `SET 'sql-client.execution.result-mode' = 'changelog'` every change with its row kind first.
 //! Values are written as Flink's print connector writes them. Statements that print (EXPLAIN,
-//! SHOW, DESCRIBE) return their lines as rows.
+//! SHOW, DESCRIBE) return their lines as rows. `${DATA}` is the absolute path of `tests/data/`,
+//! `${TMP}` a fresh directory per file run for sink output. With `SLT_COMPLETE=DIR` the files
+//! are not checked: copies with the engine's actual output are written to DIR for review.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sqllogictest::{DBOutput, DefaultColumnType};
 use streamsql::sql::session::StatementOutput;
@@ -16,6 +18,8 @@ use streamsql::Streamsql;
 
 struct Db {
     session: Streamsql,
+    /// A fresh directory for this run's sink output, substituted for `${TMP}`.
+    tmp: PathBuf,
 }
 
 #[derive(Debug)]
@@ -35,7 +39,9 @@ impl sqllogictest::DB for Db {
 
     fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, Self::Error> {
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-        let sql = sql.replace("${DATA}", &data.display().to_string());
+        let sql = sql
+            .replace("${DATA}", &data.display().to_string())
+            .replace("${TMP}", &self.tmp.display().to_string());
         let run = common::run_script(&mut self.session, &sql).map_err(|e| {
             let mut msg = e.to_string();
             if let streamsql::Error::Sql(d) = &e {
@@ -83,19 +89,95 @@ impl sqllogictest::DB for Db {
 }
 
 fn run_file(path: &Path, parallelism: usize) -> Result<(), String> {
-    let mut runner = sqllogictest::Runner::new(move || async move {
-        Ok::<_, DbError>(Db {
-            session: common::session(parallelism),
-        })
+    let stem = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let tmp = std::env::temp_dir().join(format!(
+        "streamsql-slt-{}-{stem}-p{parallelism}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let run_tmp = tmp.clone();
+    let mut runner = sqllogictest::Runner::new(move || {
+        let tmp = run_tmp.clone();
+        async move {
+            Ok::<_, DbError>(Db {
+                session: common::session(parallelism),
+                tmp,
+            })
+        }
     });
     runner.with_column_validator(|_, _| true);
-    runner.run_file(path).map_err(|e| {
+    runner.with_validator(row_validator);
+    let result = runner.run_file(path).map_err(|e| {
         format!(
             "{} (parallelism {parallelism}):\n{}",
             path.display(),
             e.display(true)
         )
-    })
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// Compares each row as its values joined by spaces, whitespace runs collapsed on both sides, so
+/// that an empty string value (`+I[a, , b]`) reads the same as in the file. Lines with
+/// `<slt:ignore>` keep sqllogictest's fragment matching.
+fn row_validator(
+    normalizer: sqllogictest::Normalizer,
+    actual: &[Vec<String>],
+    expected: &[String],
+) -> bool {
+    if expected.iter().any(|l| l.contains("<slt:ignore>")) {
+        return sqllogictest::default_validator(normalizer, actual, expected);
+    }
+    let actual: Vec<String> = actual.iter().map(|r| normalizer(&r.join(" "))).collect();
+    let expected: Vec<String> = expected.iter().map(normalizer).collect();
+    actual == expected
+}
+
+/// Polls a future that never waits (the engine runs synchronously) to completion.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// Writes a copy of `path` into `out_dir` with every record's expected output replaced by what
+/// the engine returns at parallelism 1 (for reviewing a new file; never the expectation itself).
+fn complete_file(path: &Path, out_dir: &Path) -> Result<(), String> {
+    let name = path.file_name().ok_or("file name")?;
+    let copy = out_dir.join(name);
+    std::fs::create_dir_all(out_dir).map_err(|e| e.to_string())?;
+    std::fs::copy(path, &copy).map_err(|e| e.to_string())?;
+    let stem = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let tmp = std::env::temp_dir().join(format!("streamsql-slt-{}-{stem}-c", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let mut runner = sqllogictest::Runner::new(move || {
+        let tmp = tmp.clone();
+        async move {
+            Ok::<_, DbError>(Db {
+                session: common::session(1),
+                tmp,
+            })
+        }
+    });
+    block_on(runner.update_test_file(
+        &copy,
+        " ",
+        row_validator,
+        sqllogictest::default_normalizer,
+        |_, _| true,
+    ))
+    .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -109,6 +191,17 @@ fn slt_files() {
     files.sort();
     assert!(!files.is_empty(), "no .slt files in {}", dir.display());
     let only = std::env::var("SLT").ok();
+    if let Ok(out) = std::env::var("SLT_COMPLETE") {
+        for f in &files {
+            if only
+                .as_deref()
+                .is_none_or(|o| f.display().to_string().contains(o))
+            {
+                complete_file(f, Path::new(&out)).expect("completed copy written");
+            }
+        }
+        return;
+    }
     let mut failures = Vec::new();
     let mut ran = 0;
     for f in &files {

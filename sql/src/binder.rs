@@ -417,15 +417,15 @@ impl<'a> ExprBinder<'a> {
         range_of_node(self.sql, e)
     }
 
-    /// Binds a predicate (WHERE, HAVING, ON): must be BOOLEAN.
-    pub fn bind_predicate(&mut self, e: &AstExpr) -> SqlResult<Expr> {
+    /// Binds the predicate of `clause` (`WHERE`, `HAVING`, `FILTER`): must be BOOLEAN, else
+    /// Flink's `WHERE clause must be a condition`.
+    pub fn bind_predicate(&mut self, e: &AstExpr, clause: &str) -> SqlResult<Expr> {
         let b = self.bind(e)?;
         if b.ty != DataType::Boolean && b.ty != DataType::Null {
-            return Err(SqlError::validation(format!(
-                "Filter condition must be a BOOLEAN expression, but is {}",
-                b.ty
-            ))
-            .with_span(self.span(e)));
+            return Err(
+                SqlError::validation(format!("{clause} clause must be a condition"))
+                    .with_span(self.span(e)),
+            );
         }
         Ok(b.expr)
     }
@@ -549,6 +549,23 @@ impl<'a> ExprBinder<'a> {
                     AstValue::SingleQuotedString(s) => s.clone(),
                     other => other.to_string(),
                 };
+                // A time literal's precision is the number of fraction digits written
+                // (`TIME '00:00:00.5'` is TIME(1)), as in Flink.
+                let to = match to {
+                    DataType::Time(_) | DataType::Timestamp(_) => {
+                        let digits = text
+                            .trim()
+                            .rsplit_once('.')
+                            .map_or(0, |(_, f)| f.bytes().take_while(u8::is_ascii_digit).count());
+                        let p = u8::try_from(digits.min(9)).unwrap_or(9);
+                        if matches!(to, DataType::Time(_)) {
+                            DataType::Time(p)
+                        } else {
+                            DataType::Timestamp(p)
+                        }
+                    }
+                    other => other,
+                };
                 let v =
                     cast::cast(&Value::string(&text), &DataType::STRING, &to).map_err(|_| {
                         SqlError::validation(format!("Illegal {to} literal '{text}'"))
@@ -591,6 +608,46 @@ impl<'a> ExprBinder<'a> {
                 expr: Expr::IsNotNull(Box::new(self.bind(x)?.expr)),
                 ty: DataType::Boolean,
             }),
+            AstExpr::IsUnknown(x) => Ok(Bound {
+                expr: Expr::IsNull(Box::new(self.boolean(x, "IS UNKNOWN")?)),
+                ty: DataType::Boolean,
+            }),
+            AstExpr::IsNotUnknown(x) => Ok(Bound {
+                expr: Expr::IsNotNull(Box::new(self.boolean(x, "IS NOT UNKNOWN")?)),
+                ty: DataType::Boolean,
+            }),
+            AstExpr::IsDistinctFrom(a, b) | AstExpr::IsNotDistinctFrom(a, b) => {
+                // NULL-safe comparison: two NULLs are not distinct, one NULL is distinct from
+                // any value, otherwise `<>`.
+                let a = self.bind(a)?;
+                let b = self.bind(b)?;
+                let (a_null, b_null) = (
+                    Expr::IsNull(Box::new(a.expr.clone())),
+                    Expr::IsNull(Box::new(b.expr.clone())),
+                );
+                let eq = self.call("=", vec![a, b], span)?.expr;
+                let distinct = matches!(e, AstExpr::IsDistinctFrom(..));
+                Ok(Bound {
+                    expr: Expr::Case {
+                        whens: vec![
+                            (
+                                Expr::And(vec![a_null.clone(), b_null.clone()]),
+                                Expr::Literal(Value::Boolean(!distinct)),
+                            ),
+                            (
+                                Expr::Or(vec![a_null, b_null]),
+                                Expr::Literal(Value::Boolean(distinct)),
+                            ),
+                        ],
+                        otherwise: Some(Box::new(if distinct {
+                            Expr::Not(Box::new(eq))
+                        } else {
+                            eq
+                        })),
+                    },
+                    ty: DataType::Boolean,
+                })
+            }
             AstExpr::IsTrue(x)
             | AstExpr::IsNotFalse(x)
             | AstExpr::IsFalse(x)
@@ -1008,7 +1065,10 @@ impl<'a> ExprBinder<'a> {
             })
             .collect::<SqlResult<_>>()?;
         match name.as_str() {
-            "COALESCE" => {
+            "COALESCE" | "IFNULL" => {
+                if name == "IFNULL" && plain.len() != 2 {
+                    return Err(SqlError::validation("IFNULL takes two arguments").with_span(span));
+                }
                 let items = self.bind_all(&plain)?;
                 let ty = self.common(&items, span, "COALESCE")?;
                 Ok(Bound {
@@ -1101,7 +1161,7 @@ impl<'a> ExprBinder<'a> {
             }
         }
         let filter = match &f.filter {
-            Some(fe) => Some(ExprBinder::new(self.sql, self.scope).bind_predicate(fe)?),
+            Some(fe) => Some(ExprBinder::new(self.sql, self.scope).bind_predicate(fe, "FILTER")?),
             None => None,
         };
         let Some(aggs) = self.aggs.as_deref_mut() else {
@@ -1199,10 +1259,16 @@ pub fn visit(e: &AstExpr, f: &mut dyn FnMut(&AstExpr)) {
         | AstExpr::IsFalse(expr)
         | AstExpr::IsNotTrue(expr)
         | AstExpr::IsNotFalse(expr)
+        | AstExpr::IsUnknown(expr)
+        | AstExpr::IsNotUnknown(expr)
         | AstExpr::Cast { expr, .. }
         | AstExpr::Extract { expr, .. }
         | AstExpr::Floor { expr, .. }
         | AstExpr::Ceil { expr, .. } => visit(expr, f),
+        AstExpr::IsDistinctFrom(a, b) | AstExpr::IsNotDistinctFrom(a, b) => {
+            visit(a, f);
+            visit(b, f);
+        }
         AstExpr::InList { expr, list, .. } => {
             visit(expr, f);
             for x in list {
@@ -1269,5 +1335,73 @@ pub fn visit(e: &AstExpr, f: &mut dyn FnMut(&AstExpr)) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlparser::parser::Parser;
+    use streamsql_engine::types::DataType;
+    use streamsql_engine::value::Value;
+
+    use super::{ExprBinder, Scope, ScopeColumn};
+    use crate::parser::FlinkDialect;
+
+    /// Binds `text` over one nullable INT column `i` and evaluates it with `i = value`.
+    fn eval(text: &str, value: Value) -> (Value, DataType) {
+        let scope = Scope {
+            columns: vec![ScopeColumn {
+                qualifier: None,
+                name: "i".into(),
+                data_type: DataType::Int,
+                rowtime: false,
+            }],
+        };
+        let ast = Parser::new(&FlinkDialect)
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_expr())
+            .expect("test expression parses");
+        let b = ExprBinder::new(text, &scope)
+            .bind(&ast)
+            .expect("test expression binds");
+        (b.expr.eval(&[value]).expect("evaluates"), b.ty)
+    }
+
+    #[test]
+    fn is_distinct_from_is_null_safe() {
+        let t = Value::Boolean(true);
+        let f = Value::Boolean(false);
+        assert_eq!(eval("i IS DISTINCT FROM 10", Value::Null).0, t);
+        assert_eq!(eval("i IS DISTINCT FROM 10", Value::Int(10)).0, f);
+        assert_eq!(eval("i IS DISTINCT FROM NULL", Value::Null).0, f);
+        assert_eq!(eval("i IS NOT DISTINCT FROM NULL", Value::Null).0, t);
+        assert_eq!(eval("i IS NOT DISTINCT FROM 3", Value::Int(4)).0, f);
+    }
+
+    #[test]
+    fn is_unknown_and_ifnull() {
+        assert_eq!(
+            eval("(i > 0) IS UNKNOWN", Value::Null).0,
+            Value::Boolean(true)
+        );
+        assert_eq!(
+            eval("(i > 0) IS NOT UNKNOWN", Value::Int(1)).0,
+            Value::Boolean(true)
+        );
+        assert_eq!(eval("IFNULL(i, -1)", Value::Null).0, Value::Int(-1));
+        assert_eq!(eval("IFNULL(i, -1)", Value::Int(7)).0, Value::Int(7));
+    }
+
+    #[test]
+    fn time_literals_keep_their_fraction_digits() {
+        // Flink types TIME '00:00:00.5' as TIME(1): the fraction is not truncated away.
+        assert_eq!(
+            eval("TIME '00:00:00.5'", Value::Null),
+            (Value::Time(500), DataType::Time(1))
+        );
+        assert_eq!(
+            eval("TIMESTAMP '2024-01-01 00:00:00'", Value::Null).1,
+            DataType::Timestamp(0)
+        );
     }
 }

@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 
 use streamsql_engine::types::{DataType, Field, Schema};
 
+use sqlparser::ast::Expr as AstExpr;
+
 use crate::ast::{ColumnKind, CreateTable, CreateView};
+use crate::binder::{ExprBinder, Scope, ScopeColumn};
 
 /// A table created with `CREATE TABLE`.
 #[derive(Clone, Debug)]
@@ -100,11 +103,12 @@ impl Catalog {
         self.entries.remove(name)
     }
 
-    /// Names of tables (`views == false`) or views, sorted.
+    /// Names of tables and views (`views == false`, as Flink's SHOW TABLES) or of views only,
+    /// sorted.
     pub fn names(&self, views: bool) -> Vec<String> {
         self.entries
             .iter()
-            .filter(|(_, e)| matches!(e, CatalogEntry::View(_)) == views)
+            .filter(|(_, e)| !views || matches!(e, CatalogEntry::View(_)))
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -115,45 +119,104 @@ impl Catalog {
     }
 }
 
-/// `DESCRIBE` output of a table: name, type, whether a key, extras (computed, watermark).
-pub fn describe_table(t: &TableEntry) -> Vec<[String; 4]> {
+/// `DESCRIBE` output of a table, in Flink's columns: name, type (the rowtime column marked
+/// `*ROWTIME*`), null, key (`PRI(a, b)`), extras (`AS expr` of a computed column) and watermark.
+/// Expressions are written as Flink expands them, identifiers in backquotes. A computed column
+/// whose expression does not bind shows no type rather than failing the DESCRIBE.
+pub fn describe_table(t: &TableEntry) -> Vec<Vec<String>> {
     let pk: Vec<&str> = t
         .def
         .primary_key
         .as_ref()
         .map(|p| p.columns.iter().map(String::as_str).collect())
         .unwrap_or_default();
+    let key = format!("PRI({})", pk.join(", "));
+    let physical = Scope {
+        columns: t
+            .physical_schema()
+            .fields
+            .into_iter()
+            .map(|f| ScopeColumn {
+                qualifier: None,
+                name: f.name,
+                data_type: f.data_type,
+                rowtime: false,
+            })
+            .collect(),
+    };
     t.def
         .columns
         .iter()
         .map(|c| {
-            let (ty, extra) = match &c.kind {
+            let (mut ty, extra) = match &c.kind {
                 ColumnKind::Physical { data_type, .. } => (data_type.to_string(), String::new()),
                 ColumnKind::Computed { expr, .. } => {
-                    (String::from("(computed)"), format!("AS {expr}"))
+                    let ty = ExprBinder::new(&t.sql, &physical)
+                        .bind(expr)
+                        .map(|b| b.ty.to_string())
+                        .unwrap_or_default();
+                    (ty, format!("AS {}", backquoted(expr)))
                 }
                 ColumnKind::Metadata { data_type, .. } => {
                     (data_type.to_string(), "METADATA".into())
                 }
             };
-            let extra = match &t.def.watermark {
-                Some(w) if w.column == c.name => format!("{extra} WATERMARK AS {}", w.expr)
-                    .trim()
-                    .to_string(),
-                _ => extra,
+            let watermark = match &t.def.watermark {
+                Some(w) if w.column == c.name => {
+                    ty.push_str(" *ROWTIME*");
+                    backquoted(&w.expr)
+                }
+                _ => String::new(),
             };
-            [
+            let is_key = pk.contains(&c.name.as_str());
+            vec![
                 c.name.clone(),
                 ty,
-                if pk.contains(&c.name.as_str()) {
-                    "PRI".into()
-                } else {
-                    String::new()
-                },
+                (!is_key).to_string(),
+                if is_key { key.clone() } else { String::new() },
                 extra,
+                watermark,
             ]
         })
         .collect()
+}
+
+/// The text of `e` with every identifier in backquotes, as Flink shows expanded expressions.
+fn backquoted(e: &AstExpr) -> String {
+    let mut e = e.clone();
+    quote_identifiers(&mut e);
+    e.to_string()
+}
+
+fn quote_identifiers(e: &mut AstExpr) {
+    use sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    match e {
+        AstExpr::Identifier(i) => i.quote_style = Some('`'),
+        AstExpr::CompoundIdentifier(parts) => {
+            for i in parts {
+                i.quote_style = Some('`');
+            }
+        }
+        AstExpr::BinaryOp { left, right, .. } => {
+            quote_identifiers(left);
+            quote_identifiers(right);
+        }
+        AstExpr::UnaryOp { expr, .. }
+        | AstExpr::Nested(expr)
+        | AstExpr::Cast { expr, .. }
+        | AstExpr::IsNull(expr)
+        | AstExpr::IsNotNull(expr) => quote_identifiers(expr),
+        AstExpr::Function(f) => {
+            if let FunctionArguments::List(list) = &mut f.args {
+                for a in &mut list.args {
+                    if let FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) = a {
+                        quote_identifiers(x);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Helper for planners: the type of a physical column by name.

@@ -121,8 +121,9 @@ impl SqlSession {
                         outputs.push(StatementOutput::Info(OK.into()));
                         return Ok(());
                     }
+                    // Flink's catalog message (TableAlreadyExistException).
                     return Err(SqlError::validation(format!(
-                        "Table or view '{}' already exists",
+                        "Table (or view) default_database.{} already exists in Catalog default_catalog",
                         t.name
                     ))
                     .with_span(Some(t.name_span.clone())));
@@ -143,8 +144,9 @@ impl SqlSession {
                         outputs.push(StatementOutput::Info(OK.into()));
                         return Ok(());
                     }
+                    // Flink's catalog message (TableAlreadyExistException).
                     return Err(SqlError::validation(format!(
-                        "Table or view '{}' already exists",
+                        "Table (or view) default_database.{} already exists in Catalog default_catalog",
                         v.name
                     ))
                     .with_span(Some(v.name_span.clone())));
@@ -314,9 +316,7 @@ impl SqlSession {
                 name, name_span, ..
             } => {
                 let rows = match self.catalog.get(name) {
-                    Some(CatalogEntry::Table(t)) => {
-                        describe_table(t).into_iter().map(|r| r.to_vec()).collect()
-                    }
+                    Some(CatalogEntry::Table(t)) => describe_table(t),
                     Some(CatalogEntry::View(v)) => {
                         let mut scratch = DataflowGraph::new();
                         let rel = Planner::new(&v.sql, &self.catalog, &self.config, &mut scratch)
@@ -327,6 +327,8 @@ impl SqlSession {
                                 vec![
                                     c.name.clone(),
                                     c.data_type.to_string(),
+                                    "true".to_string(),
+                                    String::new(),
                                     String::new(),
                                     String::new(),
                                 ]
@@ -345,7 +347,9 @@ impl SqlSession {
                     }
                 };
                 outputs.push(StatementOutput::Table {
-                    header: vec!["name".into(), "type".into(), "key".into(), "extras".into()],
+                    header: ["name", "type", "null", "key", "extras", "watermark"]
+                        .map(String::from)
+                        .to_vec(),
                     rows,
                 });
             }
@@ -452,7 +456,10 @@ impl SqlSession {
                 .with_span(Some(ins.table_span.clone())))
             }
             None => {
-                let mut err = SqlError::validation(format!("Object '{}' not found", ins.table))
+                let mut err = SqlError::validation(format!(
+                    "Cannot find table '`default_catalog`.`default_database`.`{}`' in any of the catalogs [default_catalog], nor as a temporary table.",
+                    ins.table
+                ))
                     .with_span(Some(ins.table_span.clone()));
                 if let Some(s) = did_you_mean(&ins.table, self.catalog.all_names()) {
                     err = err.with_help(format!("did you mean '{s}'?"));
@@ -501,7 +508,19 @@ impl SqlSession {
                         || coerce::common_type(&from, &f.data_type)
                             .is_some_and(|t| t == f.data_type)
                         || (from.is_string() && f.data_type.is_string())
-                        || (from.is_timestamp() && f.data_type.is_timestamp());
+                        || (from.is_timestamp() && f.data_type.is_timestamp())
+                        // Flink casts any exact numeric to a DECIMAL sink column implicitly,
+                        // whatever the precision (LogicalTypeCasts: DECIMAL implicit from
+                        // EXACT_NUMERIC).
+                        || (matches!(f.data_type, DataType::Decimal(..))
+                            && matches!(
+                                from,
+                                DataType::TinyInt
+                                    | DataType::SmallInt
+                                    | DataType::Int
+                                    | DataType::BigInt
+                                    | DataType::Decimal(..)
+                            ));
                     if !ok {
                         return Err(SqlError::validation(format!(
                             "Column types of query result and sink for '{full_name}' do not match.\nCause: Incompatible types for sink column '{}' at position {si}.\n\nQuery schema: [{}]\nSink schema:  [{}]",

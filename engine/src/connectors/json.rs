@@ -6,7 +6,8 @@
 //! `asInt` does), strings are parsed for non-string columns, a number or object in a string column
 //! becomes its JSON text. Timestamps are `yyyy-MM-dd HH:mm[:ss[.f]]` with
 //! `json.timestamp-format.standard` = `SQL` (default) or with a `T` for `ISO-8601`; TIMESTAMP_LTZ
-//! adds a `Z`. With `json.ignore-parse-errors` a bad line is skipped as a whole. Lines are
+//! adds a `Z`. With `json.ignore-parse-errors` malformed JSON is skipped as a whole line and a
+//! value that does not convert to its column's type is NULL (Flink's behaviour). Lines are
 //! deserialized straight into the row (no intermediate JSON tree); DECIMAL values are taken
 //! from the shortest text of the parsed double, which is exact for up to 15 significant digits.
 //!
@@ -152,6 +153,7 @@ impl JsonDecoder {
             row: &mut row,
             seen: &mut self.seen,
             standard: self.format.timestamp_standard,
+            lenient: self.format.ignore_parse_errors,
         };
         seed.deserialize(&mut de).map_err(|e| e.to_string())?;
         de.end().map_err(|e| e.to_string())?;
@@ -174,6 +176,7 @@ struct RowSeed<'a> {
     row: &'a mut Row,
     seen: &'a mut [bool],
     standard: TimestampStandard,
+    lenient: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
@@ -197,6 +200,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                         ty: &self.types[i],
                         name: &self.names[i],
                         standard: self.standard,
+                        lenient: self.lenient,
                     })?;
                     self.row[i] = v;
                     self.seen[i] = true;
@@ -240,9 +244,20 @@ struct FieldSeed<'a> {
     ty: &'a DataType,
     name: &'a str,
     standard: TimestampStandard,
+    /// `json.ignore-parse-errors`: a value that does not convert to the column's type is NULL
+    /// (the rest of the row is kept), as in Flink; malformed JSON still drops the whole line.
+    lenient: bool,
 }
 
 impl FieldSeed<'_> {
+    /// Applies [`FieldSeed::lenient`] to a conversion result.
+    fn lenient<E>(&self, r: std::result::Result<Value, E>) -> std::result::Result<Value, E> {
+        match r {
+            Err(_) if self.lenient => Ok(Value::Null),
+            other => other,
+        }
+    }
+
     fn fail<E: de::Error>(&self, text: &str) -> E {
         E::custom(format!(
             "Fail to deserialize at field: {}: '{text}' is not a valid {}",
@@ -335,16 +350,36 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
     fn visit_bool<E: de::Error>(self, b: bool) -> std::result::Result<Value, E> {
         match self.ty {
             DataType::Boolean => Ok(Value::Boolean(b)),
-            _ => self.convert_text(if b { "true" } else { "false" }),
+            _ => self.lenient(self.convert_text(if b { "true" } else { "false" })),
         }
     }
     fn visit_i64<E: de::Error>(self, n: i64) -> std::result::Result<Value, E> {
-        self.convert_integer(i128::from(n))
+        self.lenient(self.convert_integer(i128::from(n)))
     }
     fn visit_u64<E: de::Error>(self, n: u64) -> std::result::Result<Value, E> {
-        self.convert_integer(i128::from(n))
+        self.lenient(self.convert_integer(i128::from(n)))
     }
     fn visit_f64<E: de::Error>(self, x: f64) -> std::result::Result<Value, E> {
+        let r = self.convert_f64(x);
+        self.lenient(r)
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Value, E> {
+        self.lenient(self.convert_text(s))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Value, A::Error> {
+        let v: serde_json::Value =
+            serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        self.lenient(self.nested(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Value, A::Error> {
+        let v: serde_json::Value =
+            serde::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        self.lenient(self.nested(v))
+    }
+}
+
+impl FieldSeed<'_> {
+    fn convert_f64<E: de::Error>(&self, x: f64) -> std::result::Result<Value, E> {
         let java_text = || {
             let mut s = String::new();
             format::write_double(&mut s, x);
@@ -377,22 +412,7 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
             _ => self.convert_text(&java_text()),
         }
     }
-    fn visit_str<E: de::Error>(self, s: &str) -> std::result::Result<Value, E> {
-        self.convert_text(s)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Value, A::Error> {
-        let v: serde_json::Value =
-            serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        self.nested(v)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Value, A::Error> {
-        let v: serde_json::Value =
-            serde::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-        self.nested(v)
-    }
-}
 
-impl FieldSeed<'_> {
     /// An object or array: its JSON text in a string column, an error elsewhere.
     fn nested<E: de::Error>(&self, v: serde_json::Value) -> std::result::Result<Value, E> {
         let text = v.to_string();
@@ -599,7 +619,15 @@ mod tests {
         assert!(d.decode("{not json").is_err());
         assert!(d.decode("[1,2]").is_err());
         let mut d = decoder(&[("json.ignore-parse-errors", "true")]);
-        assert_eq!(d.decode(r#"{"id":"x"}"#).unwrap(), JsonDecoded::Skipped);
+        assert_eq!(d.decode("{not json").unwrap(), JsonDecoded::Skipped);
+        // A value of the wrong type is NULL and the rest of the row is kept (Flink's behaviour).
+        match d.decode(r#"{"id":"x","name":"ben"}"#).unwrap() {
+            JsonDecoded::Row(row) => {
+                assert_eq!(row[0], Value::Null);
+                assert_eq!(row[1], Value::string("ben"));
+            }
+            other => panic!("{other:?}"),
+        }
         let mut d = decoder(&[("json.fail-on-missing-field", "true")]);
         assert_eq!(
             d.decode(r#"{"id":1}"#).unwrap_err(),
