@@ -14,6 +14,10 @@ use std::time::Instant;
 use streamsql::engine::config::Configuration;
 use streamsql::Streamsql;
 
+/// The same allocator as the `streamsql` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn run(sql: &str) -> f64 {
     let mut conf = Configuration::new();
     conf.set("parallelism.default", "1").expect("valid key");

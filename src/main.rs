@@ -14,6 +14,12 @@ use streamsql::engine::runtime::JobOutcome;
 use streamsql::sql::session::StatementOutput;
 use streamsql::{Error, Streamsql};
 
+/// Rows are allocated by one task thread and freed by another; mimalloc's per-thread heaps make
+/// those cross-thread frees cheap, where the system allocator contends on its arenas (measured in
+/// docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "streamsql",

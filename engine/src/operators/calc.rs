@@ -14,6 +14,8 @@ pub struct Calc {
     takes: Vec<Option<usize>>,
     /// The projections are exactly the input columns in order: the input row is reused as is.
     identity: bool,
+    /// Reused buffer for the values of one output row.
+    scratch: Vec<crate::value::Value>,
 }
 
 impl Calc {
@@ -35,11 +37,13 @@ impl Calc {
             projections,
             takes,
             identity,
+            scratch: Vec::new(),
         }
     }
 
-    /// Applies the calc to an owned row, moving values instead of cloning them where it can.
-    pub fn apply_owned(&self, mut row: Row) -> Result<Option<Row>> {
+    /// Applies the calc to an owned row, moving values instead of cloning them, and reusing the
+    /// row's allocation for the result (no allocation per row).
+    pub fn apply_owned(&mut self, mut row: Row) -> Result<Option<Row>> {
         if let Some(f) = &self.filter {
             if !f.eval_predicate(&row)? {
                 return Ok(None);
@@ -48,21 +52,24 @@ impl Calc {
         if self.identity && row.len() == self.projections.len() {
             return Ok(Some(row));
         }
-        let mut out = Vec::with_capacity(self.projections.len());
+        let scratch = &mut self.scratch;
+        scratch.clear();
         for (p, take) in self.projections.iter().zip(&self.takes) {
-            out.push(match take {
+            scratch.push(match take {
                 Some(_) => crate::value::Value::Null,
                 None => p.eval(&row)?,
             });
         }
-        for (slot, take) in out.iter_mut().zip(&self.takes) {
+        for (slot, take) in scratch.iter_mut().zip(&self.takes) {
             if let Some(c) = take {
                 if let Some(v) = row.get_mut(*c) {
                     *slot = std::mem::take(v);
                 }
             }
         }
-        Ok(Some(out))
+        row.clear();
+        row.append(scratch);
+        Ok(Some(row))
     }
 
     /// Applies the calc to one row; `None` when the filter rejects it.
@@ -125,7 +132,7 @@ mod tests {
 
     #[test]
     fn owned_rows_move_columns_and_clone_repeated_ones() {
-        let calc = Calc::new(
+        let mut calc = Calc::new(
             None,
             vec![Expr::Column(1), Expr::Column(0), Expr::Column(1)],
         );
@@ -134,7 +141,7 @@ mod tests {
             calc.apply_owned(row).unwrap(),
             Some(vec![Value::string("a"), Value::Int(1), Value::string("a")])
         );
-        let identity = Calc::new(None, vec![Expr::Column(0), Expr::Column(1)]);
+        let mut identity = Calc::new(None, vec![Expr::Column(0), Expr::Column(1)]);
         let row = vec![Value::Int(1), Value::Int(2)];
         assert_eq!(identity.apply_owned(row.clone()).unwrap(), Some(row));
     }
