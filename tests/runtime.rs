@@ -179,3 +179,39 @@ fn the_command_line_prints_only_rows_on_stdout_and_fails_with_a_diagnostic() {
     assert!(err.contains("Column 'nope' not found"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sigint_cancels_a_running_pipeline_cleanly() {
+    let dir = std::env::temp_dir().join(format!("streamsql-sigint-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let sql = dir.join("endless.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE t (x BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '100');
+         CREATE TABLE sink (x BIGINT) WITH ('connector' = 'blackhole');
+         INSERT INTO sink SELECT x FROM t;",
+    )
+    .expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamsql"))
+        .arg("run")
+        .arg(&sql)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "an unbounded job keeps running"
+    );
+    let killed = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("exits");
+    assert!(out.status.success(), "a cancelled job exits 0: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cancelled"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
