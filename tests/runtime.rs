@@ -215,3 +215,112 @@ fn sigint_cancels_a_running_pipeline_cleanly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cancelled"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Records, per subtask, the values it received.
+struct Recorder {
+    seen: Arc<std::sync::Mutex<Vec<(usize, i64)>>>,
+    subtask: usize,
+}
+
+impl Operator for Recorder {
+    fn on_batch(&mut self, _: usize, batch: Vec<Change>, _: &mut Output) -> Result<()> {
+        let mut seen = self.seen.lock().expect("not poisoned");
+        for c in batch {
+            if let Some(Value::BigInt(v)) = c.row.first() {
+                seen.push((self.subtask, *v));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn exchange(partitioning: Partitioning) -> Vec<(usize, i64)> {
+    let rows: Vec<Vec<Value>> = (0..100).map(|i| vec![Value::BigInt(i)]).collect();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let mut g = DataflowGraph::new();
+    let src = g.add_node(
+        "Values",
+        "values".into(),
+        1,
+        schema(),
+        NodeKind::Source(Arc::new(
+            streamsql::engine::connectors::values::ValuesSourceFactory::new(rows),
+        )),
+        &[],
+    );
+    let factory: Arc<dyn OperatorFactory> = Arc::new(move |ctx: &TaskContext| {
+        Ok(Box::new(Recorder {
+            seen: seen2.clone(),
+            subtask: ctx.subtask_index,
+        }) as Box<dyn Operator>)
+    });
+    g.add_node(
+        "Recorder",
+        "recorder".into(),
+        3,
+        schema(),
+        NodeKind::Operator(factory),
+        &[(src, partitioning)],
+    );
+    let settings = RuntimeSettings {
+        batch_size: 7,
+        ..RuntimeSettings::default()
+    };
+    runtime::run(&g, &settings).expect("job succeeds");
+    let mut v = seen.lock().expect("not poisoned").clone();
+    v.sort();
+    v
+}
+
+#[test]
+fn broadcast_sends_every_row_to_every_subtask() {
+    let seen = exchange(Partitioning::Broadcast);
+    assert_eq!(seen.len(), 300);
+    for s in 0..3 {
+        assert_eq!(seen.iter().filter(|(t, _)| *t == s).count(), 100);
+    }
+}
+
+#[test]
+fn rebalance_spreads_rows_round_robin() {
+    let seen = exchange(Partitioning::Rebalance);
+    assert_eq!(seen.len(), 100);
+    for s in 0..3 {
+        let n = seen.iter().filter(|(t, _)| *t == s).count();
+        assert!((33..=34).contains(&n), "subtask {s} got {n}");
+    }
+}
+
+#[test]
+fn hash_sends_each_key_to_the_subtask_owning_its_key_group() {
+    use streamsql::engine::keygroup;
+    let seen = exchange(Partitioning::Hash(vec![0]));
+    assert_eq!(seen.len(), 100);
+    for (subtask, v) in seen {
+        let value = Value::BigInt(v);
+        let group = keygroup::key_group(keygroup::key_hash([&value]), 128);
+        assert_eq!(keygroup::operator_index(group, 3, 128), subtask);
+    }
+}
+
+#[test]
+fn operator_ids_are_stable_across_runs_of_the_same_sql() {
+    let sql =
+        "CREATE TABLE t (k INT, v INT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+               CREATE TABLE s (k INT, n BIGINT) WITH ('connector' = 'blackhole');
+               INSERT INTO s SELECT k, COUNT(*) FROM t GROUP BY k;";
+    let ids = |sql: &str| -> Vec<u64> {
+        let mut s = common::session(2);
+        let exec = s.execute("ids.sql", sql).expect("plans");
+        let job = exec.job.expect("a job");
+        let mut ids: Vec<u64> = job.metrics().iter().map(|m| m.operator_id).collect();
+        job.wait().expect("runs");
+        ids.dedup();
+        ids
+    };
+    let first = ids(sql);
+    assert_eq!(first, ids(sql));
+    let other = ids(&sql.replace("COUNT(*)", "COUNT(v)"));
+    assert_ne!(first, other, "a different query gets different ids");
+}
