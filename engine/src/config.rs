@@ -777,22 +777,6 @@ fn suggest(key: &str) -> Option<String> {
     (dist <= limit).then(|| best.to_string())
 }
 
-/// Edit distance (insertions, deletions, substitutions) between two strings, by characters.
-pub fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let subst = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = subst.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
 /// Flink's boolean form: `true` or `false` in any case.
 pub fn parse_bool(s: &str) -> Option<bool> {
     let s = s.trim();
@@ -924,6 +908,8 @@ fn is_utc(zone: &str) -> bool {
             | "+00:00"
     )
 }
+
+pub use crate::suggest::levenshtein;
 
 /// A validated set of configuration values, keyed by canonical key name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod operator;
 pub mod operators;
 pub mod runtime;
+pub mod suggest;
 pub mod types;
 pub mod value;
 pub mod window;

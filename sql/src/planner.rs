@@ -62,80 +62,30 @@ pub struct CalcInfo {
 
 /// Replaces every `Column(i)` of `e` with `inputs[i]`.
 fn substitute(e: &Expr, inputs: &[Expr]) -> Expr {
-    let rec = |x: &Expr| substitute(x, inputs);
-    match e {
-        Expr::Column(i) => inputs
-            .get(*i)
-            .cloned()
-            .unwrap_or(Expr::Literal(Value::Null)),
-        Expr::Literal(_) => e.clone(),
-        Expr::Call { func, args, ret } => Expr::Call {
-            func: func.clone(),
-            args: args.iter().map(rec).collect(),
-            ret: ret.clone(),
-        },
-        Expr::Cast {
-            expr,
-            from,
-            to,
-            safe,
-        } => Expr::Cast {
-            expr: Box::new(rec(expr)),
-            from: from.clone(),
-            to: to.clone(),
-            safe: *safe,
-        },
-        Expr::And(v) => Expr::And(v.iter().map(rec).collect()),
-        Expr::Or(v) => Expr::Or(v.iter().map(rec).collect()),
-        Expr::Coalesce(v) => Expr::Coalesce(v.iter().map(rec).collect()),
-        Expr::Not(x) => Expr::Not(Box::new(rec(x))),
-        Expr::IsNull(x) => Expr::IsNull(Box::new(rec(x))),
-        Expr::IsNotNull(x) => Expr::IsNotNull(Box::new(rec(x))),
-        Expr::Case { whens, otherwise } => Expr::Case {
-            whens: whens.iter().map(|(c, t)| (rec(c), rec(t))).collect(),
-            otherwise: otherwise.as_ref().map(|o| Box::new(rec(o))),
-        },
-        Expr::In {
-            expr,
-            list,
-            negated,
-        } => Expr::In {
-            expr: Box::new(rec(expr)),
-            list: list.iter().map(rec).collect(),
-            negated: *negated,
-        },
+    let replaced = e.rewrite::<std::convert::Infallible>(&mut |x| {
+        Ok(match x {
+            Expr::Column(i) => Some(
+                inputs
+                    .get(*i)
+                    .cloned()
+                    .unwrap_or(Expr::Literal(Value::Null)),
+            ),
+            _ => None,
+        })
+    });
+    match replaced {
+        Ok(x) => x,
+        Err(never) => match never {},
     }
 }
 
 /// How often each input column is read by `e`.
 fn count_columns(e: &Expr, counts: &mut [usize]) {
-    match e {
-        Expr::Column(i) => {
-            if let Some(c) = counts.get_mut(*i) {
-                *c += 1;
-            }
+    e.for_each_column(&mut |i| {
+        if let Some(c) = counts.get_mut(i) {
+            *c += 1;
         }
-        Expr::Literal(_) => {}
-        Expr::Call { args: v, .. } | Expr::And(v) | Expr::Or(v) | Expr::Coalesce(v) => {
-            v.iter().for_each(|x| count_columns(x, counts))
-        }
-        Expr::Cast { expr: x, .. } | Expr::Not(x) | Expr::IsNull(x) | Expr::IsNotNull(x) => {
-            count_columns(x, counts)
-        }
-        Expr::Case { whens, otherwise } => {
-            for (c, t) in whens {
-                count_columns(c, counts);
-                count_columns(t, counts);
-            }
-            if let Some(o) = otherwise {
-                count_columns(o, counts);
-            }
-        }
-        Expr::In { expr, list, .. } => {
-            count_columns(expr, counts);
-            list.iter().for_each(|x| count_columns(x, counts));
-        }
-    }
+    });
 }
 
 /// `TABLE(TUMBLE(...))` before it is known whether an aggregation will absorb it: the last three
@@ -1853,72 +1803,35 @@ fn rewrite_post_agg(
     window_keys: &[usize],
     input: &[ScopeColumn],
 ) -> SqlResult<Expr> {
-    if let Some(k) = keys.iter().position(|k| k == e) {
-        return Ok(Expr::Column(k));
-    }
-    let rec = |x: &Expr| rewrite_post_agg(x, keys, nkeys, nwin, window_base, window_keys, input);
-    Ok(match e {
-        Expr::Column(i) if *i >= AGG_BASE => Expr::Column(nkeys + nwin + (i - AGG_BASE)),
-        Expr::Column(i) if *i >= WINDOW_BASE => Expr::Column(nkeys + (i - WINDOW_BASE)),
-        Expr::Column(i) => {
-            if let Some(base) = window_base {
-                if *i >= base && *i < base + 3 {
-                    let w = i - base;
-                    if w == 2 || window_keys.contains(&w) {
-                        return Ok(Expr::Column(nkeys + w));
-                    }
+    e.rewrite(&mut |x| {
+        if let Some(k) = keys.iter().position(|k| k == x) {
+            return Ok(Some(Expr::Column(k)));
+        }
+        let Expr::Column(i) = x else {
+            return Ok(None);
+        };
+        let i = *i;
+        if i >= AGG_BASE {
+            return Ok(Some(Expr::Column(nkeys + nwin + (i - AGG_BASE))));
+        }
+        if i >= WINDOW_BASE {
+            return Ok(Some(Expr::Column(nkeys + (i - WINDOW_BASE))));
+        }
+        if let Some(base) = window_base {
+            if i >= base && i < base + 3 {
+                let w = i - base;
+                if w == 2 || window_keys.contains(&w) {
+                    return Ok(Some(Expr::Column(nkeys + w)));
                 }
             }
-            // Flink names the column as written, e.g. `Expression 'qty' is not being grouped`.
-            let name = input
-                .get(*i)
-                .map_or_else(|| format!("${i}"), |c| c.name.clone());
-            return Err(SqlError::validation(format!(
-                "Expression '{name}' is not being grouped"
-            )));
         }
-        Expr::Literal(_) => e.clone(),
-        Expr::Call { func, args, ret } => Expr::Call {
-            func: func.clone(),
-            args: args.iter().map(rec).collect::<SqlResult<_>>()?,
-            ret: ret.clone(),
-        },
-        Expr::Cast {
-            expr,
-            from,
-            to,
-            safe,
-        } => Expr::Cast {
-            expr: Box::new(rec(expr)?),
-            from: from.clone(),
-            to: to.clone(),
-            safe: *safe,
-        },
-        Expr::And(v) => Expr::And(v.iter().map(rec).collect::<SqlResult<_>>()?),
-        Expr::Or(v) => Expr::Or(v.iter().map(rec).collect::<SqlResult<_>>()?),
-        Expr::Coalesce(v) => Expr::Coalesce(v.iter().map(rec).collect::<SqlResult<_>>()?),
-        Expr::Not(x) => Expr::Not(Box::new(rec(x)?)),
-        Expr::IsNull(x) => Expr::IsNull(Box::new(rec(x)?)),
-        Expr::IsNotNull(x) => Expr::IsNotNull(Box::new(rec(x)?)),
-        Expr::Case { whens, otherwise } => Expr::Case {
-            whens: whens
-                .iter()
-                .map(|(c, t)| Ok((rec(c)?, rec(t)?)))
-                .collect::<SqlResult<_>>()?,
-            otherwise: match otherwise {
-                Some(o) => Some(Box::new(rec(o)?)),
-                None => None,
-            },
-        },
-        Expr::In {
-            expr,
-            list,
-            negated,
-        } => Expr::In {
-            expr: Box::new(rec(expr)?),
-            list: list.iter().map(rec).collect::<SqlResult<_>>()?,
-            negated: *negated,
-        },
+        // Flink names the column as written, e.g. `Expression 'qty' is not being grouped`.
+        let name = input
+            .get(i)
+            .map_or_else(|| format!("${i}"), |c| c.name.clone());
+        Err(SqlError::validation(format!(
+            "Expression '{name}' is not being grouped"
+        )))
     })
 }
 

@@ -174,6 +174,76 @@ impl Expr {
         }
     }
 
+    /// Rebuilds the expression top-down: `f` may replace a node (whose children are then not
+    /// visited) by returning `Some`, or keep it (`None`) so that its children are rewritten.
+    pub fn rewrite<E>(
+        &self,
+        f: &mut dyn FnMut(&Expr) -> std::result::Result<Option<Expr>, E>,
+    ) -> std::result::Result<Expr, E> {
+        if let Some(replaced) = f(self)? {
+            return Ok(replaced);
+        }
+        let all = |v: &[Expr], f: &mut dyn FnMut(&Expr) -> std::result::Result<Option<Expr>, E>| {
+            v.iter()
+                .map(|x| x.rewrite(f))
+                .collect::<std::result::Result<Vec<_>, E>>()
+        };
+        Ok(match self {
+            Expr::Column(_) | Expr::Literal(_) => self.clone(),
+            Expr::Call { func, args, ret } => Expr::Call {
+                func: func.clone(),
+                args: all(args, f)?,
+                ret: ret.clone(),
+            },
+            Expr::Cast {
+                expr,
+                from,
+                to,
+                safe,
+            } => Expr::Cast {
+                expr: Box::new(expr.rewrite(f)?),
+                from: from.clone(),
+                to: to.clone(),
+                safe: *safe,
+            },
+            Expr::And(v) => Expr::And(all(v, f)?),
+            Expr::Or(v) => Expr::Or(all(v, f)?),
+            Expr::Coalesce(v) => Expr::Coalesce(all(v, f)?),
+            Expr::Not(x) => Expr::Not(Box::new(x.rewrite(f)?)),
+            Expr::IsNull(x) => Expr::IsNull(Box::new(x.rewrite(f)?)),
+            Expr::IsNotNull(x) => Expr::IsNotNull(Box::new(x.rewrite(f)?)),
+            Expr::Case { whens, otherwise } => Expr::Case {
+                whens: whens
+                    .iter()
+                    .map(|(c, t)| Ok((c.rewrite(f)?, t.rewrite(f)?)))
+                    .collect::<std::result::Result<_, E>>()?,
+                otherwise: match otherwise {
+                    Some(o) => Some(Box::new(o.rewrite(f)?)),
+                    None => None,
+                },
+            },
+            Expr::In {
+                expr,
+                list,
+                negated,
+            } => Expr::In {
+                expr: Box::new(expr.rewrite(f)?),
+                list: all(list, f)?,
+                negated: *negated,
+            },
+        })
+    }
+
+    /// The columns the expression reads, once per reference.
+    pub fn for_each_column(&self, f: &mut dyn FnMut(usize)) {
+        let _ = self.rewrite::<std::convert::Infallible>(&mut |x| {
+            if let Expr::Column(i) = x {
+                f(*i);
+            }
+            Ok(None)
+        });
+    }
+
     /// Evaluates a predicate: only TRUE passes (FALSE and NULL filter the row out).
     pub fn eval_predicate(&self, row: &[Value]) -> Result<bool> {
         Ok(matches!(self.eval(row)?, Value::Boolean(true)))
