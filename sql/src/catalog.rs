@@ -38,6 +38,32 @@ impl TableEntry {
         )
     }
 
+    /// Where a connector's error about this table's options should point: the option (key, or
+    /// value when the value is quoted in the message) named before any "Supported options" list,
+    /// else the table's name.
+    pub fn option_error_span(&self, message: &str) -> std::ops::Range<usize> {
+        let head = message
+            .split("Supported options:")
+            .next()
+            .unwrap_or(message);
+        let names_key =
+            |k: &str| head.contains(&format!("'{k}'")) || head.lines().any(|l| l.trim() == k);
+        self.def
+            .options
+            .iter()
+            .filter(|o| o.key != "connector")
+            .find(|o| names_key(&o.key))
+            .map(|o| o.key_span.clone())
+            .or_else(|| {
+                self.def
+                    .options
+                    .iter()
+                    .find(|o| head.contains(&format!("'{}'", o.value)))
+                    .map(|o| o.value_span.clone())
+            })
+            .unwrap_or_else(|| self.def.name_span.clone())
+    }
+
     /// The value of a `WITH` option.
     pub fn option(&self, key: &str) -> Option<&str> {
         self.def
@@ -226,4 +252,35 @@ pub fn physical_type(t: &TableEntry, name: &str) -> Option<DataType> {
         .into_iter()
         .find(|f| f.name == name)
         .map(|f| f.data_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ast::Statement;
+
+    fn table(sql: &str) -> TableEntry {
+        match crate::parser::parse_script(sql).expect("parses").remove(0) {
+            Statement::CreateTable(def) => TableEntry {
+                def,
+                sql: sql.to_string(),
+            },
+            other => panic!("not a CREATE TABLE: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn option_errors_point_at_the_unsupported_option_not_the_supported_list() {
+        let sql = "CREATE TABLE t (x INT) WITH ('connector' = 'filesystem', 'path' = 'p', 'csv.bad' = '1')";
+        let t = table(sql);
+        let msg = "Unsupported options found for 'filesystem'.\n\nUnsupported options:\n\ncsv.bad\n\nSupported options:\n\nconnector\npath\n";
+        assert_eq!(&sql[t.option_error_span(msg)], "'csv.bad'");
+        let unknown = "Could not find any factory for identifier 'kafkaa'";
+        let t2 = table("CREATE TABLE t (x INT) WITH ('connector' = 'kafkaa')");
+        assert_eq!(&t2.sql[t2.option_error_span(unknown)], "'kafkaa'");
+        assert_eq!(
+            &sql[t.option_error_span("Missing required options are:\n\nformat")],
+            "t"
+        );
+    }
 }

@@ -898,20 +898,8 @@ impl<'a> Planner<'a> {
     }
 
     fn option_error(&self, t: &TableEntry, e: streamsql_engine::EngineError) -> SqlError {
-        // Point at the offending option when the message names one.
-        let msg = e.to_string();
-        let span = t
-            .def
-            .options
-            .iter()
-            .find(|o| {
-                msg.contains(&format!("'{}'", o.key))
-                    || msg.contains(&format!("\n{}\n", o.key))
-                    || msg.ends_with(&format!("\n{}", o.key))
-            })
-            .map(|o| o.key_span.clone())
-            .or(Some(t.def.name_span.clone()));
-        SqlError::from_engine(e, span)
+        let span = t.option_error_span(&e.to_string());
+        SqlError::from_engine(e, Some(span))
     }
 
     fn plan_named(

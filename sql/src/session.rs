@@ -575,15 +575,8 @@ impl SqlSession {
         );
         let sink =
             registry::create_sink(connector, &target.def.name, &schema, &options).map_err(|e| {
-                let msg = e.to_string();
-                let span = target
-                    .def
-                    .options
-                    .iter()
-                    .find(|o| msg.contains(&o.key))
-                    .map(|o| o.key_span.clone())
-                    .or(Some(target.def.name_span.clone()));
-                SqlError::from_engine(e, span)
+                let span = target.option_error_span(&e.to_string());
+                SqlError::from_engine(e, Some(span))
             })?;
         if !rel.append_only && !sink.accepts_updates {
             let producer = graph
