@@ -324,3 +324,39 @@ fn operator_ids_are_stable_across_runs_of_the_same_sql() {
     let other = ids(&sql.replace("COUNT(*)", "COUNT(v)"));
     assert_ne!(first, other, "a different query gets different ids");
 }
+
+#[test]
+fn sink_parallelism_runs_the_print_sink_in_parallel_with_subtask_prefixes() {
+    let dir = std::env::temp_dir().join(format!("streamsql-sinkp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let sql = dir.join("p.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE t (x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '6',
+           'fields.x.kind' = 'sequence', 'fields.x.start' = '1', 'fields.x.end' = '6');
+         CREATE TABLE p (x BIGINT) WITH ('connector' = 'print', 'sink.parallelism' = '2');
+         INSERT INTO p SELECT x FROM t;",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_streamsql"))
+        .arg("run")
+        .arg(&sql)
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut values: Vec<i64> = Vec::new();
+    for line in text.lines() {
+        let (prefix, row) = line.split_once("> ").expect("a subtask prefix");
+        assert!(prefix == "1" || prefix == "2", "{line}");
+        let v = row.trim_start_matches("+I[").trim_end_matches(']');
+        values.push(v.parse().expect("a number"));
+    }
+    values.sort();
+    assert_eq!(values, vec![1, 2, 3, 4, 5, 6]);
+    assert!(
+        text.contains("1> ") && text.contains("2> "),
+        "both subtasks print: {text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -591,13 +591,21 @@ impl SqlSession {
         }
         let mut planner = Planner::new(sql, &self.catalog, &self.config, graph);
         let casted = planner.calc(&rel, None, projections);
+        // `sink.parallelism` sets the sink's own parallelism; rows then travel round robin, as in
+        // Flink when the sink's parallelism differs from its input's.
+        let parallelism = sink.parallelism.unwrap_or(casted.parallelism).max(1);
+        let partitioning = if parallelism == casted.parallelism {
+            Partitioning::Forward
+        } else {
+            Partitioning::Rebalance
+        };
         graph.add_node(
             "Sink",
             format!("table=[{full_name}], {}", sink.description),
-            casted.parallelism,
+            parallelism,
             schema,
             NodeKind::Operator(sink.factory),
-            &[(casted.node, Partitioning::Forward)],
+            &[(casted.node, partitioning)],
         );
         Ok(())
     }

@@ -28,9 +28,10 @@ pub enum FileFormat {
     Json(JsonFormat),
 }
 
-/// Options of Flink's filesystem connector that are accepted and have no effect here (partition
-/// commit, compaction, statistics, shuffling).
-const ACCEPTED_FILESYSTEM_OPTIONS: [&str; 14] = [
+/// Options of Flink's filesystem connector for features streamsql does not implement (partitioned
+/// tables, partition commit, compaction, statistics, shuffling, inactivity rolling). They are
+/// rejected with a clear error rather than silently ignored.
+const UNSUPPORTED_FILESYSTEM_OPTIONS: [&str; 16] = [
     "partition.default-name",
     "source.path.regex-pattern",
     "source.report-statistics",
@@ -45,6 +46,8 @@ const ACCEPTED_FILESYSTEM_OPTIONS: [&str; 14] = [
     "auto-compaction",
     "compaction.file-size",
     "sink.rolling-policy.inactivity-interval",
+    "partition.time-extractor.kind",
+    "partition.time-extractor.class",
 ];
 
 /// Watermark options the planner handles; every source accepts them.
@@ -85,16 +88,23 @@ pub(crate) fn read_common(r: &mut OptionReader<'_>) -> Result<FileSystemOptions>
             ));
         }
     };
-    for key in ACCEPTED_FILESYSTEM_OPTIONS {
-        r.accept(key);
+    for key in UNSUPPORTED_FILESYSTEM_OPTIONS {
+        if r.contains(key) {
+            return Err(EngineError::option(
+                format!(
+                    "Option '{key}' of the filesystem connector is not supported: partitioned tables, partition commit, compaction and inactivity-based rolling are not implemented"
+                ),
+                Some(format!("remove '{key}' from the table's WITH options")),
+            ));
+        }
     }
+    // Options of the other direction: Flink accepts them on either side, since one table may be
+    // both read and written; each direction reads its own.
     r.accept("sink.parallelism");
     r.accept("sink.rolling-policy.file-size");
     r.accept("sink.rolling-policy.rollover-interval");
     r.accept("sink.rolling-policy.check-interval");
     r.accept("source.monitor-interval");
-    r.accept("partition.time-extractor.kind");
-    r.accept("partition.time-extractor.class");
     Ok(FileSystemOptions { path, format })
 }
 
