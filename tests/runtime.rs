@@ -360,3 +360,19 @@ fn sink_parallelism_runs_the_print_sink_in_parallel_with_subtask_prefixes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_first_error_is_reported_not_the_closed_channels_it_leaves_behind() {
+    // Regression: a failing task used to close its channels before recording its error, so a
+    // downstream task could report "closed without end of stream" first.
+    for _ in 0..30 {
+        let mut s = common::session(2);
+        let err = common::run_script(
+            &mut s,
+            "SELECT x / (x - x) FROM (VALUES (1), (2), (3)) AS t(x)",
+        )
+        .err()
+        .expect("division by zero fails the job");
+        assert!(err.to_string().contains("by zero"), "{err}");
+    }
+}

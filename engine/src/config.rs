@@ -892,6 +892,17 @@ fn valid_offset(s: &str) -> bool {
     ok(h, 18) && ok(m, 59)
 }
 
+/// True when two normalized values of one key mean the same (`0` and `0 ms` are one duration).
+fn same_value(a: &str, b: &str) -> bool {
+    if let (Some(x), Some(y)) = (parse_duration(a), parse_duration(b)) {
+        return x == y;
+    }
+    if let (Some(x), Some(y)) = (parse_memory_size(a), parse_memory_size(b)) {
+        return x == y;
+    }
+    a.eq_ignore_ascii_case(b)
+}
+
 /// True for the spellings of UTC that `table.local-time-zone` accepts.
 fn is_utc(zone: &str) -> bool {
     matches!(
@@ -957,6 +968,27 @@ impl Configuration {
     }
 
     /// The value of a key that was set (by any of its names), without defaults.
+    /// Keys set to a non-default value whose feature the engine does not implement yet
+    /// (`Support::Accepted`), as `(key, value)`. A job must not start with any of them: the
+    /// setting would be silently ignored. Shell settings (`sql-client.*`) are left out: they do
+    /// not affect a job.
+    pub fn unimplemented_settings(&self) -> Vec<(&str, &str)> {
+        self.values
+            .iter()
+            .filter(|(k, v)| {
+                let Some(spec) = spec(k) else {
+                    return false;
+                };
+                let is_default = spec
+                    .default
+                    .and_then(|d| spec.kind.normalize(d))
+                    .is_some_and(|d| same_value(&d, v));
+                spec.support == Support::Accepted && !is_default && !k.starts_with("sql-client.")
+            })
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     pub fn get_raw(&self, key: &str) -> Option<&str> {
         let (_, canonical) = lookup(key)?;
         self.values.get(&canonical).map(String::as_str)
@@ -1503,6 +1535,28 @@ mod tests {
         a.reset("parallelism.default").unwrap();
         assert_eq!(a.parallelism(), 1);
         a.reset("parallelism.default").unwrap();
+    }
+
+    #[test]
+    fn unimplemented_settings_are_listed_unless_default() {
+        let mut c = Configuration::new();
+        c.set("table.exec.state.ttl", "0").unwrap();
+        c.set("execution.checkpointing.mode", "exactly_once")
+            .unwrap();
+        c.set("sql-client.execution.result-mode", "changelog")
+            .unwrap();
+        assert!(c.unimplemented_settings().is_empty());
+        c.set("execution.checkpointing.interval", "10 s").unwrap();
+        assert_eq!(
+            c.unimplemented_settings(),
+            vec![("execution.checkpointing.interval", "10 s")]
+        );
+        c.set("parallelism.default", "4").unwrap();
+        assert_eq!(
+            c.unimplemented_settings().len(),
+            1,
+            "honoured keys are fine"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! Depends on `streamsql-storage` for durable files.
 
 pub mod agg;
+pub mod checkpoint;
 pub mod config;
 pub mod connectors;
 pub mod error;

@@ -95,6 +95,23 @@ impl SqlSession {
         let job = if graph.nodes.is_empty() {
             None
         } else {
+            let unimplemented = self.config.unimplemented_settings();
+            if !unimplemented.is_empty() {
+                let list: Vec<String> = unimplemented
+                    .iter()
+                    .map(|(k, v)| format!("'{k}' = '{v}'"))
+                    .collect();
+                return Err(SqlError::new(
+                    SqlErrorKind::Option,
+                    format!(
+                        "The job cannot start: {} configure{} a feature this version of streamsql does not implement yet (see docs/config.md), so {} would be ignored",
+                        list.join(", "),
+                        if list.len() == 1 { "s" } else { "" },
+                        if list.len() == 1 { "it" } else { "they" },
+                    ),
+                )
+                .with_help("remove the setting or set it to its default"));
+            }
             Some(JobPlan { graph, selects })
         };
         Ok(ScriptResult { outputs, job })

@@ -20,6 +20,20 @@ pub enum StorageError {
     },
     #[error("'{path}' is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// Bytes that did not come from a file (a snapshot handed over in memory) failed validation.
+    #[error("{what} is corrupt: {reason}")]
+    CorruptBytes { what: &'static str, reason: String },
+    /// A list of snapshots that cannot be restored as given (a delta without its base, out of
+    /// order): a caller bug or a checkpoint whose files were mixed up.
+    #[error("cannot restore state: {reason}")]
+    InvalidRestore { reason: String },
+    /// Keyed state was addressed with a state id never registered, or a key group the backend
+    /// does not own: a caller bug.
+    #[error("invalid state access: {reason}")]
+    InvalidStateAccess { reason: String },
+    /// The embedded key-value store failed (disk full, I/O error in its log).
+    #[error("state store failure: {message}")]
+    Store { message: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -63,6 +77,40 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 
 const TRAILER: usize = 4;
 
+/// Frames `payload` in memory as `magic (4) | version (2) | payload | crc32 (4)`: the bytes
+/// [`write_framed_atomic`] puts on disk.
+pub fn frame(magic: [u8; 4], version: u16, payload: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(payload.len() + 10);
+    buf.extend_from_slice(&magic);
+    buf.extend_from_slice(&version.to_le_bytes());
+    buf.extend_from_slice(payload);
+    let crc = crc32fast::hash(&buf);
+    buf.extend_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+/// Checks magic, version and checksum of framed bytes and returns the payload, or the reason the
+/// bytes are refused. The checksum is checked first, so a flipped bit anywhere is reported as such.
+pub(crate) fn unframe(bytes: &[u8], magic: [u8; 4], version: u16) -> Result<&[u8], String> {
+    if bytes.len() < 6 + TRAILER {
+        return Err("too short".to_string());
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - TRAILER);
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(trailer);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc) {
+        return Err("checksum mismatch".to_string());
+    }
+    if body[..4] != magic {
+        return Err("wrong magic number".to_string());
+    }
+    let found = u16::from_le_bytes([body[4], body[5]]);
+    if found != version {
+        return Err(format!("format version {found}, expected {version}"));
+    }
+    Ok(&body[6..])
+}
+
 /// Frames `payload` as `magic (4) | version (2) | payload | crc32 (4)` and writes it atomically.
 pub fn write_framed_atomic(
     path: &Path,
@@ -70,42 +118,19 @@ pub fn write_framed_atomic(
     version: u16,
     payload: &[u8],
 ) -> Result<(), StorageError> {
-    let mut buf = Vec::with_capacity(payload.len() + 10);
-    buf.extend_from_slice(&magic);
-    buf.extend_from_slice(&version.to_le_bytes());
-    buf.extend_from_slice(payload);
-    let crc = crc32fast::hash(&buf);
-    buf.extend_from_slice(&crc.to_le_bytes());
-    write_atomic(path, &buf)
+    write_atomic(path, &frame(magic, version, payload))
 }
 
 /// Reads a file written by [`write_framed_atomic`], checking magic, version and checksum; returns
 /// the payload.
 pub fn read_framed(path: &Path, magic: [u8; 4], version: u16) -> Result<Vec<u8>, StorageError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
-    let corrupt = |reason: &str| StorageError::Corrupt {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    };
-    if bytes.len() < 6 + TRAILER {
-        return Err(corrupt("too short"));
-    }
-    let (body, trailer) = bytes.split_at(bytes.len() - TRAILER);
-    let mut crc = [0u8; 4];
-    crc.copy_from_slice(trailer);
-    if crc32fast::hash(body) != u32::from_le_bytes(crc) {
-        return Err(corrupt("checksum mismatch"));
-    }
-    if body[..4] != magic {
-        return Err(corrupt("wrong magic number"));
-    }
-    let found = u16::from_le_bytes([body[4], body[5]]);
-    if found != version {
-        return Err(corrupt(&format!(
-            "format version {found}, expected {version}"
-        )));
-    }
-    Ok(body[6..].to_vec())
+    unframe(&bytes, magic, version)
+        .map(<[u8]>::to_vec)
+        .map_err(|reason| StorageError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        })
 }
 
 #[cfg(test)]

@@ -1,9 +1,23 @@
 //! # streamsql-storage
 //!
-//! Bytes on disk. This crate owns the one durable-write path of streamsql (write a temporary file,
-//! fsync, rename, fsync the directory) and the framing every file carries (magic number, format
-//! version, CRC-32 checksum), so that a crash never leaves a file that looks complete but is not.
+//! Bytes on disk, and the keyed state that becomes them. This crate owns the one durable-write
+//! path of streamsql (write a temporary file, fsync, rename, fsync the directory) and the framing
+//! every file carries (magic number, format version, CRC-32 checksum), so that a crash never
+//! leaves a file that looks complete but is not.
+//!
+//! - [`file`]: atomic, checksummed files.
+//! - [`state`]: keyed-state backends (in-memory, and sled with a write-back cache) addressed by
+//!   (key group, state, key), with change tracking for cheap checkpoint snapshots.
+//! - [`snapshot`]: the snapshot format of keyed state (full and delta, optionally snappy), built on
+//!   [`file`]'s framing.
 
 pub mod file;
+pub mod snapshot;
+pub mod state;
 
-pub use file::{read_framed, write_atomic, write_framed_atomic, StorageError};
+pub use file::{frame, read_framed, write_atomic, write_framed_atomic, StorageError};
+pub use snapshot::{Compression, Snapshot, SnapshotKind, SnapshotRecord};
+pub use state::{
+    HashMapBackend, KeyGroup, KeyGroupRange, KeyedStateBackend, SledBackend, StateEntry, StateId,
+    StateRegistry, StateStats,
+};

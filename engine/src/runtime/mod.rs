@@ -244,32 +244,9 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
             let kind = node.kind.clone();
             let shared_t = shared.clone();
             let settings_t = settings.clone();
-            let name = ctx.thread_name();
             let spawned = std::thread::Builder::new()
-                .name(name.clone())
-                .spawn(move || {
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        task::run(kind, &ctx, inputs, router, &shared_t, &settings_t)
-                    }));
-                    match result {
-                        Ok(Ok(())) => {}
-                        Ok(Err(EngineError::Cancelled)) => {
-                            // Another task failed or the user cancelled: nothing to add.
-                            shared_t.cancel.store(true, Ordering::SeqCst);
-                        }
-                        Ok(Err(e)) => shared_t.fail(e),
-                        Err(panic) => {
-                            let msg = panic
-                                .downcast_ref::<&str>()
-                                .map(|s| s.to_string())
-                                .or_else(|| panic.downcast_ref::<String>().cloned())
-                                .unwrap_or_else(|| "unknown panic".into());
-                            shared_t.fail(EngineError::Task {
-                                message: format!("task {name} failed: {msg}"),
-                            });
-                        }
-                    }
-                });
+                .name(ctx.thread_name())
+                .spawn(move || task::run(kind, &ctx, inputs, router, &shared_t, &settings_t));
             match spawned {
                 Ok(h) => threads.push(h),
                 Err(e) => {

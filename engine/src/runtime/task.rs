@@ -5,6 +5,7 @@
 //! watermark (+infinity), then `on_end_of_input`, and end-of-stream goes downstream last. No call
 //! here blocks for longer than `POLL` without looking at the cancel flag.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
@@ -24,6 +25,9 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long an idle source sleeps between polls.
 const IDLE_SLEEP: Duration = Duration::from_millis(2);
 
+/// Runs one subtask to its end and records how it ended in `shared`. A failure (error or panic)
+/// is recorded *before* this task's channels close, so that the tasks around it see the job
+/// cancelled rather than a channel that vanished.
 pub(crate) fn run(
     kind: NodeKind,
     ctx: &TaskContext,
@@ -31,19 +35,37 @@ pub(crate) fn run(
     mut router: OutputRouter,
     shared: &JobShared,
     settings: &RuntimeSettings,
-) -> Result<()> {
-    let result = match kind {
+) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match kind {
         NodeKind::Source(factory) => {
             let source = factory.create(ctx)?;
             run_source(source, &mut router, shared, settings)
         }
         NodeKind::Operator(factory) => {
             let op = factory.create(ctx)?;
-            run_operator(op, ctx, inputs, &mut router, shared, settings)
+            run_operator(op, ctx, &inputs, &mut router, shared, settings)
         }
-    };
+    }));
     TaskMetrics::add(&ctx.metrics.records_out, router.records_out);
-    result
+    match result {
+        Ok(Ok(())) => {}
+        // Another task failed or the user cancelled: nothing to add.
+        Ok(Err(EngineError::Cancelled)) => shared.cancel.store(true, Ordering::SeqCst),
+        Ok(Err(e)) => shared.fail(e),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            shared.fail(EngineError::Task {
+                message: format!("task {} failed: {msg}", ctx.thread_name()),
+            });
+        }
+    }
+    // Only now do this task's channels close.
+    drop(router);
+    drop(inputs);
 }
 
 fn run_source(
@@ -78,7 +100,7 @@ fn run_source(
 fn run_operator(
     mut op: Box<dyn Operator>,
     ctx: &TaskContext,
-    inputs: Vec<(Receiver<Message>, usize)>,
+    inputs: &[(Receiver<Message>, usize)],
     router: &mut OutputRouter,
     shared: &JobShared,
     settings: &RuntimeSettings,
@@ -106,7 +128,7 @@ fn run_operator(
         if let Some(d) = router.deadline() {
             wait = wait.min(d.saturating_duration_since(now));
         }
-        let received = receive(&inputs, &open, wait);
+        let received = receive(inputs, &open, wait);
         match received {
             Received::Message(ch, msg) => {
                 let input = inputs[ch].1;
