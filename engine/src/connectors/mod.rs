@@ -19,6 +19,21 @@ pub enum SourceStatus {
 pub trait Source: Send {
     /// Emits up to about `max_rows` rows into `out` (as `+I`), and may emit a watermark.
     fn poll(&mut self, out: &mut Output, max_rows: usize) -> Result<SourceStatus>;
+
+    /// Where the source stands, for a checkpoint taken between two polls: restoring it with
+    /// [`Source::restore_position`] resumes right after the last row emitted before this call.
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        Err(crate::error::EngineError::internal(
+            "this source cannot record its position for a checkpoint",
+        ))
+    }
+
+    /// Moves a freshly created source to a position taken by [`Source::snapshot_position`].
+    fn restore_position(&mut self, _position: &[u8]) -> Result<()> {
+        Err(crate::error::EngineError::internal(
+            "this source cannot be restored from a checkpoint",
+        ))
+    }
 }
 
 /// Builds one source instance per subtask.
