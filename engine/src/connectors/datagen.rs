@@ -341,6 +341,7 @@ impl SourceFactory for DataGenSourceFactory {
             parallelism: parallelism as i128,
             rate: self.rows_per_second / parallelism as f64,
             started: None,
+            throttle_base: 0,
             text: Vec::with_capacity(128),
         }))
     }
@@ -358,6 +359,8 @@ struct DataGenSource {
     /// Rows per second for this subtask.
     rate: f64,
     started: Option<Instant>,
+    /// `produced` when throttling started (after a restore, the rate counts from there).
+    throttle_base: u64,
     text: Vec<u8>,
 }
 
@@ -471,16 +474,49 @@ fn integer_value(ty: &DataType, v: i128) -> Value {
     }
 }
 
+/// Version byte of a datagen position.
+const POSITION_VERSION: u8 = 1;
+
 impl Source for DataGenSource {
+    /// `version | produced (u64) | remaining (u64, u64::MAX = unbounded) | rng word position
+    /// (u128)`: sequences derive from `produced`, random columns from the generator's position.
+    fn snapshot_position(&mut self) -> Result<Vec<u8>> {
+        let mut out = vec![POSITION_VERSION];
+        out.extend_from_slice(&self.produced.to_le_bytes());
+        out.extend_from_slice(&self.remaining.unwrap_or(u64::MAX).to_le_bytes());
+        out.extend_from_slice(&self.rng.get_word_pos().to_le_bytes());
+        Ok(out)
+    }
+
+    fn restore_position(&mut self, position: &[u8]) -> Result<()> {
+        let bad = || crate::error::EngineError::data("malformed datagen source position");
+        if position.len() != 33 || position[0] != POSITION_VERSION {
+            return Err(bad());
+        }
+        let u64_at = |i: usize| -> Result<u64> {
+            Ok(u64::from_le_bytes(
+                position[i..i + 8].try_into().map_err(|_| bad())?,
+            ))
+        };
+        self.produced = u64_at(1)?;
+        let remaining = u64_at(9)?;
+        self.remaining = (remaining != u64::MAX).then_some(remaining);
+        let word: [u8; 16] = position[17..33].try_into().map_err(|_| bad())?;
+        self.rng.set_word_pos(u128::from_le_bytes(word));
+        self.throttle_base = self.produced;
+        self.started = None;
+        Ok(())
+    }
+
     fn poll(&mut self, out: &mut Output, max_rows: usize) -> Result<SourceStatus> {
         if self.remaining == Some(0) {
             return Ok(SourceStatus::Finished);
         }
         let started = *self.started.get_or_insert_with(Instant::now);
         let due = (started.elapsed().as_secs_f64() * self.rate) as u64 + 1;
-        let allowed = due.saturating_sub(self.produced);
+        let allowed = due.saturating_sub(self.produced - self.throttle_base);
         if allowed == 0 {
-            let next_due = (self.produced as f64) / self.rate;
+            let next_due = ((self.produced - self.throttle_base) as f64) / self.rate;
             let wait =
                 Duration::from_secs_f64((next_due - started.elapsed().as_secs_f64()).max(0.0));
             std::thread::sleep(wait.min(MAX_THROTTLE_SLEEP));
@@ -544,6 +580,44 @@ mod tests {
             Field::new("s", DataType::STRING),
             Field::new("d", DataType::Decimal(5, 2)),
         ])
+    }
+
+    #[test]
+    fn a_restored_position_continues_the_same_rows() {
+        let o = Options::from_pairs([
+            ("rows-per-second", "1000000000"),
+            ("number-of-rows", "50"),
+            ("fields.id.kind", "sequence"),
+            ("fields.id.start", "1"),
+            ("fields.id.end", "100"),
+            ("fields.s.length", "4"),
+        ]);
+        let f = create_source("t", &schema(), &o).unwrap();
+        let all = drain(&f, 0, 1);
+        assert_eq!(all.len(), 50);
+        let mut first = f.create(&ctx(0, 1)).unwrap();
+        let mut head = Vec::new();
+        while head.len() < 17 {
+            let mut out = Output::new();
+            first.poll(&mut out, 17 - head.len()).unwrap();
+            head.extend(out.changes.into_iter().map(|c| c.row));
+        }
+        let pos = first.snapshot_position().unwrap();
+        let mut second = f.create(&ctx(0, 1)).unwrap();
+        second.restore_position(&pos).unwrap();
+        loop {
+            let mut out = Output::new();
+            let st = second.poll(&mut out, 7).unwrap();
+            head.extend(out.changes.into_iter().map(|c| c.row));
+            if st == SourceStatus::Finished {
+                break;
+            }
+        }
+        assert_eq!(
+            head, all,
+            "random columns and sequences continue where they stopped"
+        );
+        assert!(second.restore_position(&[1, 2, 3]).is_err());
     }
 
     #[test]
