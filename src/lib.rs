@@ -6,7 +6,7 @@
 //!
 //! Layers (dependencies point down):
 //! - `streamsql` (this crate): [`Streamsql`] sessions, [`config`] (TOML), [`diagnostic`],
-//!   [`print`] (Flink's print format), the CLI in `main.rs`.
+//!   [`print`](mod@print) (Flink's print format), the CLI in `main.rs`.
 //! - `streamsql-sql`: parser (Flink dialect on sqlparser), catalog, binder, planner.
 //! - `streamsql-engine`: types, expressions, operators, connectors, the threaded runtime.
 //! - `streamsql-storage`: durable, checksummed files.
@@ -19,6 +19,7 @@
 //! assert_eq!(rows[0].1.row[0], streamsql::engine::value::Value::Int(2));
 //! ```
 
+pub mod checkpoints_cmd;
 pub mod config;
 pub mod diagnostic;
 pub mod print;

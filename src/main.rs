@@ -1,4 +1,5 @@
-//! The `streamsql` command line: `run` a pipeline, `explain` its dataflow.
+//! The `streamsql` command line: `run` a pipeline, `explain` its dataflow, show a job's
+//! `checkpoints`.
 //!
 //! Standard output carries only result rows (and EXPLAIN / SHOW output); logs and diagnostics go
 //! to standard error, so `streamsql run q.sql > out.txt` captures exactly the result.
@@ -53,6 +54,15 @@ enum Command {
     Run(PipelineArgs),
     /// Print the dataflow of a pipeline: one operator per line with parallelism and exchanges.
     Explain(PipelineArgs),
+    /// Show a job's checkpoint monitoring: overview, history, summary and configuration.
+    Checkpoints {
+        /// The job's checkpoint directory (<state.checkpoints.dir>/<job-id>), or a checkpoints
+        /// directory holding one job.
+        dir: PathBuf,
+        /// Print the body of Flink's REST `GET /jobs/:jobid/checkpoints` instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,9 +70,23 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Explain(args) => explain(&args),
+        Command::Checkpoints { dir, json } => return checkpoints(&dir, json),
     };
     match result {
         Ok(code) => code,
+        Err(e) => {
+            eprintln!("{:?}", miette::Report::new(e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn checkpoints(dir: &Path, json: bool) -> ExitCode {
+    match streamsql::checkpoints_cmd::run(dir, json) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("{:?}", miette::Report::new(e));
             ExitCode::FAILURE

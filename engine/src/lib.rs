@@ -8,6 +8,7 @@
 //! Layers, bottom up:
 //! - [`types`], [`value`]: SQL types, values, rows and row kinds (`+I`, `-U`, `+U`, `-D`).
 //! - [`expr`]: bound scalar expressions, functions, casts and value rendering.
+//! - [`codec`]: the stable binary encoding of values, rows, state keys and accumulators.
 //! - [`operator`], [`connectors`]: the hooks an operator or a source implements.
 //! - [`operators`], [`agg`], [`window`]: the relational operators (calc, aggregates, windows).
 //! - [`runtime`]: threads, channels, exchanges by key group, watermark tracking, failure handling.
@@ -17,6 +18,7 @@
 
 pub mod agg;
 pub mod checkpoint;
+pub mod codec;
 pub mod config;
 pub mod connectors;
 pub mod error;

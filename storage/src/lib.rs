@@ -5,11 +5,11 @@
 //! every file carries (magic number, format version, CRC-32 checksum), so that a crash never
 //! leaves a file that looks complete but is not.
 //!
-//! - [`file`]: atomic, checksummed files.
+//! - [`file`](mod@file): atomic, checksummed files.
 //! - [`state`]: keyed-state backends (in-memory, and sled with a write-back cache) addressed by
 //!   (key group, state, key), with change tracking for cheap checkpoint snapshots.
 //! - [`snapshot`]: the snapshot format of keyed state (full and delta, optionally snappy), built on
-//!   [`file`]'s framing.
+//!   [`file`](mod@file)'s framing.
 
 pub mod file;
 pub mod snapshot;

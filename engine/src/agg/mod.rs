@@ -1038,6 +1038,268 @@ pub(crate) fn column(row: &[Value], i: usize) -> Result<&Value> {
     })
 }
 
+// The encoded form of accumulators, for keyed state and snapshots (see `crate::codec`).
+//
+// An accumulator is written as one tag byte (its state's variant, with `DISTINCT_BIT` set for a
+// DISTINCT call) followed by the state's running fields, then a DISTINCT call's value counts.
+// What the plan fixes (result width, scale, MIN or MAX, the variance form) is not written: it is
+// taken from the prototype the decoder is given, so the bytes stay small; the tag catches state
+// restored into another kind of call.
+
+/// Set in an accumulator's tag byte when the call is DISTINCT.
+const DISTINCT_BIT: u8 = 0x80;
+
+impl AccState {
+    fn tag(&self) -> u8 {
+        match self {
+            AccState::CountStar(_) => 1,
+            AccState::Count(_) => 2,
+            AccState::SumInt { .. } => 3,
+            AccState::SumFloat { .. } => 4,
+            AccState::SumDouble { .. } => 5,
+            AccState::SumDecimal { .. } => 6,
+            AccState::AvgInt { .. } => 7,
+            AccState::AvgFloat { .. } => 8,
+            AccState::AvgDecimal { .. } => 9,
+            AccState::Extreme { .. } => 10,
+            AccState::ExtremeMulti { .. } => 11,
+            AccState::Edge { .. } => 12,
+            AccState::EdgeMulti { .. } => 13,
+            AccState::MomentInt { .. } => 14,
+            AccState::MomentFloat { .. } => 15,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        use crate::codec::{encode_value, put_bool, put_f32, put_f64, put_i128, put_ivarint};
+        match self {
+            AccState::CountStar(n) | AccState::Count(n) => put_ivarint(out, *n),
+            AccState::SumInt { sum, count, .. } | AccState::AvgInt { sum, count, .. } => {
+                put_ivarint(out, *sum);
+                put_ivarint(out, *count);
+            }
+            AccState::SumFloat { sum, count } => {
+                put_f32(out, *sum);
+                put_ivarint(out, *count);
+            }
+            AccState::SumDouble { sum, count } | AccState::AvgFloat { sum, count, .. } => {
+                put_f64(out, *sum);
+                put_ivarint(out, *count);
+            }
+            AccState::SumDecimal {
+                sum,
+                count,
+                overflow,
+                ..
+            }
+            | AccState::AvgDecimal {
+                sum,
+                count,
+                overflow,
+                ..
+            } => {
+                put_i128(out, *sum);
+                put_ivarint(out, *count);
+                put_bool(out, *overflow);
+            }
+            AccState::Extreme { cur, .. } | AccState::Edge { cur, .. } => encode_value(cur, out),
+            AccState::ExtremeMulti { values, .. } => {
+                // A BTreeMap iterates in key order: the bytes do not depend on arrival order.
+                crate::codec::put_uvarint(out, values.len() as u64);
+                for (v, n) in values {
+                    encode_value(v, out);
+                    crate::codec::put_uvarint(out, *n);
+                }
+            }
+            AccState::EdgeMulti { values, .. } => crate::codec::put_values(values, out),
+            AccState::MomentInt {
+                sum, sum_sq, count, ..
+            } => {
+                put_ivarint(out, *sum);
+                put_ivarint(out, *sum_sq);
+                put_ivarint(out, *count);
+            }
+            AccState::MomentFloat {
+                sum, sum_sq, count, ..
+            } => {
+                put_f64(out, *sum);
+                put_f64(out, *sum_sq);
+                put_ivarint(out, *count);
+            }
+        }
+    }
+
+    /// Reads the running fields into a clone of `self`, the prototype, which supplies the rest.
+    fn decode(&self, input: &mut &[u8]) -> Result<AccState> {
+        use crate::codec::{
+            decode_value, get_bool, get_f32, get_f64, get_i128, get_ivarint, get_len, get_uvarint,
+            get_values_into,
+        };
+        let mut state = self.clone();
+        match &mut state {
+            AccState::CountStar(n) | AccState::Count(n) => *n = get_ivarint(input)?,
+            AccState::SumInt { sum, count, .. } | AccState::AvgInt { sum, count, .. } => {
+                *sum = get_ivarint(input)?;
+                *count = get_ivarint(input)?;
+            }
+            AccState::SumFloat { sum, count } => {
+                *sum = get_f32(input)?;
+                *count = get_ivarint(input)?;
+            }
+            AccState::SumDouble { sum, count } | AccState::AvgFloat { sum, count, .. } => {
+                *sum = get_f64(input)?;
+                *count = get_ivarint(input)?;
+            }
+            AccState::SumDecimal {
+                sum,
+                count,
+                overflow,
+                ..
+            }
+            | AccState::AvgDecimal {
+                sum,
+                count,
+                overflow,
+                ..
+            } => {
+                *sum = get_i128(input)?;
+                *count = get_ivarint(input)?;
+                *overflow = get_bool(input)?;
+            }
+            AccState::Extreme { cur, .. } | AccState::Edge { cur, .. } => {
+                *cur = decode_value(input)?;
+            }
+            AccState::ExtremeMulti { values, .. } => {
+                let n = get_len(input)?;
+                values.clear();
+                for _ in 0..n {
+                    let v = decode_value(input)?;
+                    let m = get_uvarint(input)?;
+                    let e = values.entry(v).or_insert(0);
+                    *e = e.saturating_add(m);
+                }
+            }
+            AccState::EdgeMulti { values, .. } => get_values_into(input, values)?,
+            AccState::MomentInt {
+                sum, sum_sq, count, ..
+            } => {
+                *sum = get_ivarint(input)?;
+                *sum_sq = get_ivarint(input)?;
+                *count = get_ivarint(input)?;
+            }
+            AccState::MomentFloat {
+                sum, sum_sq, count, ..
+            } => {
+                *sum = get_f64(input)?;
+                *sum_sq = get_f64(input)?;
+                *count = get_ivarint(input)?;
+            }
+        }
+        Ok(state)
+    }
+}
+
+impl Accumulator {
+    /// Appends this accumulator's state; deterministic (a DISTINCT call's values are written
+    /// sorted by their encoding, not in hash order). No version byte: accumulators nest in a
+    /// blob such as [`AggregateCalls::encode_state`]'s.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let distinct = if self.distinct.is_some() {
+            DISTINCT_BIT
+        } else {
+            0
+        };
+        out.push(self.state.tag() | distinct);
+        self.state.encode(out);
+        if let Some(seen) = &self.distinct {
+            // Sorting the entries' bytes, not the values, keeps the order total even for values
+            // `Eq` equates but the map holds apart (an INT 3 and a DOUBLE 3.0).
+            let mut scratch = Vec::new();
+            let mut spans = Vec::with_capacity(seen.len());
+            for (v, n) in seen.iter() {
+                let start = scratch.len();
+                crate::codec::encode_value(v, &mut scratch);
+                crate::codec::put_uvarint(&mut scratch, *n);
+                spans.push(start..scratch.len());
+            }
+            spans.sort_unstable_by(|a, b| scratch[a.clone()].cmp(&scratch[b.clone()]));
+            crate::codec::put_uvarint(out, spans.len() as u64);
+            for span in spans {
+                out.extend_from_slice(&scratch[span]);
+            }
+        }
+    }
+
+    /// Reads an accumulator written by [`Accumulator::encode`] for the same call as
+    /// `prototype` (a fresh accumulator of that call), which supplies what the plan fixes.
+    pub fn decode(input: &mut &[u8], prototype: &Accumulator) -> Result<Accumulator> {
+        use crate::codec::{corrupt, decode_value, get_len, get_u8, get_uvarint};
+        let tag = get_u8(input)?;
+        let expected = prototype.state.tag()
+            | if prototype.distinct.is_some() {
+                DISTINCT_BIT
+            } else {
+                0
+            };
+        if tag != expected {
+            return Err(EngineError::data(format!(
+                "aggregate state has tag {tag}, but the call expects tag {expected}: the state \
+                 was written for another aggregate call"
+            )));
+        }
+        let state = prototype.state.decode(input)?;
+        let distinct = match prototype.distinct {
+            None => None,
+            Some(_) => {
+                let n = get_len(input)?;
+                // Each entry takes at least two bytes; check before reserving.
+                if n > input.len() / 2 {
+                    return Err(corrupt(format!(
+                        "{n} DISTINCT values announced but only {} bytes left",
+                        input.len()
+                    )));
+                }
+                let mut seen = HashMap::with_capacity(n);
+                for _ in 0..n {
+                    let v = decode_value(input)?;
+                    let m = get_uvarint(input)?;
+                    let e = seen.entry(v).or_insert(0u64);
+                    *e = e.saturating_add(m);
+                }
+                Some(Box::new(seen))
+            }
+        };
+        Ok(Accumulator { state, distinct })
+    }
+}
+
+impl AggregateCalls {
+    /// Appends one group's accumulators as a top-level blob: version byte, count, accumulators.
+    pub fn encode_state(&self, accs: &[Accumulator], out: &mut Vec<u8>) {
+        crate::codec::put_version(out);
+        crate::codec::put_uvarint(out, accs.len() as u64);
+        for acc in accs {
+            acc.encode(out);
+        }
+    }
+
+    /// Reads a blob written by [`AggregateCalls::encode_state`] for these calls.
+    pub fn decode_state(&self, input: &mut &[u8]) -> Result<Vec<Accumulator>> {
+        crate::codec::check_version(input)?;
+        let n = crate::codec::get_len(input)?;
+        if n != self.prototypes.len() {
+            return Err(EngineError::data(format!(
+                "aggregate state holds {n} accumulators, but the aggregation has {} calls",
+                self.prototypes.len()
+            )));
+        }
+        self.prototypes
+            .iter()
+            .map(|p| Accumulator::decode(input, p))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //!
 //! Every (upstream subtask, downstream subtask) pair of an edge has its own bounded crossbeam
 //! channel, so that a task can later block one input (barrier alignment) while reading the others.
-//! The task loop is owned here ([`task`]); operators only implement hooks. A failing or panicking
+//! The task loop is owned here (`task.rs`); operators only implement hooks. A failing or panicking
 //! task records the job's first error and raises the cancel flag; every other task notices it
 //! within one poll interval (blocking calls all have timeouts) and stops.
 
