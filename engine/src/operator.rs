@@ -100,6 +100,31 @@ pub trait Operator: Send {
     fn on_end_of_input(&mut self, _out: &mut Output) -> Result<()> {
         Ok(())
     }
+
+    /// The operator's state for checkpoint `checkpoint_id`, taken after every record before the
+    /// checkpoint's barrier and before any after it. The default is for stateless operators (an
+    /// empty blob); every operator that keeps state across hook calls must override this and
+    /// [`Operator::restore_state`], or a restored job would silently lose it.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+
+    /// Restores a freshly created operator from a blob of [`Operator::snapshot_state`].
+    fn restore_state(&mut self, state: &[u8]) -> Result<()> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::error::EngineError::internal(
+                "a stateless operator was given state to restore",
+            ))
+        }
+    }
+
+    /// Checkpoint `checkpoint_id` completed (its `_metadata` is durable): transactional sinks
+    /// publish what they prepared for it.
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Builds one operator instance per subtask.
