@@ -28,11 +28,14 @@ use std::time::Duration;
 
 use crossbeam_channel::Select;
 pub use streamsql_engine as engine;
+use streamsql_engine::checkpoint::CheckpointConfig;
 use streamsql_engine::config::Configuration;
 use streamsql_engine::operators::collect::Collected;
+use streamsql_engine::runtime::checkpointing::{self, CheckpointSetup};
 use streamsql_engine::runtime::{self, CancelHandle, JobHandle, JobOutcome, RuntimeSettings};
 use streamsql_engine::types::Schema;
 use streamsql_engine::value::Change;
+use streamsql_engine::EngineError;
 pub use streamsql_sql as sql;
 use streamsql_sql::session::{SelectOutput, SqlSession, StatementOutput};
 
@@ -41,6 +44,17 @@ pub use diagnostic::Error;
 /// A session: a catalog of tables and views and the configuration, across scripts.
 pub struct Streamsql {
     session: SqlSession,
+    restore: Option<Restore>,
+    allow_non_restored_state: bool,
+}
+
+/// Where a job resumes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// A checkpoint directory or its `_metadata` file (`-s PATH`).
+    Path(std::path::PathBuf),
+    /// The newest intact checkpoint of this pipeline, if there is one (`--resume latest`).
+    Latest,
 }
 
 /// What executing a script produced.
@@ -61,6 +75,8 @@ impl Streamsql {
     pub fn new(config: Configuration) -> Self {
         Streamsql {
             session: SqlSession::new(config),
+            restore: None,
+            allow_non_restored_state: false,
         }
     }
 
@@ -69,6 +85,12 @@ impl Streamsql {
         self.session
             .pinned
             .push((key.to_string(), value.to_string()));
+    }
+
+    /// Resumes the next job from a checkpoint.
+    pub fn restore_from(&mut self, restore: Restore, allow_non_restored_state: bool) {
+        self.restore = Some(restore);
+        self.allow_non_restored_state = allow_non_restored_state;
     }
 
     /// The session's configuration.
@@ -84,7 +106,8 @@ impl Streamsql {
             .map_err(|e| Error::Sql(Box::new(diagnostic::SqlDiagnostic::new(&e, name, sql))))?;
         let job = match result.job {
             Some(plan) => {
-                let settings = runtime_settings(&self.session.config);
+                let mut settings = runtime_settings(&self.session.config);
+                settings.checkpointing = self.checkpoint_setup(sql)?;
                 let handle = runtime::start(&plan.graph, &settings).map_err(Error::Job)?;
                 Some(RunningJob {
                     handle,
@@ -99,12 +122,66 @@ impl Streamsql {
         })
     }
 
+    /// Checkpointing of a job of `sql`: on when `execution.checkpointing.interval` is set or the job
+    /// resumes; checkpoints go to `<execution.checkpointing.dir>/<job-id>`, where the job id is
+    /// derived from the script so that `--resume latest` finds this pipeline's checkpoints.
+    fn checkpoint_setup(&self, sql: &str) -> Result<Option<CheckpointSetup>, Error> {
+        let config = &self.session.config;
+        let ckpt = CheckpointConfig::from_configuration(config).map_err(Error::Job)?;
+        let dir = config.get_path("execution.checkpointing.dir");
+        let job_dir = dir.as_ref().map(|d| d.join(job_id(sql)));
+        let restore = match &self.restore {
+            None => None,
+            Some(Restore::Path(p)) => Some(checkpointing::read_checkpoint(p).map_err(Error::Job)?),
+            Some(Restore::Latest) => match &job_dir {
+                Some(d) => checkpointing::latest_checkpoint(d).map_err(Error::Job)?,
+                None => return Err(Error::Job(EngineError::option(
+                    "--resume latest needs 'execution.checkpointing.dir' (state.checkpoints.dir)",
+                    None,
+                ))),
+            },
+        };
+        if let Some(r) = &restore {
+            eprintln!(
+                "streamsql: restoring from checkpoint {} ({})",
+                r.checkpoint_id,
+                r.path.display()
+            );
+        }
+        if !ckpt.is_enabled() && restore.is_none() {
+            return Ok(None);
+        }
+        let job_dir = match job_dir {
+            Some(d) => d,
+            None if !ckpt.is_enabled() => std::env::temp_dir().join(format!("streamsql-{}", job_id(sql))),
+            None => {
+                return Err(Error::Job(EngineError::option(
+                    "'execution.checkpointing.interval' is set but 'execution.checkpointing.dir' (state.checkpoints.dir) is not: checkpoints need a directory",
+                    None,
+                )))
+            }
+        };
+        Ok(Some(CheckpointSetup {
+            config: ckpt,
+            job_dir,
+            restore: restore.map(std::sync::Arc::new),
+            allow_non_restored_state: self.allow_non_restored_state,
+        }))
+    }
+
     /// The dataflow of a script's INSERTs and SELECTs, one operator per line.
     pub fn explain(&mut self, name: &str, sql: &str) -> Result<String, Error> {
         self.session
             .explain_script(sql)
             .map_err(|e| Error::Sql(Box::new(diagnostic::SqlDiagnostic::new(&e, name, sql))))
     }
+}
+
+/// A job id for a script: 32 hex digits derived from its text, like Flink's job ids in form.
+pub fn job_id(sql: &str) -> String {
+    let a = streamsql_engine::graph::stable_hash(sql.as_bytes(), 0);
+    let b = streamsql_engine::graph::stable_hash(sql.as_bytes(), 0x9e37_79b9_7f4a_7c15);
+    format!("{a:016x}{b:016x}")
 }
 
 /// The runtime settings a configuration asks for.

@@ -13,7 +13,7 @@ use streamsql::config::{apply_overrides, find_config_file, load_toml};
 use streamsql::engine::config::Configuration;
 use streamsql::engine::runtime::JobOutcome;
 use streamsql::sql::session::StatementOutput;
-use streamsql::{Error, Streamsql};
+use streamsql::{Error, Restore, Streamsql};
 
 /// Rows are allocated by one task thread and freed by another; mimalloc's per-thread heaps make
 /// those cross-thread frees cheap, where the system allocator contends on its arenas (measured in
@@ -48,10 +48,34 @@ struct PipelineArgs {
     parallelism: Option<usize>,
 }
 
+/// Where `run` resumes from.
+#[derive(clap::Args)]
+struct ResumeArgs {
+    /// Resume from a checkpoint directory (chk-<n>) or its _metadata file.
+    #[arg(
+        short = 's',
+        long = "fromSavepoint",
+        value_name = "PATH",
+        conflicts_with = "resume"
+    )]
+    from: Option<PathBuf>,
+    /// `latest`: resume from the newest intact checkpoint of this pipeline, if any.
+    #[arg(long, value_name = "latest", value_parser = ["latest"])]
+    resume: Option<String>,
+    /// Skip checkpointed state of operators the pipeline no longer has.
+    #[arg(long = "allow-non-restored-state", alias = "allowNonRestoredState")]
+    allow_non_restored_state: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline until its bounded sources are exhausted (or Ctrl-C).
-    Run(PipelineArgs),
+    Run {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[command(flatten)]
+        resume: ResumeArgs,
+    },
     /// Print the dataflow of a pipeline: one operator per line with parallelism and exchanges.
     Explain(PipelineArgs),
     /// Show a job's checkpoint monitoring: overview, history, summary and configuration.
@@ -68,7 +92,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(&args),
+        Command::Run { pipeline, resume } => run(&pipeline, &resume),
         Command::Explain(args) => explain(&args),
         Command::Checkpoints { dir, json } => return checkpoints(&dir, json),
     };
@@ -135,8 +159,13 @@ fn explain(args: &PipelineArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(args: &PipelineArgs) -> Result<ExitCode, Error> {
+fn run(args: &PipelineArgs, resume: &ResumeArgs) -> Result<ExitCode, Error> {
     let (mut s, sql) = session(args)?;
+    if let Some(path) = &resume.from {
+        s.restore_from(Restore::Path(path.clone()), resume.allow_non_restored_state);
+    } else if resume.resume.is_some() {
+        s.restore_from(Restore::Latest, resume.allow_non_restored_state);
+    }
     let name = args.pipeline.display().to_string();
     let exec = s.execute(&name, &sql)?;
     let stdout = std::io::stdout();

@@ -341,7 +341,8 @@ static KEYS: &[KeySpec] = &[
         "execution.checkpointing.interval",
         DURATION,
         "Interval at which checkpoints are triggered; unset disables checkpointing.",
-    ),
+    )
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.mode",
         Kind::Enum {
@@ -350,31 +351,36 @@ static KEYS: &[KeySpec] = &[
         },
         "Checkpointing guarantee: EXACTLY_ONCE aligns barriers, AT_LEAST_ONCE does not block inputs.",
     )
-    .default("EXACTLY_ONCE"),
+    .default("EXACTLY_ONCE")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.timeout",
         DURATION,
         "A checkpoint that has not completed after this long is aborted.",
     )
-    .default("10 min"),
+    .default("10 min")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.min-pause",
         DURATION,
         "Minimum time between the end of one checkpoint and the start of the next.",
     )
-    .default("0 ms"),
+    .default("0 ms")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.max-concurrent-checkpoints",
         int(1, INT_MAX),
         "Maximum number of checkpoints in progress at the same time.",
     )
-    .default("1"),
+    .default("1")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.tolerable-failed-checkpoints",
         int(0, INT_MAX),
         "Number of consecutive checkpoint failures tolerated before the job fails over.",
     )
-    .default("0"),
+    .default("0")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.externalized-checkpoint-retention",
         Kind::Enum {
@@ -426,7 +432,8 @@ static KEYS: &[KeySpec] = &[
         Kind::Path,
         "Directory where checkpoints are written (one sub-directory per job).",
     )
-    .aliases(&["state.checkpoints.dir", "state.backend.fs.checkpointdir"]),
+    .aliases(&["state.checkpoints.dir", "state.backend.fs.checkpointdir"])
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.savepoint-dir",
         Kind::Path,
@@ -439,7 +446,8 @@ static KEYS: &[KeySpec] = &[
         "Number of completed checkpoints to keep.",
     )
     .aliases(&["state.checkpoints.num-retained"])
-    .default("1"),
+    .default("1")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.incremental",
         BOOL,
@@ -1547,9 +1555,15 @@ mod tests {
             .unwrap();
         assert!(c.unimplemented_settings().is_empty());
         c.set("execution.checkpointing.interval", "10 s").unwrap();
+        assert!(
+            c.unimplemented_settings().is_empty(),
+            "checkpointing is honoured"
+        );
+        c.set("execution.checkpointing.incremental", "true")
+            .unwrap();
         assert_eq!(
             c.unimplemented_settings(),
-            vec![("execution.checkpointing.interval", "10 s")]
+            vec![("execution.checkpointing.incremental", "true")]
         );
         c.set("parallelism.default", "4").unwrap();
         assert_eq!(

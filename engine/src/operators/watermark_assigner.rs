@@ -12,6 +12,13 @@ use crate::expr::Expr;
 use crate::operator::{Operator, Output};
 use crate::value::{Change, Value};
 
+/// Stamps watermarks onto a stream from the rows' `WATERMARK` expression.
+///
+/// Stateless for checkpoints (the trait's default empty snapshot), as Flink's
+/// `WatermarkAssignerOperator`, which does not checkpoint its current watermark: after a restore
+/// the watermark starts again from `i64::MIN` and is derived anew from the rows that follow.
+/// Downstream operators that decide lateness keep the watermark they had seen in their own state,
+/// so the lower watermarks emitted after a restore do not reopen what was already closed.
 pub struct WatermarkAssigner {
     /// Evaluates to the watermark a row allows (a TIMESTAMP or TIMESTAMP_LTZ).
     expr: Expr,

@@ -6,6 +6,7 @@
 //! task records the job's first error and raises the cancel flag; every other task notices it
 //! within one poll interval (blocking calls all have timeouts) and stops.
 
+pub mod checkpointing;
 pub mod clock;
 mod exchange;
 mod task;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use crossbeam_channel::bounded;
 
 use crate::error::{EngineError, Result};
-use crate::graph::{DataflowGraph, Partitioning};
+use crate::graph::{DataflowGraph, NodeKind, Partitioning};
 use crate::metrics::TaskMetrics;
 use crate::operator::TaskContext;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -39,6 +40,8 @@ pub struct RuntimeSettings {
     /// `pipeline.max-parallelism`: the number of key groups.
     pub max_parallelism: usize,
     pub clock: Arc<dyn Clock>,
+    /// Checkpointing, when `execution.checkpointing.interval` is set (or a job resumes).
+    pub checkpointing: Option<checkpointing::CheckpointSetup>,
 }
 
 impl Default for RuntimeSettings {
@@ -50,6 +53,7 @@ impl Default for RuntimeSettings {
             timer_interval: Duration::from_millis(200),
             max_parallelism: 128,
             clock: Arc::new(SystemClock),
+            checkpointing: None,
         }
     }
 }
@@ -211,6 +215,31 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
         }
     }
 
+    // Checkpointing: an event channel to the coordinator, a command channel to every subtask.
+    let ckpt_setup = settings.checkpointing.clone();
+    let (event_tx, event_rx) = crossbeam_channel::unbounded();
+    let mut source_cmds = Vec::new();
+    let mut all_cmds = Vec::new();
+    let mut task_keys = Vec::new();
+    if let Some(setup) = &ckpt_setup {
+        if let Some(restore) = &setup.restore {
+            for key in restore.states.keys() {
+                let known = graph
+                    .nodes
+                    .iter()
+                    .any(|n| n.id == key.operator_id && key.subtask < n.parallelism);
+                if !known && !setup.allow_non_restored_state {
+                    return Err(EngineError::data(format!(
+                        "Failed to rollback to checkpoint/savepoint {}. Cannot map checkpoint/savepoint state for operator {:032x} subtask {} to the new program, because the operator is not available in the new program. If you want to allow to skip this, you can set the --allowNonRestoredState option on the CLI.",
+                        restore.path.display(),
+                        key.operator_id,
+                        key.subtask
+                    )));
+                }
+            }
+        }
+    }
+
     let mut threads = Vec::new();
     let mut all_metrics = Vec::new();
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -244,9 +273,42 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
             let kind = node.kind.clone();
             let shared_t = shared.clone();
             let settings_t = settings.clone();
+            let task_ckpt = ckpt_setup.as_ref().map(|setup| {
+                let key = crate::checkpoint::TaskKey {
+                    operator_id: node.id,
+                    subtask,
+                };
+                let (tx, rx) = crossbeam_channel::bounded(64);
+                if matches!(node.kind, NodeKind::Source(_)) {
+                    source_cmds.push(tx.clone());
+                }
+                all_cmds.push(tx);
+                task_keys.push(key);
+                task::TaskCheckpointing {
+                    key,
+                    commands: rx,
+                    events: event_tx.clone(),
+                    restore: setup
+                        .restore
+                        .as_ref()
+                        .and_then(|r| r.states.get(&key).cloned()),
+                    mode: setup.config.mode,
+                    after_finish: setup.config.checkpoints_after_tasks_finish,
+                }
+            });
             let spawned = std::thread::Builder::new()
                 .name(ctx.thread_name())
-                .spawn(move || task::run(kind, &ctx, inputs, router, &shared_t, &settings_t));
+                .spawn(move || {
+                    task::run(
+                        kind,
+                        &ctx,
+                        inputs,
+                        router,
+                        &shared_t,
+                        &settings_t,
+                        task_ckpt,
+                    )
+                });
             match spawned {
                 Ok(h) => threads.push(h),
                 Err(e) => {
@@ -254,6 +316,28 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
                     break;
                 }
             }
+        }
+    }
+    drop(event_tx);
+    if let Some(setup) = ckpt_setup {
+        let coordinator = checkpointing::Coordinator {
+            setup,
+            tasks: task_keys,
+            sources: source_cmds,
+            all: all_cmds,
+            events: event_rx,
+            clock: settings.clock.clone(),
+        };
+        let shared_c = shared.clone();
+        match std::thread::Builder::new()
+            .name("checkpoint-coordinator".into())
+            .spawn(move || coordinator.run(&shared_c))
+        {
+            Ok(h) => threads.push(h),
+            Err(e) => shared.fail(EngineError::io(
+                "cannot start the checkpoint coordinator",
+                e,
+            )),
         }
     }
     Ok(JobHandle {

@@ -10,9 +10,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
+use super::checkpointing::{TaskCommand, TaskEvent, FINAL_CHECKPOINT};
 use super::exchange::OutputRouter;
 use super::watermark::{ValveOutput, WatermarkValve};
 use super::{JobShared, RuntimeSettings};
+use crate::checkpoint::{
+    Acknowledgement, AlignerAction, BarrierAligner, CheckpointingMode, TaskKey,
+};
 use crate::connectors::SourceStatus;
 use crate::error::{EngineError, Result};
 use crate::graph::NodeKind;
@@ -25,6 +29,73 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long an idle source sleeps between polls.
 const IDLE_SLEEP: Duration = Duration::from_millis(2);
 
+/// A subtask's part in checkpointing.
+pub(crate) struct TaskCheckpointing {
+    pub key: TaskKey,
+    pub commands: Receiver<TaskCommand>,
+    pub events: crossbeam_channel::Sender<TaskEvent>,
+    /// The subtask's state (position or operator state) to start from.
+    pub restore: Option<Vec<u8>>,
+    pub mode: CheckpointingMode,
+    pub after_finish: bool,
+}
+
+impl TaskCheckpointing {
+    /// The end of a task that finished its input: hand its final state to the coordinator and
+    /// wait until the final checkpoint is durable, calling `notify` for every completion seen.
+    fn final_checkpoint(
+        &self,
+        state: Vec<u8>,
+        shared: &JobShared,
+        notify: &mut dyn FnMut(u64) -> Result<()>,
+    ) -> Result<()> {
+        let _ = self.events.send(TaskEvent::FinalState {
+            task: self.key,
+            state,
+        });
+        loop {
+            if shared.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            match self.commands.recv_timeout(POLL) {
+                Ok(TaskCommand::Complete(id)) => {
+                    notify(id)?;
+                    if id == FINAL_CHECKPOINT {
+                        return Ok(());
+                    }
+                }
+                Ok(TaskCommand::Trigger(_)) => {}
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(EngineError::Cancelled),
+            }
+        }
+    }
+
+    fn ack(
+        &self,
+        checkpoint_id: u64,
+        state: Vec<u8>,
+        sync: Duration,
+        alignment_ms: i64,
+        start_delay_ms: i64,
+    ) {
+        let size = state.len() as u64;
+        let _ = self.events.send(TaskEvent::Ack {
+            task: self.key,
+            checkpoint_id,
+            state,
+            ack: Acknowledgement {
+                state_size: size,
+                checkpointed_size: size,
+                sync_duration_ms: i64::try_from(sync.as_millis()).unwrap_or(i64::MAX),
+                async_duration_ms: 0,
+                alignment_duration_ms: alignment_ms,
+                start_delay_ms,
+            },
+        });
+    }
+}
+
 /// Runs one subtask to its end and records how it ended in `shared`. A failure (error or panic)
 /// is recorded *before* this task's channels close, so that the tasks around it see the job
 /// cancelled rather than a channel that vanished.
@@ -35,17 +106,38 @@ pub(crate) fn run(
     mut router: OutputRouter,
     shared: &JobShared,
     settings: &RuntimeSettings,
+    ckpt: Option<TaskCheckpointing>,
 ) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match kind {
         NodeKind::Source(factory) => {
-            let source = factory.create(ctx)?;
-            run_source(source, &mut router, shared, settings)
+            let mut source = factory.create(ctx)?;
+            if let Some(state) = ckpt.as_ref().and_then(|c| c.restore.as_deref()) {
+                source.restore_position(state)?;
+            }
+            run_source(source, &mut router, shared, settings, ckpt.as_ref())
         }
         NodeKind::Operator(factory) => {
-            let op = factory.create(ctx)?;
-            run_operator(op, ctx, &inputs, &mut router, shared, settings)
+            let mut op = factory.create(ctx)?;
+            if let Some(c) = &ckpt {
+                // Always called when the job checkpoints, with an empty blob when there is no
+                // state: a transactional sink then holds its output for checkpoints from the
+                // first row on.
+                op.restore_state(c.restore.as_deref().unwrap_or_default())?;
+            }
+            run_operator(
+                op,
+                ctx,
+                &inputs,
+                &mut router,
+                shared,
+                settings,
+                ckpt.as_ref(),
+            )
         }
     }));
+    if let Some(c) = &ckpt {
+        let _ = c.events.send(TaskEvent::Finished(c.key));
+    }
     TaskMetrics::add(&ctx.metrics.records_out, router.records_out);
     match result {
         Ok(Ok(())) => {}
@@ -73,11 +165,29 @@ fn run_source(
     router: &mut OutputRouter,
     shared: &JobShared,
     settings: &RuntimeSettings,
+    ckpt: Option<&TaskCheckpointing>,
 ) -> Result<()> {
     let mut out = Output::new();
     loop {
         if shared.is_cancelled() {
             return Err(EngineError::Cancelled);
+        }
+        if let Some(c) = ckpt {
+            // Between two polls every emitted row has been routed: the position and the
+            // barrier sit exactly between the rows before and after it.
+            while let Ok(command) = c.commands.try_recv() {
+                if let TaskCommand::Trigger(barrier) = command {
+                    let start = Instant::now();
+                    let position = source.snapshot_position()?;
+                    let sync = start.elapsed();
+                    let start_delay = settings
+                        .clock
+                        .now_millis()
+                        .saturating_sub(barrier.timestamp);
+                    router.broadcast(|| Message::Barrier(barrier.clone()))?;
+                    c.ack(barrier.id, position, sync, 0, start_delay.max(0));
+                }
+            }
         }
         let status = source.poll(&mut out, settings.batch_size)?;
         router.emit(&mut out)?;
@@ -91,6 +201,10 @@ fn run_source(
                 // Downstream counts a finished channel's watermark as +infinity, which is the
                 // final watermark Flink's bounded sources emit.
                 router.broadcast(|| Message::EndOfStream)?;
+                if let Some(c) = ckpt {
+                    let position = source.snapshot_position()?;
+                    c.final_checkpoint(position, shared, &mut |_| Ok(()))?;
+                }
                 return Ok(());
             }
         }
@@ -104,9 +218,13 @@ fn run_operator(
     router: &mut OutputRouter,
     shared: &JobShared,
     settings: &RuntimeSettings,
+    ckpt: Option<&TaskCheckpointing>,
 ) -> Result<()> {
     let mut valve = WatermarkValve::new(inputs.len());
     let mut open: Vec<bool> = vec![true; inputs.len()];
+    // Channels blocked by barrier alignment are not read until the snapshot.
+    let mut blocked: Vec<bool> = vec![false; inputs.len()];
+    let mut aligner = ckpt.map(|c| BarrierAligner::new(inputs.len(), c.mode, c.after_finish));
     let mut out = Output::new();
     let timer_every = settings.timer_interval.max(Duration::from_millis(1));
     let mut next_timer = Instant::now() + timer_every;
@@ -128,7 +246,15 @@ fn run_operator(
         if let Some(d) = router.deadline() {
             wait = wait.min(d.saturating_duration_since(now));
         }
-        let received = receive(inputs, &open, wait);
+        if let Some(c) = ckpt {
+            while let Ok(command) = c.commands.try_recv() {
+                if let TaskCommand::Complete(id) = command {
+                    op.notify_checkpoint_complete(id)?;
+                }
+            }
+        }
+        let readable: Vec<bool> = open.iter().zip(&blocked).map(|(o, b)| *o && !*b).collect();
+        let received = receive(inputs, &readable, wait);
         match received {
             Received::Message(ch, msg) => {
                 let input = inputs[ch].1;
@@ -152,18 +278,34 @@ fn run_operator(
                         router.broadcast(|| Message::LatencyMarker(marker.clone()))?;
                     }
                     Message::Barrier(b) => {
-                        return Err(EngineError::internal(format!(
-                            "checkpoint barrier {} reached a task, but this job runs without checkpointing",
-                            b.id
-                        )));
+                        let (Some(c), Some(a)) = (ckpt, aligner.as_mut()) else {
+                            return Err(EngineError::internal(format!(
+                                "checkpoint barrier {} reached a task, but this job runs without checkpointing",
+                                b.id
+                            )));
+                        };
+                        let now = settings.clock.now_millis();
+                        let actions = a.on_barrier(ch, &b, now)?;
+                        apply_alignment(actions, op.as_mut(), router, c, &mut blocked)?;
                     }
                     Message::EndOfStream => {
                         open[ch] = false;
+                        if let (Some(c), Some(a)) = (ckpt, aligner.as_mut()) {
+                            let actions = a.on_end_of_stream(ch, settings.clock.now_millis())?;
+                            apply_alignment(actions, op.as_mut(), router, c, &mut blocked)?;
+                        }
                         let v = valve.on_end(ch);
                         apply_valve(v, op.as_mut(), ctx, router, &mut out)?;
                         if valve.all_finished() {
                             TaskMetrics::add(&ctx.metrics.records_in, records_in);
-                            return finish(op.as_mut(), router, &mut out);
+                            finish(op.as_mut(), router, &mut out)?;
+                            if let Some(c) = ckpt {
+                                let state = op.snapshot_state(FINAL_CHECKPOINT)?;
+                                c.final_checkpoint(state, shared, &mut |id| {
+                                    op.notify_checkpoint_complete(id)
+                                })?;
+                            }
+                            return Ok(());
                         }
                     }
                 }
@@ -188,6 +330,48 @@ fn run_operator(
         }
         router.flush_if_due(now)?;
     }
+}
+
+/// Carries out what the barrier aligner decided: block a channel, or snapshot the operator,
+/// forward the barrier and acknowledge, or decline.
+fn apply_alignment(
+    actions: Vec<AlignerAction>,
+    op: &mut dyn Operator,
+    router: &mut OutputRouter,
+    ckpt: &TaskCheckpointing,
+    blocked: &mut [bool],
+) -> Result<()> {
+    for action in actions {
+        match action {
+            AlignerAction::Block(ch) => {
+                if let Some(b) = blocked.get_mut(ch) {
+                    *b = true;
+                }
+            }
+            AlignerAction::TriggerSnapshot(t) => {
+                blocked.iter_mut().for_each(|b| *b = false);
+                let start = Instant::now();
+                let state = op.snapshot_state(t.barrier.id)?;
+                let sync = start.elapsed();
+                router.broadcast(|| Message::Barrier(t.barrier.clone()))?;
+                ckpt.ack(
+                    t.barrier.id,
+                    state,
+                    sync,
+                    t.alignment_duration_ms,
+                    t.start_delay_ms,
+                );
+            }
+            AlignerAction::Abort(a) => {
+                blocked.iter_mut().for_each(|b| *b = false);
+                let _ = ckpt.events.send(TaskEvent::Decline {
+                    checkpoint_id: a.checkpoint_id,
+                    reason: a.reason,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn finish(op: &mut dyn Operator, router: &mut OutputRouter, out: &mut Output) -> Result<()> {
