@@ -108,6 +108,18 @@ impl Streamsql {
             Some(plan) => {
                 let mut settings = runtime_settings(&self.session.config);
                 settings.checkpointing = self.checkpoint_setup(sql)?;
+                // Flink's choice: the configured strategy, else exponential-delay when the job
+                // checkpoints and no restart when it does not.
+                let seed = streamsql_engine::graph::stable_hash(sql.as_bytes(), 1);
+                let strategy = streamsql_engine::checkpoint::RestartStrategy::from_configuration(
+                    &self.session.config,
+                    seed,
+                )
+                .map_err(Error::Job)?;
+                settings.restart = match strategy {
+                    streamsql_engine::checkpoint::RestartStrategy::NoRestart(_) => None,
+                    s => Some(s),
+                };
                 let handle = runtime::start(&plan.graph, &settings).map_err(Error::Job)?;
                 Some(RunningJob {
                     handle,

@@ -376,3 +376,107 @@ fn the_first_error_is_reported_not_the_closed_channels_it_leaves_behind() {
         assert!(err.to_string().contains("by zero"), "{err}");
     }
 }
+
+/// Fails on its first batch as long as `fail` is set, then clears it (a transient failure).
+struct FailsOnce {
+    fail: Arc<std::sync::atomic::AtomicBool>,
+    always: bool,
+}
+
+impl Operator for FailsOnce {
+    fn on_batch(&mut self, _: usize, batch: Vec<Change>, out: &mut Output) -> Result<()> {
+        if self.always || self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(EngineError::eval("transient failure"));
+        }
+        out.changes.extend(batch);
+        Ok(())
+    }
+}
+
+/// What the recorder saw: (subtask, value) pairs.
+type Seen = Arc<std::sync::Mutex<Vec<(usize, i64)>>>;
+
+fn restart_graph(always: bool) -> (DataflowGraph, Seen) {
+    let rows: Vec<Vec<Value>> = (0..10).map(|i| vec![Value::BigInt(i)]).collect();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut g = DataflowGraph::new();
+    let src = g.add_node(
+        "Values",
+        "values".into(),
+        1,
+        schema(),
+        NodeKind::Source(Arc::new(
+            streamsql::engine::connectors::values::ValuesSourceFactory::new(rows),
+        )),
+        &[],
+    );
+    let f: Arc<dyn OperatorFactory> = Arc::new(move |_: &TaskContext| {
+        Ok(Box::new(FailsOnce {
+            fail: fail.clone(),
+            always,
+        }) as Box<dyn Operator>)
+    });
+    let mid = g.add_node(
+        "FailsOnce",
+        "fails".into(),
+        1,
+        schema(),
+        NodeKind::Operator(f),
+        &[(src, Partitioning::Forward)],
+    );
+    let seen2 = seen.clone();
+    let rec: Arc<dyn OperatorFactory> = Arc::new(move |ctx: &TaskContext| {
+        Ok(Box::new(Recorder {
+            seen: seen2.clone(),
+            subtask: ctx.subtask_index,
+        }) as Box<dyn Operator>)
+    });
+    g.add_node(
+        "Recorder",
+        "recorder".into(),
+        1,
+        schema(),
+        NodeKind::Operator(rec),
+        &[(mid, Partitioning::Forward)],
+    );
+    (g, seen)
+}
+
+#[test]
+fn a_restart_strategy_restarts_a_failed_job() {
+    use streamsql::engine::checkpoint::restart::FixedDelay;
+    use streamsql::engine::checkpoint::RestartStrategy;
+    let (g, seen) = restart_graph(false);
+    let settings = RuntimeSettings {
+        restart: Some(RestartStrategy::FixedDelay(
+            FixedDelay::new(3, 10).expect("valid"),
+        )),
+        ..RuntimeSettings::default()
+    };
+    assert_eq!(
+        runtime::run(&g, &settings).expect("restarted"),
+        JobOutcome::Finished
+    );
+    assert_eq!(seen.lock().expect("not poisoned").len(), 10);
+}
+
+#[test]
+fn an_exhausted_restart_strategy_fails_the_job_with_flinks_message() {
+    use streamsql::engine::checkpoint::restart::FixedDelay;
+    use streamsql::engine::checkpoint::RestartStrategy;
+    let (g, _) = restart_graph(true);
+    let settings = RuntimeSettings {
+        restart: Some(RestartStrategy::FixedDelay(
+            FixedDelay::new(2, 1).expect("valid"),
+        )),
+        ..RuntimeSettings::default()
+    };
+    let err = runtime::run(&g, &settings).expect_err("gives up");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Recovery is suppressed by FixedDelayRestartBackoffTimeStrategy"),
+        "{msg}"
+    );
+    assert!(msg.contains("transient failure"), "{msg}");
+}

@@ -549,49 +549,57 @@ static KEYS: &[KeySpec] = &[
         },
         "Restart strategy after a failure; unset means 'disable' without checkpointing and 'exponential-delay' with checkpointing (Flink's rule).",
     )
-    .aliases(&["restart-strategy"]),
+    .aliases(&["restart-strategy"])
+    .honoured(),
     KeySpec::new(
         "restart-strategy.fixed-delay.attempts",
         int(0, INT_MAX),
         "fixed-delay: number of restarts before the job fails.",
     )
-    .default("1"),
+    .default("1")
+    .honoured(),
     KeySpec::new(
         "restart-strategy.fixed-delay.delay",
         DURATION,
         "fixed-delay: delay between two restart attempts.",
     )
-    .default("1 s"),
+    .default("1 s")
+    .honoured(),
     KeySpec::new(
         "restart-strategy.failure-rate.max-failures-per-interval",
         int(1, INT_MAX),
         "failure-rate: maximum number of restarts within the interval before the job fails.",
     )
-    .default("1"),
+    .default("1")
+    .honoured(),
     KeySpec::new(
         "restart-strategy.failure-rate.failure-rate-interval",
         DURATION,
         "failure-rate: time window in which failures are counted.",
     )
-    .default("1 min"),
+    .default("1 min")
+    .honoured(),
     KeySpec::new(
         "restart-strategy.failure-rate.delay",
         DURATION,
         "failure-rate: delay between two restart attempts.",
     )
-    .default("1 s"),
+    .default("1 s")
+    .honoured(),
     KeySpec::new(
         "restart-strategy.exponential-delay.initial-backoff",
         DURATION,
         "exponential-delay: delay before the first restart.",
     )
-    .default("1 s"),
+    .default("1 s")
+    .honoured(),
     KeySpec::new(
         "restart-strategy.exponential-delay.max-backoff",
         DURATION,
         "exponential-delay: the largest delay between restarts.",
     )
-    .default("1 min"),
+    .default("1 min")
+    .honoured(),
     KeySpec::new(
         "restart-strategy.exponential-delay.backoff-multiplier",
         Kind::Float {
@@ -600,26 +608,30 @@ static KEYS: &[KeySpec] = &[
         },
         "exponential-delay: the delay is multiplied by this after every failure.",
     )
-    .default("1.5"),
+    .default("1.5")
+    .honoured(),
     KeySpec::new(
         "restart-strategy.exponential-delay.reset-backoff-threshold",
         DURATION,
         "exponential-delay: after running this long without failure the delay returns to the initial backoff.",
     )
-    .default("1 h"),
+    .default("1 h")
+    .honoured(),
     KeySpec::new(
         "restart-strategy.exponential-delay.jitter-factor",
         Kind::Float { min: 0.0, max: 1.0 },
         "exponential-delay: random fraction added to or removed from each delay.",
     )
-    .default("0.1"),
+    .default("0.1")
+    .honoured(),
     KeySpec::new(
         "restart-strategy.exponential-delay.attempts-before-reset-backoff",
         int(1, INT_MAX),
         "exponential-delay: number of restarts before the job fails, counted since the last backoff reset.",
     )
     .default("2147483647")
-    .flink("infinite (2147483647)"),
+    .flink("infinite (2147483647)")
+    .honoured(),
     // --- monitoring and interfaces ---------------------------------------------------------
     KeySpec::new(
         "web.checkpoints.history",

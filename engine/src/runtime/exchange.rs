@@ -6,12 +6,12 @@
 //! broadcast: all) and a buffer travels as one message when it is full, when the buffer timeout
 //! expires, or before any control message (so a watermark never overtakes the rows before it).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender};
 
+use super::JobShared;
 use crate::error::{EngineError, Result};
 use crate::graph::Partitioning;
 use crate::keygroup;
@@ -24,12 +24,12 @@ const SEND_POLL: Duration = Duration::from_millis(50);
 
 /// Sends `msg`, waiting while the channel is full (back pressure) but giving up when the job is
 /// cancelled or the receiver is gone.
-pub(crate) fn send(tx: &Sender<Message>, mut msg: Message, cancel: &AtomicBool) -> Result<()> {
+pub(crate) fn send(tx: &Sender<Message>, mut msg: Message, shared: &JobShared) -> Result<()> {
     loop {
         match tx.send_timeout(msg, SEND_POLL) {
             Ok(()) => return Ok(()),
             Err(SendTimeoutError::Timeout(m)) => {
-                if cancel.load(Ordering::Relaxed) {
+                if shared.is_cancelled() {
                     return Err(EngineError::Cancelled);
                 }
                 msg = m;
@@ -90,7 +90,7 @@ impl EdgeWriter {
 /// Routes a task's output over all its outgoing edges.
 pub(crate) struct OutputRouter {
     edges: Vec<EdgeWriter>,
-    cancel: Arc<AtomicBool>,
+    shared: Arc<JobShared>,
     batch_size: usize,
     buffer_timeout: Option<Duration>,
     /// When the oldest row still buffered was added.
@@ -102,13 +102,13 @@ pub(crate) struct OutputRouter {
 impl OutputRouter {
     pub fn new(
         edges: Vec<EdgeWriter>,
-        cancel: Arc<AtomicBool>,
+        shared: Arc<JobShared>,
         batch_size: usize,
         buffer_timeout: Option<Duration>,
     ) -> Self {
         OutputRouter {
             edges,
-            cancel,
+            shared,
             batch_size: batch_size.max(1),
             buffer_timeout,
             oldest: None,
@@ -201,7 +201,7 @@ impl OutputRouter {
             return Ok(());
         }
         let batch = std::mem::replace(&mut edge.buffers[t], Vec::with_capacity(self.batch_size));
-        send(&edge.targets[t], Message::Batch(batch), &self.cancel)
+        send(&edge.targets[t], Message::Batch(batch), &self.shared)
     }
 
     /// Sends every non-empty buffer.
@@ -220,7 +220,7 @@ impl OutputRouter {
         self.flush()?;
         for edge in &self.edges {
             for tx in &edge.targets {
-                send(tx, make(), &self.cancel)?;
+                send(tx, make(), &self.shared)?;
             }
         }
         Ok(())

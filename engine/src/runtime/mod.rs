@@ -42,6 +42,8 @@ pub struct RuntimeSettings {
     pub clock: Arc<dyn Clock>,
     /// Checkpointing, when `execution.checkpointing.interval` is set (or a job resumes).
     pub checkpointing: Option<checkpointing::CheckpointSetup>,
+    /// How failed attempts are restarted; `None` fails the job at the first failure.
+    pub restart: Option<crate::checkpoint::RestartStrategy>,
 }
 
 impl Default for RuntimeSettings {
@@ -54,6 +56,7 @@ impl Default for RuntimeSettings {
             max_parallelism: 128,
             clock: Arc::new(SystemClock),
             checkpointing: None,
+            restart: None,
         }
     }
 }
@@ -61,14 +64,17 @@ impl Default for RuntimeSettings {
 /// One input channel of a subtask and the operator input it feeds.
 type TaskInput = (crossbeam_channel::Receiver<crate::message::Message>, usize);
 
-/// State shared by all tasks of a job.
+/// State shared by all tasks of one attempt of a job.
 pub(crate) struct JobShared {
+    /// Raised when this attempt fails.
     pub cancel: Arc<AtomicBool>,
+    /// Raised when the user cancels the job: every attempt, current and future, stops.
+    user_cancel: Arc<AtomicBool>,
     error: Mutex<Option<EngineError>>,
 }
 
 impl JobShared {
-    /// Records the first failure and stops the job.
+    /// Records the first failure and stops the attempt.
     pub fn fail(&self, e: EngineError) {
         if let Ok(mut slot) = self.error.lock() {
             if slot.is_none() {
@@ -79,7 +85,7 @@ impl JobShared {
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
+        self.cancel.load(Ordering::Relaxed) || self.user_cancel.load(Ordering::Relaxed)
     }
 }
 
@@ -93,26 +99,24 @@ pub struct SubtaskMetrics {
     pub metrics: Arc<TaskMetrics>,
 }
 
-/// A running job.
+/// A running job: its first attempt's threads, and a supervisor that restarts failed attempts as
+/// the restart strategy allows.
 pub struct JobHandle {
-    threads: Vec<JoinHandle<()>>,
-    shared: Arc<JobShared>,
-    cancelled_by_user: Arc<AtomicBool>,
-    /// Per-subtask counters, readable while the job runs.
+    supervisor: JoinHandle<Result<JobOutcome>>,
+    user_cancel: Arc<AtomicBool>,
+    /// Per-subtask counters of the first attempt, readable while the job runs.
     pub metrics: Vec<SubtaskMetrics>,
 }
 
 /// A handle that can cancel a job from another thread (a signal handler, a shell).
 #[derive(Clone)]
 pub struct CancelHandle {
-    cancel: Arc<AtomicBool>,
-    by_user: Arc<AtomicBool>,
+    user_cancel: Arc<AtomicBool>,
 }
 
 impl CancelHandle {
     pub fn cancel(&self) {
-        self.by_user.store(true, Ordering::SeqCst);
-        self.cancel.store(true, Ordering::SeqCst);
+        self.user_cancel.store(true, Ordering::SeqCst);
     }
 }
 
@@ -128,8 +132,7 @@ pub enum JobOutcome {
 impl JobHandle {
     pub fn cancel_handle(&self) -> CancelHandle {
         CancelHandle {
-            cancel: self.shared.cancel.clone(),
-            by_user: self.cancelled_by_user.clone(),
+            user_cancel: self.user_cancel.clone(),
         }
     }
 
@@ -138,30 +141,117 @@ impl JobHandle {
         self.cancel_handle().cancel();
     }
 
-    /// True once every task thread has ended.
+    /// True once the job ended (after its last attempt).
     pub fn is_finished(&self) -> bool {
-        self.threads.iter().all(|t| t.is_finished())
+        self.supervisor.is_finished()
     }
 
-    /// Waits for every task; the job's first error if one failed.
+    /// Waits for the job; its error if it failed for good.
     pub fn wait(self) -> Result<JobOutcome> {
+        self.supervisor
+            .join()
+            .unwrap_or_else(|_| Err(EngineError::internal("the job supervisor panicked")))
+    }
+}
+
+/// One attempt at running the graph.
+struct Attempt {
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<JobShared>,
+    metrics: Vec<SubtaskMetrics>,
+}
+
+impl Attempt {
+    /// Waits for every thread of the attempt; its first error, if any.
+    fn wait(self) -> Option<EngineError> {
         for t in self.threads {
             // A task's panic was caught inside the thread; join only fails if that machinery did.
             let _ = t.join();
         }
-        let err = self.shared.error.lock().ok().and_then(|mut e| e.take());
-        match err {
-            Some(e) => Err(e),
-            None if self.cancelled_by_user.load(Ordering::SeqCst) => Ok(JobOutcome::Cancelled),
-            None => Ok(JobOutcome::Finished),
+        self.shared.error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// Starts `graph` and supervises it: a failed attempt is restarted (from the latest completed
+/// checkpoint when the job checkpoints) as `settings.restart` allows.
+pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHandle> {
+    let user_cancel = Arc::new(AtomicBool::new(false));
+    let first = start_attempt(graph, settings, &user_cancel)?;
+    let metrics = first.metrics.clone();
+    let graph = graph.clone();
+    let settings = settings.clone();
+    let cancel = user_cancel.clone();
+    let supervisor = std::thread::Builder::new()
+        .name("job-supervisor".into())
+        .spawn(move || supervise(first, &graph, settings, &cancel))
+        .map_err(|e| EngineError::io("cannot start the job supervisor", e))?;
+    Ok(JobHandle {
+        supervisor,
+        user_cancel,
+        metrics,
+    })
+}
+
+fn supervise(
+    mut attempt: Attempt,
+    graph: &DataflowGraph,
+    settings: RuntimeSettings,
+    user_cancel: &Arc<AtomicBool>,
+) -> Result<JobOutcome> {
+    let mut strategy = settings.restart.clone();
+    loop {
+        let error = attempt.wait();
+        if user_cancel.load(Ordering::SeqCst) {
+            return Ok(JobOutcome::Cancelled);
+        }
+        let Some(error) = error else {
+            return Ok(JobOutcome::Finished);
+        };
+        let Some(s) = strategy.as_mut() else {
+            return Err(error);
+        };
+        match s.on_failure(settings.clock.now_millis()) {
+            crate::checkpoint::RestartDecision::Fail { message } => {
+                return Err(EngineError::Task {
+                    message: format!("{message}\nCaused by: {error}"),
+                });
+            }
+            crate::checkpoint::RestartDecision::Restart { delay_ms, .. } => {
+                eprintln!("streamsql: the job failed ({error}); restarting in {delay_ms} ms");
+                let until = std::time::Instant::now()
+                    + Duration::from_millis(u64::try_from(delay_ms).unwrap_or(0));
+                while std::time::Instant::now() < until {
+                    if user_cancel.load(Ordering::SeqCst) {
+                        return Ok(JobOutcome::Cancelled);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let mut next = settings.clone();
+                if let Some(setup) = next.checkpointing.as_mut() {
+                    if let Some(latest) = checkpointing::latest_checkpoint(&setup.job_dir)? {
+                        eprintln!(
+                            "streamsql: restoring from checkpoint {} ({})",
+                            latest.checkpoint_id,
+                            latest.path.display()
+                        );
+                        setup.restore = Some(Arc::new(latest));
+                    }
+                }
+                attempt = start_attempt(graph, &next, user_cancel)?;
+            }
         }
     }
 }
 
 /// Starts every subtask of `graph` on its own thread.
-pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHandle> {
+fn start_attempt(
+    graph: &DataflowGraph,
+    settings: &RuntimeSettings,
+    user_cancel: &Arc<AtomicBool>,
+) -> Result<Attempt> {
     let shared = Arc::new(JobShared {
         cancel: Arc::new(AtomicBool::new(false)),
+        user_cancel: user_cancel.clone(),
         error: Mutex::new(None),
     });
     let n = graph.nodes.len();
@@ -266,7 +356,7 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
             });
             let router = OutputRouter::new(
                 edge_writers,
-                shared.cancel.clone(),
+                shared.clone(),
                 settings.batch_size,
                 settings.buffer_timeout,
             );
@@ -340,10 +430,9 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
             )),
         }
     }
-    Ok(JobHandle {
+    Ok(Attempt {
         threads,
         shared,
-        cancelled_by_user: Arc::new(AtomicBool::new(false)),
         metrics: all_metrics,
     })
 }
