@@ -17,17 +17,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::{Clock, JobShared};
+use crate::checkpoint::stats::{
+    stats_file, vertex_id, CheckpointStatsTracker, CheckpointType, SubtaskStats,
+};
 use crate::checkpoint::{
     which_to_delete, Acknowledgement, CheckpointConfig, CheckpointFailureReason, CheckpointKind,
     FailureManager, FailureVerdict, PendingCheckpoint, TaskKey, TriggerDecision, TriggerFacts,
     TriggerPolicy,
 };
 use crate::codec;
+use crate::config::Configuration;
 use crate::error::{EngineError, Result};
 use crate::message::CheckpointBarrier;
 
@@ -201,6 +205,9 @@ pub fn latest_checkpoint(job_dir: &Path) -> Result<Option<RestoredCheckpoint>> {
     }
 }
 
+/// Checkpoints triggered and not yet complete, with the states acknowledged so far.
+type Pending = BTreeMap<u64, (PendingCheckpoint, BTreeMap<TaskKey, Vec<u8>>)>;
+
 /// The coordinator's side of the channels.
 pub(crate) struct Coordinator {
     pub setup: CheckpointSetup,
@@ -222,19 +229,46 @@ impl Coordinator {
     }
 
     fn run_inner(self, shared: &JobShared) -> Result<()> {
-        let config = self.setup.config.clone();
-        let policy = TriggerPolicy::new(&config);
+        let mut stats = StatsRecorder::open(&self.setup, &self.tasks, self.clock.now_millis());
+        let mut pending = Pending::new();
+        let result = self.drive(shared, &mut stats, &mut pending);
+        // Whatever is still pending when the coordinator stops can never complete.
+        if !pending.is_empty() {
+            let now = self.clock.now_millis();
+            for id in pending.keys() {
+                stats.tracker.report_failed(
+                    *id,
+                    now,
+                    CheckpointFailureReason::CheckpointCoordinatorShutdown,
+                );
+            }
+            stats.save();
+        }
+        result
+    }
+
+    /// The coordinator's loop; returns when every task finished, the job is cancelled or a
+    /// checkpoint failure fails the job.
+    fn drive(
+        &self,
+        shared: &JobShared,
+        stats: &mut StatsRecorder,
+        pending: &mut Pending,
+    ) -> Result<()> {
+        let config = &self.setup.config;
+        let policy = TriggerPolicy::new(config);
         let mut failures = FailureManager::new(config.tolerable_failed);
         let started_ms = self.clock.now_millis();
+        // Ids continue past every checkpoint the statistics know, so that a resumed job never
+        // reuses the id of one that failed or was in progress before the restart.
         let mut next_id = self
             .setup
             .restore
             .as_ref()
-            .map_or(1, |r| r.checkpoint_id + 1);
+            .map_or(1, |r| r.checkpoint_id.saturating_add(1))
+            .max(stats.first_unused_id());
         let mut last_trigger_ms: Option<i64> = None;
         let mut last_completed_end_ms: Option<i64> = None;
-        let mut pending: BTreeMap<u64, (PendingCheckpoint, BTreeMap<TaskKey, Vec<u8>>)> =
-            BTreeMap::new();
         let mut finished: std::collections::BTreeSet<TaskKey> = std::collections::BTreeSet::new();
         let mut final_states: BTreeMap<TaskKey, Vec<u8>> = BTreeMap::new();
         let mut completed: Vec<u64> = completed_checkpoints(&self.setup.job_dir)
@@ -277,6 +311,7 @@ impl Coordinator {
                         BTreeMap::new(),
                     ),
                 );
+                stats.pending(id, now);
                 for s in &self.sources {
                     // A source that already ended cannot take part: the checkpoint is declined
                     // below when that task's end is reported.
@@ -292,6 +327,7 @@ impl Coordinator {
                 pending.remove(&id);
                 self.fail_checkpoint(
                     &mut failures,
+                    stats,
                     id,
                     CheckpointFailureReason::CheckpointExpired,
                     shared,
@@ -307,13 +343,18 @@ impl Coordinator {
                     let Some((p, states)) = pending.get_mut(&checkpoint_id) else {
                         continue;
                     };
-                    p.acknowledge(task, ack, self.clock.now_millis());
+                    let ack_ms = self.clock.now_millis();
+                    p.acknowledge(task, ack, ack_ms);
+                    stats.ack(
+                        checkpoint_id,
+                        task,
+                        SubtaskStats::from_acknowledgement(&ack, ack_ms),
+                    );
                     states.insert(task, state);
                     if p.is_complete() {
                         let (p, states) = pending
                             .remove(&checkpoint_id)
                             .expect("invariant: the checkpoint was just found pending");
-                        let write_start = Instant::now();
                         let checkpoint = RestoredCheckpoint {
                             checkpoint_id,
                             trigger_ms: p.trigger_ms(),
@@ -331,30 +372,33 @@ impl Coordinator {
                             eprintln!("streamsql: checkpoint {checkpoint_id} failed: {e}");
                             self.fail_checkpoint(
                                 &mut failures,
+                                stats,
                                 checkpoint_id,
                                 CheckpointFailureReason::IoException,
                                 shared,
                             )?;
                             continue;
                         }
-                        let _ = write_start;
                         failures.on_success(checkpoint_id);
-                        last_completed_end_ms = Some(self.clock.now_millis());
+                        let end_ms = self.clock.now_millis();
+                        last_completed_end_ms = Some(end_ms);
                         completed.push(checkpoint_id);
                         // Older pending checkpoints are subsumed.
                         let older: Vec<u64> =
                             pending.range(..checkpoint_id).map(|(id, _)| *id).collect();
                         for id in older {
                             pending.remove(&id);
+                            stats.tracker.report_failed(
+                                id,
+                                end_ms,
+                                CheckpointFailureReason::CheckpointSubsumed,
+                            );
                         }
                         for tx in &self.all {
                             let _ = tx.try_send(TaskCommand::Complete(checkpoint_id));
                         }
-                        for id in which_to_delete(&completed, config.num_retained.max(1)) {
-                            let _ =
-                                std::fs::remove_dir_all(checkpoint_dir(&self.setup.job_dir, id));
-                            completed.retain(|c| *c != id);
-                        }
+                        self.retain(&mut completed, stats);
+                        stats.completed(checkpoint_id, &dir, end_ms);
                     }
                 }
                 Ok(TaskEvent::Decline {
@@ -362,10 +406,12 @@ impl Coordinator {
                     reason,
                 }) => {
                     if pending.remove(&checkpoint_id).is_some() {
-                        self.fail_checkpoint(&mut failures, checkpoint_id, reason, shared)?;
+                        self.fail_checkpoint(&mut failures, stats, checkpoint_id, reason, shared)?;
                     }
                 }
                 Ok(TaskEvent::FinalState { task, state }) => {
+                    let now = self.clock.now_millis();
+                    stats.final_state(task, state.len(), now);
                     final_states.insert(task, state);
                     if final_states.len() == self.tasks.len() {
                         // Every task reached the end of its input: the final checkpoint makes the
@@ -373,35 +419,41 @@ impl Coordinator {
                         let id = next_id;
                         let checkpoint = RestoredCheckpoint {
                             checkpoint_id: id,
-                            trigger_ms: self.clock.now_millis(),
+                            trigger_ms: stats.final_trigger_ms.unwrap_or(now),
                             states: std::mem::take(&mut final_states),
                             path: PathBuf::new(),
                         };
-                        streamsql_storage::write_framed_atomic(
-                            &checkpoint_dir(&self.setup.job_dir, id).join(METADATA_FILE),
+                        stats.final_pending(id);
+                        let dir = checkpoint_dir(&self.setup.job_dir, id);
+                        let written = streamsql_storage::write_framed_atomic(
+                            &dir.join(METADATA_FILE),
                             METADATA_MAGIC,
                             METADATA_VERSION,
                             &encode_metadata(&checkpoint),
-                        )
-                        .map_err(|e| {
-                            EngineError::data(format!("the final checkpoint {id} failed: {e}"))
-                        })?;
+                        );
+                        if let Err(e) = written {
+                            stats.failed(
+                                id,
+                                self.clock.now_millis(),
+                                CheckpointFailureReason::IoException,
+                            );
+                            return Err(EngineError::data(format!(
+                                "the final checkpoint {id} failed: {e}"
+                            )));
+                        }
                         completed.push(id);
                         for tx in &self.all {
                             let _ = tx.try_send(TaskCommand::Complete(FINAL_CHECKPOINT));
                         }
-                        for old in which_to_delete(&completed, config.num_retained.max(1)) {
-                            let _ =
-                                std::fs::remove_dir_all(checkpoint_dir(&self.setup.job_dir, old));
-                            completed.retain(|c| *c != old);
-                        }
+                        self.retain(&mut completed, stats);
+                        stats.completed(id, &dir, self.clock.now_millis());
                     }
-                    self.abort_waiting_for(&mut pending, task, &mut failures, shared)?;
+                    self.abort_waiting_for(pending, task, &mut failures, stats, shared)?;
                     finished.insert(task);
                 }
                 Ok(TaskEvent::Finished(task)) => {
                     finished.insert(task);
-                    self.abort_waiting_for(&mut pending, task, &mut failures, shared)?;
+                    self.abort_waiting_for(pending, task, &mut failures, stats, shared)?;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -409,12 +461,22 @@ impl Coordinator {
         }
     }
 
+    /// Deletes the completed checkpoints beyond `execution.checkpointing.num-retained`.
+    fn retain(&self, completed: &mut Vec<u64>, stats: &mut StatsRecorder) {
+        for id in which_to_delete(completed, self.setup.config.num_retained.max(1)) {
+            let _ = std::fs::remove_dir_all(checkpoint_dir(&self.setup.job_dir, id));
+            completed.retain(|c| *c != id);
+            stats.tracker.report_discarded(id);
+        }
+    }
+
     /// Aborts the checkpoints still waiting for `task`, which ended: they can never complete.
     fn abort_waiting_for(
         &self,
-        pending: &mut BTreeMap<u64, (PendingCheckpoint, BTreeMap<TaskKey, Vec<u8>>)>,
+        pending: &mut Pending,
         task: TaskKey,
         failures: &mut FailureManager,
+        stats: &mut StatsRecorder,
         shared: &JobShared,
     ) -> Result<()> {
         let waiting: Vec<u64> = pending
@@ -426,6 +488,7 @@ impl Coordinator {
             pending.remove(&id);
             self.fail_checkpoint(
                 failures,
+                stats,
                 id,
                 CheckpointFailureReason::CheckpointDeclinedTaskClosing,
                 shared,
@@ -437,12 +500,14 @@ impl Coordinator {
     fn fail_checkpoint(
         &self,
         failures: &mut FailureManager,
+        stats: &mut StatsRecorder,
         id: u64,
         reason: CheckpointFailureReason,
         shared: &JobShared,
     ) -> Result<()> {
         eprintln!("streamsql: checkpoint {id} failed: {}", reason.message());
         let _ = std::fs::remove_dir_all(checkpoint_dir(&self.setup.job_dir, id));
+        stats.failed(id, self.clock.now_millis(), reason);
         match failures.on_failure(Some(id), CheckpointKind::Checkpoint, reason, false) {
             FailureVerdict::Continue => Ok(()),
             FailureVerdict::FailJob { message } => {
@@ -451,6 +516,199 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// The coordinator's checkpoint statistics and the file they are kept in
+/// (`<job dir>/_checkpoint_stats.json`), rewritten after every completion, failure and restore so
+/// that `streamsql checkpoints` shows a running job and the history survives restarts. Writing it
+/// is best effort: a failure is reported on stderr and never fails the job.
+struct StatsRecorder {
+    tracker: CheckpointStatsTracker,
+    file: PathBuf,
+    /// Every operator taking part in a checkpoint, with its number of subtasks.
+    operators: BTreeMap<u64, usize>,
+    num_subtasks: usize,
+    /// When the first subtask reported its final state: the trigger time of the final checkpoint.
+    final_trigger_ms: Option<i64>,
+    /// Final states reported before the final checkpoint was registered, as (task, size, time).
+    final_acks: Vec<(TaskKey, u64, i64)>,
+}
+
+impl StatsRecorder {
+    /// The statistics of a job starting at `now_ms`: those of the previous runs when it resumes
+    /// (with the restore recorded), fresh ones otherwise.
+    fn open(setup: &CheckpointSetup, tasks: &[TaskKey], now_ms: i64) -> Self {
+        let file = stats_file(&setup.job_dir);
+        let mut tracker = None;
+        if setup.restore.is_some() && file.is_file() {
+            match CheckpointStatsTracker::load(&file) {
+                Ok(t) => tracker = Some(t),
+                Err(e) => eprintln!("streamsql: checkpoint statistics start afresh: {e}"),
+            }
+        }
+        let mut tracker = tracker.unwrap_or_else(|| fresh_tracker(setup));
+        // Checkpoints in progress when the previous run stopped were aborted by its end.
+        if tracker.counts().in_progress > 0 {
+            for id in tracker.history_ids() {
+                let in_progress = tracker
+                    .details_json(id)
+                    .is_some_and(|d| d["status"] == "IN_PROGRESS");
+                if in_progress {
+                    tracker.report_failed(id, now_ms, CheckpointFailureReason::JobFailoverRegion);
+                }
+            }
+        }
+        let mut operators = BTreeMap::new();
+        for t in tasks {
+            *operators.entry(t.operator_id).or_insert(0) += 1;
+        }
+        let mut recorder = StatsRecorder {
+            tracker,
+            file,
+            operators,
+            num_subtasks: tasks.len(),
+            final_trigger_ms: None,
+            final_acks: Vec::new(),
+        };
+        if let Some(r) = &setup.restore {
+            // Monitoring names a checkpoint by its directory, as for completed ones.
+            let dir = match r.path.parent() {
+                Some(parent) if r.path.file_name() == Some(METADATA_FILE.as_ref()) => parent,
+                _ => r.path.as_path(),
+            };
+            let path = dir.display().to_string();
+            recorder
+                .tracker
+                .report_restored(r.checkpoint_id, now_ms, Some(&path), false);
+            recorder.save();
+        }
+        recorder
+    }
+
+    /// The smallest checkpoint id the statistics have not seen.
+    fn first_unused_id(&self) -> u64 {
+        self.tracker
+            .history_ids()
+            .into_iter()
+            .max()
+            .map_or(1, |id| id.saturating_add(1))
+    }
+
+    /// Checkpoint `id` was triggered at `trigger_ms`.
+    fn pending(&mut self, id: u64, trigger_ms: i64) {
+        self.tracker.report_pending(
+            id,
+            trigger_ms,
+            CheckpointType::Checkpoint,
+            self.num_subtasks,
+        );
+        for (op, parallelism) in &self.operators {
+            self.tracker
+                .report_task(id, *op, &operator_name(*op), *parallelism);
+        }
+    }
+
+    fn ack(&mut self, id: u64, task: TaskKey, stats: SubtaskStats) {
+        self.tracker.report_subtask_ack(
+            id,
+            task.operator_id,
+            &operator_name(task.operator_id),
+            task.subtask,
+            stats,
+        );
+    }
+
+    /// A subtask's final state of `size` bytes arrived at `now_ms`; it is the subtask's
+    /// acknowledgement of the final checkpoint.
+    fn final_state(&mut self, task: TaskKey, size: usize, now_ms: i64) {
+        self.final_trigger_ms.get_or_insert(now_ms);
+        let size = u64::try_from(size).unwrap_or(u64::MAX);
+        self.final_acks.push((task, size, now_ms));
+    }
+
+    /// The final checkpoint is `id`: registers it with every final state as an acknowledgement.
+    fn final_pending(&mut self, id: u64) {
+        let trigger_ms = self.final_trigger_ms.unwrap_or_default();
+        self.pending(id, trigger_ms);
+        for (task, size, at) in std::mem::take(&mut self.final_acks) {
+            let stats = SubtaskStats {
+                ack_timestamp: at,
+                state_size: size,
+                checkpointed_size: size,
+                ..SubtaskStats::default()
+            };
+            self.ack(id, task, stats);
+        }
+    }
+
+    fn completed(&mut self, id: u64, dir: &Path, now_ms: i64) {
+        let path = dir.display().to_string();
+        self.tracker.report_completed(id, Some(&path), now_ms);
+        self.save();
+    }
+
+    fn failed(&mut self, id: u64, now_ms: i64, reason: CheckpointFailureReason) {
+        self.tracker.report_failed(id, now_ms, reason);
+        self.save();
+    }
+
+    fn save(&self) {
+        if let Err(e) = self.tracker.save(&self.file) {
+            eprintln!("streamsql: cannot save the checkpoint statistics: {e}");
+        }
+    }
+}
+
+/// The name monitoring shows for an operator: its vertex id, as the coordinator knows operators
+/// only by id.
+fn operator_name(operator_id: u64) -> String {
+    vertex_id(operator_id)
+}
+
+/// A tracker for a job of `setup`: its configuration body shows the job's checkpointing
+/// settings; the history keeps `web.checkpoints.history`'s default.
+fn fresh_tracker(setup: &CheckpointSetup) -> CheckpointStatsTracker {
+    let c = &setup.config;
+    let ms = |d: Duration| format!("{} ms", d.as_millis());
+    let mut entries: Vec<(&str, String)> = vec![
+        ("execution.checkpointing.mode", c.mode.name().to_string()),
+        ("execution.checkpointing.timeout", ms(c.timeout)),
+        ("execution.checkpointing.min-pause", ms(c.min_pause)),
+        (
+            "execution.checkpointing.max-concurrent-checkpoints",
+            c.max_concurrent.to_string(),
+        ),
+        (
+            "execution.checkpointing.tolerable-failed-checkpoints",
+            c.tolerable_failed.to_string(),
+        ),
+        (
+            "execution.checkpointing.num-retained",
+            c.num_retained.to_string(),
+        ),
+        (
+            "execution.checkpointing.checkpoints-after-tasks-finish",
+            c.checkpoints_after_tasks_finish.to_string(),
+        ),
+    ];
+    if let Some(i) = c.interval {
+        entries.push(("execution.checkpointing.interval", ms(i)));
+    }
+    // Checkpoints are always files on disk.
+    if let Some(dir) = setup.job_dir.parent() {
+        entries.push(("execution.checkpointing.dir", dir.display().to_string()));
+    }
+    let mut conf = Configuration::new();
+    for (key, value) in entries {
+        if let Err(e) = conf.set(key, &value) {
+            eprintln!("streamsql: checkpoint statistics: {e}");
+        }
+    }
+    CheckpointStatsTracker::new(&conf).unwrap_or_else(|e| {
+        eprintln!("streamsql: checkpoint statistics: {e}");
+        CheckpointStatsTracker::new(&Configuration::new())
+            .expect("invariant: the default checkpointing configuration is valid")
+    })
 }
 
 #[cfg(test)]
@@ -508,5 +766,192 @@ mod tests {
         std::fs::write(checkpoint_dir(&dir, 2).join(METADATA_FILE), b"torn").unwrap();
         assert_eq!(latest_checkpoint(&dir).unwrap().unwrap().checkpoint_id, 1);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn key(operator_id: u64, subtask: usize) -> TaskKey {
+        TaskKey {
+            operator_id,
+            subtask,
+        }
+    }
+
+    fn temp_job_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("streamsql-ckstats-{}-{name}", std::process::id()))
+            .join("job");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn setup(job_dir: &Path, restore: Option<RestoredCheckpoint>) -> CheckpointSetup {
+        CheckpointSetup {
+            config: CheckpointConfig {
+                interval: Some(Duration::from_millis(20)),
+                ..CheckpointConfig::default()
+            },
+            job_dir: job_dir.to_path_buf(),
+            restore: restore.map(Arc::new),
+            allow_non_restored_state: false,
+        }
+    }
+
+    /// Source 1 with one subtask, sink 2 with two.
+    fn tasks() -> Vec<TaskKey> {
+        vec![key(1, 0), key(2, 0), key(2, 1)]
+    }
+
+    fn ack(state: u64) -> SubtaskStats {
+        SubtaskStats::from_acknowledgement(
+            &Acknowledgement {
+                state_size: state,
+                checkpointed_size: state,
+                ..Acknowledgement::default()
+            },
+            0,
+        )
+    }
+
+    fn load(job_dir: &Path) -> CheckpointStatsTracker {
+        CheckpointStatsTracker::load(&stats_file(job_dir)).unwrap()
+    }
+
+    #[test]
+    fn statistics_follow_trigger_acks_completion_and_failure() {
+        let dir = temp_job_dir("lifecycle");
+        let mut stats = StatsRecorder::open(&setup(&dir, None), &tasks(), 1_000);
+        assert_eq!(stats.first_unused_id(), 1);
+        // Nothing is written before a checkpoint ends.
+        assert!(!stats_file(&dir).exists());
+        let config = stats.tracker.config_json();
+        assert_eq!(config["interval"], 20);
+        assert_eq!(config["mode"], "exactly_once");
+        assert_eq!(config["checkpoint_storage"], "FileSystemCheckpointStorage");
+
+        stats.pending(1, 1_000);
+        let pending = stats.tracker.details_json(1).unwrap();
+        assert_eq!(pending["num_subtasks"], 3);
+        assert_eq!(pending["tasks"][vertex_id(2)]["num_subtasks"], 2);
+        for (t, size) in tasks().into_iter().zip([10, 20, 30]) {
+            let mut a = ack(size);
+            a.ack_timestamp = 1_005;
+            stats.ack(1, t, a);
+        }
+        let chk = checkpoint_dir(&dir, 1);
+        stats.completed(1, &chk, 1_006);
+        stats.pending(2, 1_020);
+        stats.failed(2, 1_030, CheckpointFailureReason::CheckpointExpired);
+
+        let t = load(&dir);
+        let counts = t.counts();
+        assert_eq!(
+            (
+                counts.total,
+                counts.completed,
+                counts.failed,
+                counts.in_progress
+            ),
+            (2, 1, 1, 0)
+        );
+        let json = t.to_rest_json();
+        let latest = &json["latest"]["completed"];
+        assert_eq!(latest["id"], 1);
+        assert_eq!(latest["state_size"], 60);
+        assert_eq!(latest["end_to_end_duration"], 5);
+        assert_eq!(latest["external_path"], chk.display().to_string());
+        assert_eq!(t.failure_reason(2), Some("CHECKPOINT_EXPIRED"));
+        assert_eq!(t.history_ids(), vec![2, 1]);
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+    }
+
+    #[test]
+    fn a_resumed_job_keeps_the_history_and_records_the_restore() {
+        let dir = temp_job_dir("resume");
+        let mut first = StatsRecorder::open(&setup(&dir, None), &tasks(), 1_000);
+        first.pending(1, 1_000);
+        for t in tasks() {
+            first.ack(1, t, ack(1));
+        }
+        first.completed(1, &checkpoint_dir(&dir, 1), 1_010);
+        // Checkpoint 2 was in progress (and saved so) when the run was killed; 3 had failed.
+        first.pending(2, 1_020);
+        first.pending(3, 1_040);
+        first.failed(3, 1_050, CheckpointFailureReason::CheckpointDeclined);
+
+        let restore = RestoredCheckpoint {
+            checkpoint_id: 1,
+            trigger_ms: 1_000,
+            states: BTreeMap::new(),
+            path: checkpoint_dir(&dir, 1).join(METADATA_FILE),
+        };
+        let second = StatsRecorder::open(&setup(&dir, Some(restore)), &tasks(), 5_000);
+        // Ids continue past every checkpoint monitoring knows.
+        assert_eq!(second.first_unused_id(), 4);
+        let t = load(&dir);
+        let counts = t.counts();
+        assert_eq!(
+            (
+                counts.restored,
+                counts.total,
+                counts.completed,
+                counts.failed,
+                counts.in_progress
+            ),
+            (1, 3, 1, 2, 0)
+        );
+        assert_eq!(t.failure_reason(2), Some("JOB_FAILOVER_REGION"));
+        let restored = &t.to_rest_json()["latest"]["restored"];
+        assert_eq!(restored["id"], 1);
+        assert_eq!(restored["restore_timestamp"], 5_000);
+        assert_eq!(restored["is_savepoint"], false);
+        assert_eq!(
+            restored["external_path"],
+            checkpoint_dir(&dir, 1).display().to_string()
+        );
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+    }
+
+    #[test]
+    fn damaged_statistics_start_afresh_and_a_fresh_run_ignores_old_ones() {
+        let dir = temp_job_dir("damaged");
+        let mut first = StatsRecorder::open(&setup(&dir, None), &tasks(), 1_000);
+        first.pending(1, 1_000);
+        first.failed(1, 1_010, CheckpointFailureReason::CheckpointExpired);
+        // A run that does not resume starts with empty statistics.
+        let fresh = StatsRecorder::open(&setup(&dir, None), &tasks(), 2_000);
+        assert_eq!(fresh.tracker.counts().total, 0);
+
+        std::fs::write(stats_file(&dir), b"torn").unwrap();
+        let restore = RestoredCheckpoint {
+            checkpoint_id: 7,
+            path: checkpoint_dir(&dir, 7),
+            ..RestoredCheckpoint::default()
+        };
+        let resumed = StatsRecorder::open(&setup(&dir, Some(restore)), &tasks(), 3_000);
+        let counts = resumed.tracker.counts();
+        assert_eq!((counts.restored, counts.total), (1, 0));
+        assert_eq!(load(&dir).counts().restored, 1);
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+    }
+
+    #[test]
+    fn the_final_checkpoint_counts_as_completed_with_every_final_state() {
+        let dir = temp_job_dir("final");
+        let mut stats = StatsRecorder::open(&setup(&dir, None), &tasks(), 1_000);
+        stats.final_state(key(1, 0), 4, 2_000);
+        stats.final_state(key(2, 0), 0, 2_003);
+        stats.final_state(key(2, 1), 6, 2_007);
+        assert_eq!(stats.final_trigger_ms, Some(2_000));
+        stats.final_pending(9);
+        stats.completed(9, &checkpoint_dir(&dir, 9), 2_008);
+        let json = load(&dir).to_rest_json();
+        let latest = &json["latest"]["completed"];
+        assert_eq!(latest["id"], 9);
+        assert_eq!(latest["num_acknowledged_subtasks"], 3);
+        assert_eq!(latest["state_size"], 10);
+        assert_eq!(latest["trigger_timestamp"], 2_000);
+        assert_eq!(latest["end_to_end_duration"], 7);
+        assert_eq!(json["counts"]["completed"], 1);
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
     }
 }
