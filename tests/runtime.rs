@@ -480,3 +480,68 @@ fn an_exhausted_restart_strategy_fails_the_job_with_flinks_message() {
     );
     assert!(msg.contains("transient failure"), "{msg}");
 }
+
+#[test]
+fn a_fresh_run_of_the_same_pipeline_continues_checkpoint_ids() {
+    // Regression: a second, non-resumed run numbered its checkpoints from 1 again, and retention
+    // (which keeps the highest ids) deleted each of them in favour of the first run's last one.
+    let dir = std::env::temp_dir().join(format!("streamsql-ids-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let sql = dir.join("p.sql");
+    std::fs::write(
+        &sql,
+        format!(
+            "SET 'execution.checkpointing.interval' = '20 ms';
+             SET 'state.checkpoints.dir' = '{}/chk';
+             CREATE TABLE t (x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '100',
+               'rows-per-second' = '1000');
+             CREATE TABLE s (x BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO s SELECT x FROM t;",
+            dir.display()
+        ),
+    )
+    .expect("write");
+    let ids = || -> Vec<u64> {
+        let mut ids: Vec<u64> = std::fs::read_dir(dir.join("chk"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|job| {
+                std::fs::read_dir(job.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .filter_map(|c| {
+                c.file_name()
+                    .to_string_lossy()
+                    .strip_prefix("chk-")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let run = || {
+        let status = Command::new(env!("CARGO_BIN_EXE_streamsql"))
+            .arg("run")
+            .arg(&sql)
+            .output()
+            .expect("runs")
+            .status;
+        assert!(status.success());
+    };
+    run();
+    let after_one = ids();
+    assert_eq!(after_one.len(), 1, "num-retained = 1: {after_one:?}");
+    run();
+    let after_two = ids();
+    assert_eq!(after_two.len(), 1, "num-retained = 1: {after_two:?}");
+    assert!(
+        after_two[0] > after_one[0],
+        "the second run's checkpoints follow the first run's: {after_one:?} then {after_two:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

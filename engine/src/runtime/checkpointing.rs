@@ -276,6 +276,12 @@ impl Coordinator {
             .map(|(id, _)| id)
             .collect();
         completed.sort_unstable();
+        // A fresh run of the same pipeline shares its job directory with earlier runs: its ids
+        // continue past theirs, so that retention keeps the newest checkpoints and
+        // `--resume latest` finds this run's, never an older run's end state.
+        if let Some(last) = completed.last() {
+            next_id = next_id.max(last.saturating_add(1));
+        }
         loop {
             if shared.is_cancelled() || finished.len() >= self.tasks.len() {
                 return Ok(());
