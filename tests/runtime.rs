@@ -216,6 +216,9 @@ fn sigint_cancels_a_running_pipeline_cleanly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// What the recorder saw: (subtask, value) pairs.
+type Seen = Arc<std::sync::Mutex<Vec<(usize, i64)>>>;
+
 /// Records, per subtask, the values it received.
 struct Recorder {
     seen: Arc<std::sync::Mutex<Vec<(usize, i64)>>>,
@@ -234,12 +237,9 @@ impl Operator for Recorder {
     }
 }
 
-fn exchange(partitioning: Partitioning) -> Vec<(usize, i64)> {
-    let rows: Vec<Vec<Value>> = (0..100).map(|i| vec![Value::BigInt(i)]).collect();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen2 = seen.clone();
-    let mut g = DataflowGraph::new();
-    let src = g.add_node(
+/// Adds a VALUES source of `rows` (parallelism 1) to `g`.
+fn values_source(g: &mut DataflowGraph, rows: Vec<Vec<Value>>) -> usize {
+    g.add_node(
         "Values",
         "values".into(),
         1,
@@ -248,13 +248,25 @@ fn exchange(partitioning: Partitioning) -> Vec<(usize, i64)> {
             streamsql::engine::connectors::values::ValuesSourceFactory::new(rows),
         )),
         &[],
-    );
-    let factory: Arc<dyn OperatorFactory> = Arc::new(move |ctx: &TaskContext| {
+    )
+}
+
+/// A factory of [`Recorder`]s writing into `seen`.
+fn recorder(seen: Seen) -> Arc<dyn OperatorFactory> {
+    Arc::new(move |ctx: &TaskContext| {
         Ok(Box::new(Recorder {
-            seen: seen2.clone(),
+            seen: seen.clone(),
             subtask: ctx.subtask_index,
         }) as Box<dyn Operator>)
-    });
+    })
+}
+
+fn exchange(partitioning: Partitioning) -> Vec<(usize, i64)> {
+    let rows: Vec<Vec<Value>> = (0..100).map(|i| vec![Value::BigInt(i)]).collect();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut g = DataflowGraph::new();
+    let src = values_source(&mut g, rows);
+    let factory = recorder(seen.clone());
     g.add_node(
         "Recorder",
         "recorder".into(),
@@ -393,24 +405,12 @@ impl Operator for FailsOnce {
     }
 }
 
-/// What the recorder saw: (subtask, value) pairs.
-type Seen = Arc<std::sync::Mutex<Vec<(usize, i64)>>>;
-
 fn restart_graph(always: bool) -> (DataflowGraph, Seen) {
     let rows: Vec<Vec<Value>> = (0..10).map(|i| vec![Value::BigInt(i)]).collect();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let mut g = DataflowGraph::new();
-    let src = g.add_node(
-        "Values",
-        "values".into(),
-        1,
-        schema(),
-        NodeKind::Source(Arc::new(
-            streamsql::engine::connectors::values::ValuesSourceFactory::new(rows),
-        )),
-        &[],
-    );
+    let src = values_source(&mut g, rows);
     let f: Arc<dyn OperatorFactory> = Arc::new(move |_: &TaskContext| {
         Ok(Box::new(FailsOnce {
             fail: fail.clone(),
@@ -425,13 +425,7 @@ fn restart_graph(always: bool) -> (DataflowGraph, Seen) {
         NodeKind::Operator(f),
         &[(src, Partitioning::Forward)],
     );
-    let seen2 = seen.clone();
-    let rec: Arc<dyn OperatorFactory> = Arc::new(move |ctx: &TaskContext| {
-        Ok(Box::new(Recorder {
-            seen: seen2.clone(),
-            subtask: ctx.subtask_index,
-        }) as Box<dyn Operator>)
-    });
+    let rec = recorder(seen.clone());
     g.add_node(
         "Recorder",
         "recorder".into(),

@@ -367,13 +367,7 @@ impl Coordinator {
                             states,
                             path: PathBuf::new(),
                         };
-                        let dir = checkpoint_dir(&self.setup.job_dir, checkpoint_id);
-                        let written = streamsql_storage::write_framed_atomic(
-                            &dir.join(METADATA_FILE),
-                            METADATA_MAGIC,
-                            METADATA_VERSION,
-                            &encode_metadata(&checkpoint),
-                        );
+                        let (dir, written) = self.write_metadata(&checkpoint);
                         if let Err(e) = written {
                             eprintln!("streamsql: checkpoint {checkpoint_id} failed: {e}");
                             self.fail_checkpoint(
@@ -430,13 +424,7 @@ impl Coordinator {
                             path: PathBuf::new(),
                         };
                         stats.final_pending(id);
-                        let dir = checkpoint_dir(&self.setup.job_dir, id);
-                        let written = streamsql_storage::write_framed_atomic(
-                            &dir.join(METADATA_FILE),
-                            METADATA_MAGIC,
-                            METADATA_VERSION,
-                            &encode_metadata(&checkpoint),
-                        );
+                        let (dir, written) = self.write_metadata(&checkpoint);
                         if let Err(e) = written {
                             stats.failed(
                                 id,
@@ -465,6 +453,25 @@ impl Coordinator {
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
         }
+    }
+
+    /// Writes `chk-<n>/_metadata` through the durable write path: the commit point of checkpoint
+    /// n. Returns the checkpoint's directory and the outcome.
+    fn write_metadata(
+        &self,
+        checkpoint: &RestoredCheckpoint,
+    ) -> (
+        PathBuf,
+        std::result::Result<(), streamsql_storage::StorageError>,
+    ) {
+        let dir = checkpoint_dir(&self.setup.job_dir, checkpoint.checkpoint_id);
+        let written = streamsql_storage::write_framed_atomic(
+            &dir.join(METADATA_FILE),
+            METADATA_MAGIC,
+            METADATA_VERSION,
+            &encode_metadata(checkpoint),
+        );
+        (dir, written)
     }
 
     /// Deletes the completed checkpoints beyond `execution.checkpointing.num-retained`.
