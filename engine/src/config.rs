@@ -1604,7 +1604,7 @@ mod tests {
     }
 
     /// docs/config.md must contain the table generated from the registry. To refresh it, run
-    /// `cargo test -p streamsql-engine --lib config::tests::regenerate_docs -- --ignored`.
+    /// `cargo run -p streamsql-engine --example config_docs`.
     #[test]
     fn docs_list_every_key() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config.md");
@@ -1619,19 +1619,7 @@ mod tests {
         }
         assert!(
             doc.contains(&markdown_table()),
-            "docs/config.md's key table is out of date: run the ignored test regenerate_docs"
+            "docs/config.md's key table is out of date: run `cargo run -p streamsql-engine --example config_docs`"
         );
-    }
-
-    #[test]
-    #[ignore = "rewrites docs/config.md"]
-    fn regenerate_docs() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config.md");
-        let doc = std::fs::read_to_string(path).expect("invariant: docs/config.md exists");
-        let (begin, end) = ("<!-- keys:begin -->\n", "<!-- keys:end -->");
-        let start = doc.find(begin).expect("invariant: begin marker") + begin.len();
-        let stop = doc.find(end).expect("invariant: end marker");
-        let new = format!("{}{}{}", &doc[..start], markdown_table(), &doc[stop..]);
-        std::fs::write(path, new).expect("invariant: docs/config.md is writable");
     }
 }
