@@ -8,16 +8,18 @@ use std::process::Command;
 
 use streamsql_engine::checkpoint::stats::JsonValue as Value;
 
-/// About one second of input (50 rows at 50 rows per second), a checkpoint every 20 ms.
-fn pipeline(checkpoints: &Path) -> String {
+/// About two seconds of input (100 rows at 50 rows per second), a checkpoint every 20 ms, with
+/// the given `execution.checkpointing.externalized-checkpoint-retention`.
+fn pipeline(checkpoints: &Path, retention: &str) -> String {
     format!(
         "SET 'execution.checkpointing.interval' = '20 ms';
 SET 'state.checkpoints.dir' = '{}';
+SET 'execution.checkpointing.externalized-checkpoint-retention' = '{retention}';
 CREATE TABLE src (x BIGINT) WITH (
   'connector' = 'datagen',
-  'number-of-rows' = '50',
+  'number-of-rows' = '100',
   'rows-per-second' = '50',
-  'fields.x.kind' = 'sequence', 'fields.x.start' = '1', 'fields.x.end' = '50'
+  'fields.x.kind' = 'sequence', 'fields.x.start' = '1', 'fields.x.end' = '100'
 );
 CREATE TABLE sink (x BIGINT) WITH ('connector' = 'blackhole');
 INSERT INTO sink SELECT x FROM src;
@@ -42,6 +44,39 @@ fn run_pipeline(sql: &Path, resume: bool) {
         "the pipeline runs (resume: {resume}): {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Starts the pipeline, lets it take a few checkpoints, and cancels it with SIGINT.
+fn run_and_cancel(sql: &Path) {
+    let mut child = streamsql()
+        .arg("run")
+        .arg(sql)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("streamsql starts");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let status = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    assert!(
+        child.wait().expect("exits").success(),
+        "a cancelled job exits 0"
+    );
+}
+
+/// The completed checkpoint directories of a job directory.
+fn checkpoint_dirs(job: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(job)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("_metadata").is_file())
+        .collect()
 }
 
 /// The one job directory under the checkpoint directory.
@@ -90,9 +125,9 @@ fn a_checkpointed_run_and_its_resume_are_monitored() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let checkpoints = dir.join("checkpoints");
     let sql = dir.join("p.sql");
-    std::fs::write(&sql, pipeline(&checkpoints)).expect("pipeline");
+    std::fs::write(&sql, pipeline(&checkpoints, "RETAIN_ON_CANCELLATION")).expect("pipeline");
 
-    run_pipeline(&sql, false);
+    run_and_cancel(&sql);
     let job = job_dir(&checkpoints);
     let v = stats_json(&job);
     let completed = count(&v, "completed");
@@ -116,7 +151,7 @@ fn a_checkpointed_run_and_its_resume_are_monitored() {
         path.ends_with(&format!("chk-{id}")),
         "external path {path} is the directory of checkpoint {id}"
     );
-    // The final checkpoint is the newest one and is retained.
+    // RETAIN_ON_CANCELLATION kept the newest checkpoint of the cancelled job.
     assert!(
         Path::new(path).join("_metadata").is_file(),
         "{path} holds the checkpoint"
@@ -129,7 +164,12 @@ fn a_checkpointed_run_and_its_resume_are_monitored() {
 
     let history = v["history"].as_array().expect("history is an array");
     assert!(!history.is_empty(), "{v:#}");
-    assert_eq!(history[0]["id"].as_u64(), Some(id), "newest first: {v:#}");
+    let ids: Vec<u64> = history.iter().filter_map(|h| h["id"].as_u64()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {v:#}");
+    assert!(
+        ids.contains(&id),
+        "the latest completed is in the history: {v:#}"
+    );
     for field in [
         "checkpointed_size",
         "state_size",
@@ -151,8 +191,12 @@ fn a_checkpointed_run_and_its_resume_are_monitored() {
         "the text shows the completed count {completed}:\n{text}"
     );
 
-    // The resumed run starts from the final checkpoint: its sources are at their end.
+    // The resumed run starts from that checkpoint and finishes.
     run_pipeline(&sql, true);
+    assert!(
+        checkpoint_dirs(&job).is_empty(),
+        "a finished job's checkpoints are deleted, whatever the retention"
+    );
     let after = stats_json(&job);
     assert_eq!(count(&after, "restored"), 1, "{after:#}");
     assert!(
@@ -170,5 +214,26 @@ fn a_checkpointed_run_and_its_resume_are_monitored() {
     );
     assert_eq!(count(&after, "in_progress"), 0, "{after:#}");
 
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_default_retention_deletes_the_checkpoints_of_a_cancelled_job() {
+    let dir = std::env::temp_dir().join(format!("streamsql-ckdel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let checkpoints = dir.join("checkpoints");
+    let sql = dir.join("p.sql");
+    std::fs::write(&sql, pipeline(&checkpoints, "NO_EXTERNALIZED_CHECKPOINTS")).expect("pipeline");
+    run_and_cancel(&sql);
+    let job = job_dir(&checkpoints);
+    assert!(
+        count(&stats_json(&job), "completed") >= 1,
+        "checkpoints were taken"
+    );
+    assert!(
+        checkpoint_dirs(&job).is_empty(),
+        "and deleted when the job was cancelled"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

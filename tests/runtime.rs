@@ -488,8 +488,9 @@ fn a_fresh_run_of_the_same_pipeline_continues_checkpoint_ids() {
         format!(
             "SET 'execution.checkpointing.interval' = '20 ms';
              SET 'state.checkpoints.dir' = '{}/chk';
-             CREATE TABLE t (x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '100',
-               'rows-per-second' = '1000');
+             SET 'execution.checkpointing.externalized-checkpoint-retention' = 'RETAIN_ON_CANCELLATION';
+             CREATE TABLE t (x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '200',
+               'rows-per-second' = '100');
              CREATE TABLE s (x BIGINT) WITH ('connector' = 'blackhole');
              INSERT INTO s SELECT x FROM t;",
             dir.display()
@@ -518,14 +519,23 @@ fn a_fresh_run_of_the_same_pipeline_continues_checkpoint_ids() {
         ids.sort_unstable();
         ids
     };
+    // Each run is cancelled after a few checkpoints; the retention keeps them.
     let run = || {
-        let status = Command::new(env!("CARGO_BIN_EXE_streamsql"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_streamsql"))
             .arg("run")
             .arg(&sql)
-            .output()
-            .expect("runs")
-            .status;
-        assert!(status.success());
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("runs");
+        std::thread::sleep(Duration::from_millis(300));
+        let killed = Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(killed.success());
+        assert!(child.wait().expect("exits").success());
     };
     run();
     let after_one = ids();

@@ -150,25 +150,23 @@ fn checkpointed_session(dir: &Path) -> Streamsql {
 struct CheckpointCount {
     /// Job directories: one per distinct script whose job completed a checkpoint.
     jobs: usize,
-    /// Completed checkpoints (`chk-<n>/_metadata`), the final one of each job included.
+    /// Completed checkpoints (from the statistics), the final one of each job included.
     completed: usize,
     /// Completed checkpoints that are not the last of their job directory: the periodic ones
     /// (a job that ran to its end writes a final checkpoint after its periodic ones).
     periodic: usize,
 }
 
+/// Counts from each job directory's checkpoint statistics (the `chk-<n>` directories themselves
+/// are deleted when a job finishes, as Flink's retention does).
 fn count_checkpoints(dir: &Path) -> CheckpointCount {
+    use streamsql::engine::checkpoint::stats::{stats_file, CheckpointStatsTracker};
     let mut count = CheckpointCount::default();
     for job in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let n = std::fs::read_dir(job.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| {
-                e.file_name().to_string_lossy().starts_with("chk-")
-                    && e.path().join("_metadata").is_file()
-            })
-            .count();
+        let Ok(stats) = CheckpointStatsTracker::load(&stats_file(&job.path())) else {
+            continue;
+        };
+        let n = usize::try_from(stats.counts().completed).unwrap_or(usize::MAX);
         count.jobs += 1;
         count.completed += n;
         count.periodic += n.saturating_sub(1);

@@ -391,9 +391,10 @@ static KEYS: &[KeySpec] = &[
             ],
             synonyms: &[],
         },
-        "Whether completed checkpoints are kept when the job is cancelled (RETAIN_ON_CANCELLATION) or deleted (DELETE_ON_CANCELLATION).",
+        "What happens to completed checkpoints when the job ends: NO_EXTERNALIZED_CHECKPOINTS deletes them, DELETE_ON_CANCELLATION keeps them only when the job fails, RETAIN_ON_CANCELLATION also when it is cancelled; a finished job's are always deleted.",
     )
-    .default("NO_EXTERNALIZED_CHECKPOINTS"),
+    .default("NO_EXTERNALIZED_CHECKPOINTS")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.unaligned.enabled",
         BOOL,

@@ -56,6 +56,43 @@ pub struct CheckpointConfig {
     pub num_retained: usize,
     /// `execution.checkpointing.checkpoints-after-tasks-finish` (true).
     pub checkpoints_after_tasks_finish: bool,
+    /// `execution.checkpointing.externalized-checkpoint-retention`
+    /// (NO_EXTERNALIZED_CHECKPOINTS).
+    pub retention: Retention,
+}
+
+/// What happens to completed checkpoints when the job ends (Flink's
+/// `ExternalizedCheckpointRetention` and the `CheckpointProperties` behind it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Retention {
+    /// Deleted whenever the job ends.
+    #[default]
+    NoExternalizedCheckpoints,
+    /// Kept when the job fails; deleted when it finishes or is cancelled.
+    DeleteOnCancellation,
+    /// Kept when the job fails or is cancelled; deleted when it finishes.
+    RetainOnCancellation,
+}
+
+/// How a job ended, for [`Retention::keeps`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobEnd {
+    Finished,
+    Cancelled,
+    Failed,
+}
+
+impl Retention {
+    /// Whether completed checkpoints stay on disk when the job ends this way.
+    pub fn keeps(self, end: JobEnd) -> bool {
+        match (self, end) {
+            (_, JobEnd::Finished) => false,
+            (Retention::NoExternalizedCheckpoints, _) => false,
+            (Retention::DeleteOnCancellation, JobEnd::Failed) => true,
+            (Retention::DeleteOnCancellation, JobEnd::Cancelled) => false,
+            (Retention::RetainOnCancellation, _) => true,
+        }
+    }
 }
 
 impl Default for CheckpointConfig {
@@ -69,6 +106,7 @@ impl Default for CheckpointConfig {
             tolerable_failed: 0,
             num_retained: 1,
             checkpoints_after_tasks_finish: true,
+            retention: Retention::NoExternalizedCheckpoints,
         }
     }
 }
@@ -103,6 +141,13 @@ impl CheckpointConfig {
             checkpoints_after_tasks_finish: config
                 .get_bool("execution.checkpointing.checkpoints-after-tasks-finish")
                 .unwrap_or(d.checkpoints_after_tasks_finish),
+            retention: match config
+                .get_str("execution.checkpointing.externalized-checkpoint-retention")
+            {
+                Some("RETAIN_ON_CANCELLATION") => Retention::RetainOnCancellation,
+                Some("DELETE_ON_CANCELLATION") => Retention::DeleteOnCancellation,
+                _ => Retention::NoExternalizedCheckpoints,
+            },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -691,6 +736,24 @@ mod tests {
             c.set(k, v).expect("valid key");
         }
         c
+    }
+
+    #[test]
+    fn retention_follows_flinks_checkpoint_properties() {
+        use JobEnd::*;
+        for r in [
+            Retention::NoExternalizedCheckpoints,
+            Retention::DeleteOnCancellation,
+            Retention::RetainOnCancellation,
+        ] {
+            assert!(!r.keeps(Finished), "{r:?}");
+        }
+        assert!(!Retention::NoExternalizedCheckpoints.keeps(Failed));
+        assert!(!Retention::NoExternalizedCheckpoints.keeps(Cancelled));
+        assert!(Retention::DeleteOnCancellation.keeps(Failed));
+        assert!(!Retention::DeleteOnCancellation.keeps(Cancelled));
+        assert!(Retention::RetainOnCancellation.keeps(Failed));
+        assert!(Retention::RetainOnCancellation.keeps(Cancelled));
     }
 
     #[test]

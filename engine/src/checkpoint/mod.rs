@@ -21,8 +21,8 @@ pub use alignment::{
 pub use coordinator::{
     subsumed_by, which_checkpoint_to_restore, which_to_delete, AckOutcome, Acknowledgement,
     CheckpointConfig, CheckpointKind, CompletedCheckpointStats, CopyKind, FailureManager,
-    FailureVerdict, Integrity, PendingCheckpoint, RestoreCandidate, RestoreChoice, TaskKey,
-    TriggerDecision, TriggerFacts, TriggerPolicy,
+    FailureVerdict, Integrity, JobEnd, PendingCheckpoint, RestoreCandidate, RestoreChoice,
+    Retention, TaskKey, TriggerDecision, TriggerFacts, TriggerPolicy,
 };
 pub use failure::CheckpointFailureReason;
 pub use restart::{RestartDecision, RestartStrategy};

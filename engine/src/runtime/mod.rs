@@ -183,13 +183,41 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
     let cancel = user_cancel.clone();
     let supervisor = std::thread::Builder::new()
         .name("job-supervisor".into())
-        .spawn(move || supervise(first, &graph, settings, &cancel))
+        .spawn(move || {
+            let result = supervise(first, &graph, settings.clone(), &cancel);
+            let end = match &result {
+                Ok(JobOutcome::Finished) => crate::checkpoint::JobEnd::Finished,
+                Ok(JobOutcome::Cancelled) => crate::checkpoint::JobEnd::Cancelled,
+                Err(_) => crate::checkpoint::JobEnd::Failed,
+            };
+            retire_checkpoints(&settings, end);
+            result
+        })
         .map_err(|e| EngineError::io("cannot start the job supervisor", e))?;
     Ok(JobHandle {
         supervisor,
         user_cancel,
         metrics,
     })
+}
+
+/// Deletes the job's completed checkpoints when its retention does not keep them for this end
+/// (`execution.checkpointing.externalized-checkpoint-retention`). The statistics file stays.
+fn retire_checkpoints(settings: &RuntimeSettings, end: crate::checkpoint::JobEnd) {
+    let Some(setup) = &settings.checkpointing else {
+        return;
+    };
+    if setup.config.retention.keeps(end) {
+        return;
+    }
+    for (_, dir) in checkpointing::completed_checkpoints(&setup.job_dir) {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            eprintln!(
+                "streamsql: cannot delete checkpoint '{}': {e}",
+                dir.display()
+            );
+        }
+    }
 }
 
 fn supervise(
