@@ -218,6 +218,8 @@ pub(crate) struct Coordinator {
     pub all: Vec<Sender<TaskCommand>>,
     pub events: Receiver<TaskEvent>,
     pub clock: Arc<dyn Clock>,
+    /// Operator names by id, as monitoring shows them.
+    pub operator_names: BTreeMap<u64, String>,
 }
 
 impl Coordinator {
@@ -230,6 +232,7 @@ impl Coordinator {
 
     fn run_inner(self, shared: &JobShared) -> Result<()> {
         let mut stats = StatsRecorder::open(&self.setup, &self.tasks, self.clock.now_millis());
+        stats.names = self.operator_names.clone();
         let mut pending = Pending::new();
         let result = self.drive(shared, &mut stats, &mut pending);
         // Whatever is still pending when the coordinator stops can never complete.
@@ -545,6 +548,8 @@ struct StatsRecorder {
     final_trigger_ms: Option<i64>,
     /// Final states reported before the final checkpoint was registered, as (task, size, time).
     final_acks: Vec<(TaskKey, u64, i64)>,
+    /// Operator names by id; an operator without one shows its vertex id.
+    names: BTreeMap<u64, String>,
 }
 
 impl StatsRecorder {
@@ -582,6 +587,7 @@ impl StatsRecorder {
             num_subtasks: tasks.len(),
             final_trigger_ms: None,
             final_acks: Vec::new(),
+            names: BTreeMap::new(),
         };
         if let Some(r) = &setup.restore {
             // Monitoring names a checkpoint by its directory, as for completed ones.
@@ -616,19 +622,23 @@ impl StatsRecorder {
             self.num_subtasks,
         );
         for (op, parallelism) in &self.operators {
-            self.tracker
-                .report_task(id, *op, &operator_name(*op), *parallelism);
+            let name = self.name(*op);
+            self.tracker.report_task(id, *op, &name, *parallelism);
         }
     }
 
+    /// The name monitoring shows for an operator: its name, else its vertex id.
+    fn name(&self, operator_id: u64) -> String {
+        self.names
+            .get(&operator_id)
+            .cloned()
+            .unwrap_or_else(|| vertex_id(operator_id))
+    }
+
     fn ack(&mut self, id: u64, task: TaskKey, stats: SubtaskStats) {
-        self.tracker.report_subtask_ack(
-            id,
-            task.operator_id,
-            &operator_name(task.operator_id),
-            task.subtask,
-            stats,
-        );
+        let name = self.name(task.operator_id);
+        self.tracker
+            .report_subtask_ack(id, task.operator_id, &name, task.subtask, stats);
     }
 
     /// A subtask's final state of `size` bytes arrived at `now_ms`; it is the subtask's
@@ -670,12 +680,6 @@ impl StatsRecorder {
             eprintln!("streamsql: cannot save the checkpoint statistics: {e}");
         }
     }
-}
-
-/// The name monitoring shows for an operator: its vertex id, as the coordinator knows operators
-/// only by id.
-fn operator_name(operator_id: u64) -> String {
-    vertex_id(operator_id)
 }
 
 /// A tracker for a job of `setup`: its configuration body shows the job's checkpointing
@@ -966,5 +970,23 @@ mod tests {
         assert_eq!(latest["end_to_end_duration"], 7);
         assert_eq!(json["counts"]["completed"], 1);
         let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+    }
+
+    #[test]
+    fn monitoring_shows_operator_names_and_falls_back_to_vertex_ids() {
+        let dir = std::env::temp_dir().join(format!("streamsql-names-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut stats = StatsRecorder::open(&setup(&dir, None), &tasks(), 1_000);
+        stats.names.insert(1, "TableSourceScan".into());
+        stats.pending(1, 1_000);
+        let names: Vec<String> = stats
+            .tracker
+            .task_names(1)
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect();
+        assert!(names.contains(&"TableSourceScan".to_string()), "{names:?}");
+        assert!(names.contains(&vertex_id(2)), "{names:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -445,6 +445,7 @@ fn start_attempt(
             all: all_cmds,
             events: event_rx,
             clock: settings.clock.clone(),
+            operator_names: graph.nodes.iter().map(|n| (n.id, n.name.clone())).collect(),
         };
         let shared_c = shared.clone();
         match std::thread::Builder::new()
