@@ -711,6 +711,9 @@ fn fresh_tracker(setup: &CheckpointSetup) -> CheckpointStatsTracker {
     if let Some(i) = c.interval {
         entries.push(("execution.checkpointing.interval", ms(i)));
     }
+    // Operators keep their state in their own memory and snapshot all of it (the sled backend
+    // is not wired to them yet): monitoring names what actually runs.
+    entries.push(("state.backend.type", "hashmap".to_string()));
     // Checkpoints are always files on disk.
     if let Some(dir) = setup.job_dir.parent() {
         entries.push(("execution.checkpointing.dir", dir.display().to_string()));
