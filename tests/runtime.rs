@@ -437,17 +437,22 @@ fn restart_graph(always: bool) -> (DataflowGraph, Seen) {
     (g, seen)
 }
 
-#[test]
-fn a_restart_strategy_restarts_a_failed_job() {
+/// Runtime settings with Flink's fixed-delay restart strategy.
+fn fixed_delay(attempts: u32, delay_ms: i64) -> RuntimeSettings {
     use streamsql::engine::checkpoint::restart::FixedDelay;
     use streamsql::engine::checkpoint::RestartStrategy;
-    let (g, seen) = restart_graph(false);
-    let settings = RuntimeSettings {
+    RuntimeSettings {
         restart: Some(RestartStrategy::FixedDelay(
-            FixedDelay::new(3, 10).expect("valid"),
+            FixedDelay::new(attempts, delay_ms).expect("valid"),
         )),
         ..RuntimeSettings::default()
-    };
+    }
+}
+
+#[test]
+fn a_restart_strategy_restarts_a_failed_job() {
+    let (g, seen) = restart_graph(false);
+    let settings = fixed_delay(3, 10);
     assert_eq!(
         runtime::run(&g, &settings).expect("restarted"),
         JobOutcome::Finished
@@ -457,15 +462,8 @@ fn a_restart_strategy_restarts_a_failed_job() {
 
 #[test]
 fn an_exhausted_restart_strategy_fails_the_job_with_flinks_message() {
-    use streamsql::engine::checkpoint::restart::FixedDelay;
-    use streamsql::engine::checkpoint::RestartStrategy;
     let (g, _) = restart_graph(true);
-    let settings = RuntimeSettings {
-        restart: Some(RestartStrategy::FixedDelay(
-            FixedDelay::new(2, 1).expect("valid"),
-        )),
-        ..RuntimeSettings::default()
-    };
+    let settings = fixed_delay(2, 1);
     let err = runtime::run(&g, &settings).expect_err("gives up");
     let msg = err.to_string();
     assert!(

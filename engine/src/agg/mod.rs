@@ -1300,6 +1300,34 @@ impl AggregateCalls {
     }
 }
 
+impl AggregateCalls {
+    /// Writes the shape of an aggregation's state (number of group key columns, number of
+    /// aggregate calls), which [`AggregateCalls::check_state_shape`] verifies on restore.
+    pub fn put_state_shape(&self, key_cols: usize, out: &mut Vec<u8>) {
+        crate::codec::put_uvarint(out, key_cols as u64);
+        crate::codec::put_uvarint(out, self.calls().len() as u64);
+    }
+
+    /// Reads a state shape written by [`AggregateCalls::put_state_shape`] and checks it against
+    /// this aggregation with `key_cols` group key columns.
+    pub fn check_state_shape(&self, key_cols: usize, input: &mut &[u8]) -> Result<()> {
+        let key_len = crate::codec::get_len(input)?;
+        if key_len != key_cols {
+            return Err(EngineError::data(format!(
+                "the state has {key_len} group key columns, but the aggregation groups by {key_cols}"
+            )));
+        }
+        let calls = crate::codec::get_len(input)?;
+        if calls != self.calls().len() {
+            return Err(EngineError::data(format!(
+                "the state has {calls} aggregate calls, but the aggregation has {}",
+                self.calls().len()
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

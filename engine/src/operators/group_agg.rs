@@ -127,8 +127,7 @@ impl GroupAggregate {
         let mut out = Vec::with_capacity(scratch.len() + 16);
         put_version(&mut out);
         out.push(STATE_MARKER);
-        put_uvarint(&mut out, self.key_cols.len() as u64);
-        put_uvarint(&mut out, self.aggs.calls().len() as u64);
+        self.aggs.put_state_shape(self.key_cols.len(), &mut out);
         put_uvarint(&mut out, spans.len() as u64);
         for (start, _, end) in spans {
             out.extend_from_slice(&scratch[start..end]);
@@ -146,20 +145,8 @@ impl GroupAggregate {
                 "state marker {marker} is not that of a group aggregation"
             )));
         }
-        let key_len = get_len(input)?;
-        if key_len != self.key_cols.len() {
-            return Err(EngineError::data(format!(
-                "the state has {key_len} group key columns, but the aggregation groups by {}",
-                self.key_cols.len()
-            )));
-        }
-        let calls = get_len(input)?;
-        if calls != self.aggs.calls().len() {
-            return Err(EngineError::data(format!(
-                "the state has {calls} aggregate calls, but the aggregation has {}",
-                self.aggs.calls().len()
-            )));
-        }
+        self.aggs.check_state_shape(self.key_cols.len(), input)?;
+        let key_len = self.key_cols.len();
         let n = get_len(input)?;
         // Every entry takes several bytes: a count beyond the input is corrupt, and checking it
         // first keeps a bad count from reserving a huge map.

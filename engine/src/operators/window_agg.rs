@@ -203,8 +203,7 @@ impl WindowAggregate {
         } else {
             STATE_FIXED
         });
-        put_uvarint(&mut out, self.key_cols.len() as u64);
-        put_uvarint(&mut out, aggs.calls().len() as u64);
+        aggs.put_state_shape(self.key_cols.len(), &mut out);
         put_ivarint(&mut out, self.watermark);
         let mut scratch = Vec::new();
         put_uvarint(&mut out, self.state.fixed.len() as u64);
@@ -262,20 +261,8 @@ impl WindowAggregate {
                 }
             )));
         }
-        let key_len = get_len(input)?;
-        if key_len != self.key_cols.len() {
-            return Err(EngineError::data(format!(
-                "the state has {key_len} group key columns, but the aggregation groups by {}",
-                self.key_cols.len()
-            )));
-        }
-        let calls = get_len(input)?;
-        if calls != self.aggs.calls().len() {
-            return Err(EngineError::data(format!(
-                "the state has {calls} aggregate calls, but the aggregation has {}",
-                self.aggs.calls().len()
-            )));
-        }
+        self.aggs.check_state_shape(self.key_cols.len(), input)?;
+        let key_len = self.key_cols.len();
         let watermark = get_ivarint(input)?;
         let mut state = WindowAggState::default();
         let mut key = Row::new();
