@@ -207,7 +207,24 @@ pub fn runtime_settings(config: &Configuration) -> RuntimeSettings {
             interval
         },
         max_parallelism: config.max_parallelism(),
+        state_backend: state_backend(config),
         ..RuntimeSettings::default()
+    }
+}
+
+/// The keyed-state backend settings (`state.backend.*`).
+pub fn state_backend(config: &Configuration) -> streamsql_engine::state::StateBackendConfig {
+    use streamsql_engine::state::{BackendKind, StateBackendConfig, DEFAULT_MEMORY_BUDGET};
+    StateBackendConfig {
+        kind: match config.get_str("state.backend.type") {
+            Some("hashmap") => BackendKind::HashMap,
+            _ => BackendKind::Sled,
+        },
+        memory_budget: config
+            .get_memory("state.backend.sled.memory-budget")
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or(DEFAULT_MEMORY_BUDGET),
+        local_dir: config.get_path("state.backend.sled.localdir"),
     }
 }
 

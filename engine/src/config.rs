@@ -420,7 +420,8 @@ static KEYS: &[KeySpec] = &[
         BOOL,
         "Compress checkpoint and savepoint data with snappy.",
     )
-    .default("false"),
+    .default("false")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.checkpoints-after-tasks-finish",
         BOOL,
@@ -472,7 +473,8 @@ static KEYS: &[KeySpec] = &[
         "state.storage.fs.memory-threshold",
         "state.backend.fs.memory-threshold",
     ])
-    .default("20 kb"),
+    .default("20 kb")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.write-buffer-size",
         int(0, INT_MAX),
@@ -482,7 +484,8 @@ static KEYS: &[KeySpec] = &[
         "state.storage.fs.write-buffer-size",
         "state.backend.fs.write-buffer-size",
     ])
-    .default("4096"),
+    .default("4096")
+    .honoured(),
     // --- state -----------------------------------------------------------------------------
     KeySpec::new(
         "state.backend.type",
@@ -494,7 +497,21 @@ static KEYS: &[KeySpec] = &[
     )
     .aliases(&["state.backend"])
     .default("sled")
-    .flink("hashmap"),
+    .flink("hashmap")
+    .honoured(),
+    KeySpec::new(
+        "state.backend.sled.memory-budget",
+        Kind::Memory { max: u64::MAX },
+        "sled backend: bytes of keyed state one operator subtask keeps in memory; the rest is written back to sled in bulk and read back on access.",
+    )
+    .default("256 mb")
+    .honoured(),
+    KeySpec::new(
+        "state.backend.sled.localdir",
+        Kind::Path,
+        "sled backend: directory for the working files of the state store (a temporary directory when unset). Never a checkpoint: durability comes only from checkpoints.",
+    )
+    .honoured(),
     KeySpec::new(
         "state.backend.async",
         BOOL,

@@ -58,6 +58,15 @@ pub fn operator_index(key_group: usize, parallelism: usize, max_parallelism: usi
     key_group * parallelism / max_parallelism.max(1)
 }
 
+/// The key groups subtask `index` of `parallelism` owns, as an inclusive range: Flink's
+/// `computeKeyGroupRangeForOperatorIndex`, the inverse of [`operator_index`].
+pub fn key_group_range(index: usize, parallelism: usize, max_parallelism: usize) -> (usize, usize) {
+    let p = parallelism.max(1);
+    let start = (index * max_parallelism).div_ceil(p);
+    let end = ((index + 1) * max_parallelism).div_ceil(p) - 1;
+    (start, end)
+}
+
 /// Flink's default max parallelism for a job of `parallelism`: the next power of two of 1.5 x
 /// parallelism, at least 128 and at most 32768.
 pub fn default_max_parallelism(parallelism: usize) -> usize {
@@ -113,6 +122,25 @@ mod tests {
                 owners[operator_index(g, p, max)] += 1;
             }
             assert!(owners.iter().all(|&n| n >= max / p));
+        }
+    }
+
+    #[test]
+    fn key_group_ranges_invert_the_assignment() {
+        for max in [128, 300] {
+            for p in 1..=7 {
+                for i in 0..p {
+                    let (start, end) = key_group_range(i, p, max);
+                    for g in start..=end {
+                        assert_eq!(operator_index(g, p, max), i, "max {max} p {p} group {g}");
+                    }
+                    if i + 1 < p {
+                        assert_eq!(key_group_range(i + 1, p, max).0, end + 1);
+                    } else {
+                        assert_eq!(end, max - 1);
+                    }
+                }
+            }
         }
     }
 

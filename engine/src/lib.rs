@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod operator;
 pub mod operators;
 pub mod runtime;
+pub mod state;
 pub mod suggest;
 pub mod types;
 pub mod value;

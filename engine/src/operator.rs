@@ -65,6 +65,8 @@ pub struct TaskContext {
     pub max_parallelism: usize,
     /// Counters of this subtask, readable from outside while the job runs.
     pub metrics: Arc<TaskMetrics>,
+    /// Where the subtask keeps keyed state.
+    pub state: crate::state::StateContext,
 }
 
 impl TaskContext {
@@ -101,9 +103,10 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// The operator's state for checkpoint `checkpoint_id`, taken after every record before the
-    /// checkpoint's barrier and before any after it. The default is for stateless operators (an
-    /// empty blob); every operator that keeps state across hook calls must override this and
+    /// The operator's non-keyed state for checkpoint `checkpoint_id`, taken after every record
+    /// before the checkpoint's barrier and before any after it. The default is for operators
+    /// without such state (an empty blob); every operator that keeps state across hook calls
+    /// outside its [`crate::state::KeyedState`]s must override this and
     /// [`Operator::restore_state`], or a restored job would silently lose it.
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<u8>> {
         Ok(Vec::new())
@@ -118,6 +121,26 @@ pub trait Operator: Send {
                 "a stateless operator was given state to restore",
             ))
         }
+    }
+
+    /// The synchronous part of a checkpoint for keyed state: flush every
+    /// [`crate::state::KeyedState`] into `delta` (O(keys written since the previous flush)).
+    /// Called right after [`Operator::snapshot_state`].
+    fn snapshot_keyed(&mut self, _delta: &mut crate::state::KeyedDelta) -> Result<()> {
+        Ok(())
+    }
+
+    /// Restores one entry of keyed state `state` (its key and value bytes) into a freshly created
+    /// operator, after [`Operator::restore_state`].
+    fn restore_keyed(&mut self, state: &str, _key: &[u8], _value: &[u8]) -> Result<()> {
+        Err(crate::error::EngineError::data(format!(
+            "the checkpoint has keyed state '{state}' for an operator without keyed state"
+        )))
+    }
+
+    /// Every keyed entry was restored: rebuild what is derived from keyed state (timers).
+    fn keyed_restored(&mut self) -> Result<()> {
+        Ok(())
     }
 
     /// Checkpoint `checkpoint_id` completed (its `_metadata` is durable): transactional sinks

@@ -31,6 +31,7 @@ fn ctx() -> TaskContext {
         parallelism: 1,
         max_parallelism: 128,
         metrics: Arc::new(TaskMetrics::new()),
+        state: Default::default(),
     }
 }
 
@@ -391,6 +392,6 @@ proptest! {
             .collect();
         prop_assert_eq!(table, want);
         let live_keys: BTreeSet<i64> = live.iter().map(|(k, _)| *k).collect();
-        prop_assert_eq!(op.state().groups.len(), live_keys.len());
+        prop_assert_eq!(op.hot_keys(), live_keys.len());
     }
 }

@@ -47,6 +47,17 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
 /// mix: a temporary file beside it is written and fsynced, renamed over `path`, and the directory
 /// is fsynced so the rename itself survives.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    write_atomic_buffered(path, bytes, bytes.len())
+}
+
+/// [`write_atomic`], handing the file system at most `write_buffer_size` bytes per write call,
+/// as a stream with a write buffer of that size does (Flink's
+/// `state.storage.fs.write-buffer-size`).
+pub fn write_atomic_buffered(
+    path: &Path,
+    bytes: &[u8],
+    write_buffer_size: usize,
+) -> Result<(), StorageError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let file_name = path
@@ -61,7 +72,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
             .truncate(true)
             .open(&tmp)
             .map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
+        for chunk in bytes.chunks(write_buffer_size.max(1)) {
+            f.write_all(chunk).map_err(io_err(&tmp))?;
+        }
         f.sync_all().map_err(io_err(&tmp))?;
     }
     fs::rename(&tmp, path).map_err(io_err(path))?;

@@ -59,6 +59,14 @@ pub struct CheckpointConfig {
     /// `execution.checkpointing.externalized-checkpoint-retention`
     /// (NO_EXTERNALIZED_CHECKPOINTS).
     pub retention: Retention,
+    /// `execution.checkpointing.snapshot-compression` (false): snappy-compress state files.
+    pub compression: bool,
+    /// `execution.checkpointing.data-inline-threshold` (`state.storage.fs.memory-threshold`,
+    /// 20 kb): a subtask's state file smaller than this is inlined in `_metadata`.
+    pub inline_threshold: usize,
+    /// `execution.checkpointing.write-buffer-size` (`state.storage.fs.write-buffer-size`, 4096):
+    /// the write buffer of state files; Flink uses at least the inline threshold.
+    pub write_buffer_size: usize,
 }
 
 /// What happens to completed checkpoints when the job ends (Flink's
@@ -107,6 +115,9 @@ impl Default for CheckpointConfig {
             num_retained: 1,
             checkpoints_after_tasks_finish: true,
             retention: Retention::NoExternalizedCheckpoints,
+            compression: false,
+            inline_threshold: 20 * 1024,
+            write_buffer_size: 4096,
         }
     }
 }
@@ -148,6 +159,17 @@ impl CheckpointConfig {
                 Some("DELETE_ON_CANCELLATION") => Retention::DeleteOnCancellation,
                 _ => Retention::NoExternalizedCheckpoints,
             },
+            compression: config
+                .get_bool("execution.checkpointing.snapshot-compression")
+                .unwrap_or(d.compression),
+            inline_threshold: config
+                .get_memory("execution.checkpointing.data-inline-threshold")
+                .and_then(|v| usize::try_from(v).ok())
+                .unwrap_or(d.inline_threshold),
+            write_buffer_size: config
+                .get_int("execution.checkpointing.write-buffer-size")
+                .and_then(|v| usize::try_from(v).ok())
+                .unwrap_or(d.write_buffer_size),
         };
         cfg.validate()?;
         Ok(cfg)

@@ -512,6 +512,7 @@ mod tests {
             parallelism,
             max_parallelism: 128,
             metrics: Arc::new(TaskMetrics::new()),
+            state: Default::default(),
         }
     }
 

@@ -679,6 +679,7 @@ mod tests {
             parallelism: 2,
             max_parallelism: 128,
             metrics: Arc::new(TaskMetrics::new()),
+            state: Default::default(),
         }
     }
 

@@ -11,22 +11,22 @@
 //! Output rows are `key values ++ aggregate values`. With no key columns this is a global
 //! aggregate over the single empty key.
 //!
-//! Checkpoints: the operator's whole state is the key -> (live row count, accumulators) map; the
-//! previous aggregate row of a `-U` is recomputed from the accumulators, so nothing else is kept.
-//! [`Operator::snapshot_state`] writes it as one deterministic blob (entries in the order of their
-//! encoded keys), which [`Operator::restore_state`] reads back after checking it was written for
-//! this operator's shape.
+//! State: per key the accumulators and the live row count, in a [`KeyedState`] named `group`
+//! (the previous aggregate row of a `-U` is recomputed from the accumulators, so nothing else is
+//! kept). A checkpoint's synchronous part flushes only the keys changed since the previous one.
+//! The operator state of a snapshot is the operator's shape (key columns and aggregate calls),
+//! which a restore checks before it accepts any keyed entry.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::agg::{column, Accumulator, AggCall, AggregateCalls};
 use crate::codec::{
-    check_version, corrupt, expect_end, get_ivarint, get_len, get_u8, get_values_into, put_ivarint,
-    put_uvarint, put_values, put_version,
+    check_version, corrupt, expect_end, get_ivarint, get_u8, get_values_into, put_ivarint,
+    put_values, put_version,
 };
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorFactory, Output, TaskContext};
+use crate::state::{row_key_hash, KeyedDelta, KeyedState, StateCodec};
 use crate::value::{Change, Row, RowKind};
 
 /// What the planner specifies for a `GroupAggregate`.
@@ -49,21 +49,68 @@ pub struct KeyState {
     pub accumulators: Vec<Accumulator>,
 }
 
-/// The keyed state of one subtask: group key -> accumulators.
-#[derive(Clone, Debug, Default)]
-pub struct GroupAggState {
-    pub groups: HashMap<Row, KeyState>,
+/// The byte after the version byte of a `GroupAggregate` operator-state blob, so that a blob of
+/// another operator is refused instead of misread.
+const STATE_MARKER: u8 = b'G';
+/// The name of the keyed state in snapshots.
+const GROUP_STATE: &str = "group";
+
+/// How keys and values of the `group` state become bytes.
+struct GroupCodec<'a> {
+    aggs: &'a AggregateCalls,
+    key_len: usize,
 }
 
-/// The byte after the version byte of a `GroupAggregate` state blob, so that a blob of another
-/// operator is refused instead of misread.
-const STATE_MARKER: u8 = b'G';
+impl StateCodec<Row, KeyState> for GroupCodec<'_> {
+    fn key_hash(&self, key: &Row) -> i32 {
+        row_key_hash(key)
+    }
+
+    fn encode_key(&self, key: &Row, out: &mut Vec<u8>) {
+        put_values(key, out);
+    }
+
+    fn decode_key(&self, mut bytes: &[u8]) -> Result<Row> {
+        let mut key = Row::new();
+        get_values_into(&mut bytes, &mut key)?;
+        expect_end(bytes)?;
+        if key.len() != self.key_len {
+            return Err(corrupt(format!(
+                "a group key has {} values, expected {}",
+                key.len(),
+                self.key_len
+            )));
+        }
+        Ok(key)
+    }
+
+    fn encode_value(&self, value: &KeyState, out: &mut Vec<u8>) {
+        put_ivarint(out, value.row_count);
+        self.aggs.encode_state(&value.accumulators, out);
+    }
+
+    fn decode_value(&self, mut bytes: &[u8]) -> Result<KeyState> {
+        let input = &mut bytes;
+        let row_count = get_ivarint(input)?;
+        if row_count <= 0 {
+            return Err(corrupt(format!(
+                "a group key has {row_count} live rows; a key without rows is not kept"
+            )));
+        }
+        let accumulators = self.aggs.decode_state(input)?;
+        expect_end(input)?;
+        Ok(KeyState {
+            row_count,
+            accumulators,
+        })
+    }
+}
 
 /// The non-windowed group aggregation operator.
 pub struct GroupAggregate {
     key_cols: Vec<usize>,
     aggs: AggregateCalls,
-    state: GroupAggState,
+    groups: KeyedState<Row, KeyState>,
     /// Reused for the key of each record: lookups of existing keys borrow it as `&[Value]`.
     key_buf: Row,
     /// Reused for the aggregate values before the change.
@@ -72,9 +119,19 @@ pub struct GroupAggregate {
     next_buf: Row,
 }
 
+/// The codec of `op`'s state, borrowing only the fields it needs so the state stays mutable.
+macro_rules! codec {
+    ($op:expr) => {
+        GroupCodec {
+            aggs: &$op.aggs,
+            key_len: $op.key_cols.len(),
+        }
+    };
+}
+
 impl GroupAggregate {
     /// Builds the operator; fails when an aggregate call cannot produce its declared type.
-    pub fn new(spec: GroupAggregateSpec, _ctx: &TaskContext) -> Result<Self> {
+    pub fn new(spec: GroupAggregateSpec, ctx: &TaskContext) -> Result<Self> {
         let aggs = AggregateCalls::new(spec.aggs, spec.input_append_only)?;
         Ok(GroupAggregate {
             key_buf: Vec::with_capacity(spec.key_cols.len()),
@@ -82,7 +139,7 @@ impl GroupAggregate {
             next_buf: Vec::new(),
             key_cols: spec.key_cols,
             aggs,
-            state: GroupAggState::default(),
+            groups: KeyedState::new(GROUP_STATE, &ctx.state, ctx.max_parallelism),
         })
     }
 
@@ -93,50 +150,22 @@ impl GroupAggregate {
         })
     }
 
-    /// The keyed state, for inspection and snapshots.
-    pub fn state(&self) -> &GroupAggState {
-        &self.state
+    /// Keys held in memory (with the `hashmap` backend: every key).
+    pub fn hot_keys(&self) -> usize {
+        self.groups.hot_entries().count()
     }
 
-    /// Replaces the keyed state, as when restoring.
-    pub fn restore(&mut self, state: GroupAggState) {
-        self.state = state;
-    }
-
-    /// The state blob: version, marker, key column count, aggregate call count, entry count, then
-    /// per key (in the order of the key's encoded bytes, never hash order) its values, live row
-    /// count and accumulators.
-    ///
-    /// A full copy of the state on every checkpoint, O(state) in time and space; the keyed-state
-    /// backend will replace it with incremental snapshots.
-    fn encode_state(&self) -> Vec<u8> {
-        let groups = &self.state.groups;
-        // Entries are encoded into one scratch buffer and then copied out in key order: sorting
-        // spans avoids a buffer per entry.
-        let mut scratch = Vec::new();
-        let mut spans = Vec::with_capacity(groups.len());
-        for (key, ks) in groups {
-            let start = scratch.len();
-            put_values(key, &mut scratch);
-            let key_end = scratch.len();
-            put_ivarint(&mut scratch, ks.row_count);
-            self.aggs.encode_state(&ks.accumulators, &mut scratch);
-            spans.push((start, key_end, scratch.len()));
-        }
-        spans.sort_unstable_by(|a, b| scratch[a.0..a.1].cmp(&scratch[b.0..b.1]));
-        let mut out = Vec::with_capacity(scratch.len() + 16);
+    /// The operator-state blob: version, marker and the operator's shape.
+    fn encode_shape(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8);
         put_version(&mut out);
         out.push(STATE_MARKER);
         self.aggs.put_state_shape(self.key_cols.len(), &mut out);
-        put_uvarint(&mut out, spans.len() as u64);
-        for (start, _, end) in spans {
-            out.extend_from_slice(&scratch[start..end]);
-        }
         out
     }
 
-    /// Reads a blob of [`GroupAggregate::encode_state`], checking it fits this operator.
-    fn decode_state(&self, mut input: &[u8]) -> Result<GroupAggState> {
+    /// Checks a blob of [`GroupAggregate::encode_shape`] against this operator.
+    fn check_shape(&self, mut input: &[u8]) -> Result<()> {
         let input = &mut input;
         check_version(input)?;
         let marker = get_u8(input)?;
@@ -146,43 +175,7 @@ impl GroupAggregate {
             )));
         }
         self.aggs.check_state_shape(self.key_cols.len(), input)?;
-        let key_len = self.key_cols.len();
-        let n = get_len(input)?;
-        // Every entry takes several bytes: a count beyond the input is corrupt, and checking it
-        // first keeps a bad count from reserving a huge map.
-        if n > input.len() {
-            return Err(corrupt(format!(
-                "{n} group keys announced but only {} bytes left",
-                input.len()
-            )));
-        }
-        let mut groups = HashMap::with_capacity(n);
-        let mut key = Row::new();
-        for _ in 0..n {
-            get_values_into(input, &mut key)?;
-            if key.len() != key_len {
-                return Err(corrupt(format!(
-                    "a group key has {} values, expected {key_len}",
-                    key.len()
-                )));
-            }
-            let row_count = get_ivarint(input)?;
-            if row_count <= 0 {
-                return Err(corrupt(format!(
-                    "a group key has {row_count} live rows; a key without rows is not kept"
-                )));
-            }
-            let accumulators = self.aggs.decode_state(input)?;
-            let ks = KeyState {
-                row_count,
-                accumulators,
-            };
-            if groups.insert(std::mem::take(&mut key), ks).is_some() {
-                return Err(corrupt("a group key appears twice"));
-            }
-        }
-        expect_end(input)?;
-        Ok(GroupAggState { groups })
+        expect_end(input)
     }
 
     fn output_row(&self, values: &[crate::value::Value]) -> Row {
@@ -198,7 +191,8 @@ impl GroupAggregate {
             self.key_buf.push(column(&change.row, c)?.clone());
         }
         let is_add = change.kind.is_addition();
-        let Some(ks) = self.state.groups.get_mut(self.key_buf.as_slice()) else {
+        let codec = codec!(self);
+        let Some(ks) = self.groups.get_mut(&codec, self.key_buf.as_slice())? else {
             if !is_add {
                 return Ok(());
             }
@@ -208,13 +202,12 @@ impl GroupAggregate {
             self.next_buf.clear();
             self.aggs.values_into(&accumulators, &mut self.next_buf);
             out.emit(RowKind::Insert, self.output_row(&self.next_buf));
-            self.state.groups.insert(
-                self.key_buf.clone(),
-                KeyState {
-                    row_count: 1,
-                    accumulators,
-                },
-            );
+            let ks = KeyState {
+                row_count: 1,
+                accumulators,
+            };
+            self.groups
+                .insert(&codec!(self), self.key_buf.clone(), ks)?;
             return Ok(());
         };
         self.prev_buf.clear();
@@ -223,7 +216,7 @@ impl GroupAggregate {
             .accumulate(&mut ks.accumulators, &change.row, !is_add)?;
         ks.row_count += if is_add { 1 } else { -1 };
         if ks.row_count == 0 {
-            self.state.groups.remove(self.key_buf.as_slice());
+            self.groups.remove(&codec!(self), self.key_buf.as_slice())?;
             out.emit(RowKind::Delete, self.output_row(&self.prev_buf));
             return Ok(());
         }
@@ -247,20 +240,34 @@ impl Operator for GroupAggregate {
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<u8>> {
-        Ok(self.encode_state())
+        Ok(self.encode_shape())
+    }
+
+    fn snapshot_keyed(&mut self, delta: &mut KeyedDelta) -> Result<()> {
+        self.groups.flush_into(&codec!(self), delta);
+        Ok(())
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {
         if state.is_empty() {
             // No state was written for this operator: it starts fresh.
-            self.state = GroupAggState::default();
             return Ok(());
         }
-        // Decoded aside and swapped in only when whole, so a bad blob leaves the operator as it was.
-        let restored = self.decode_state(state).map_err(|e| {
-            EngineError::data(format!("cannot restore the GroupAggregate state: {e}"))
-        })?;
-        self.state = restored;
+        self.check_shape(state)
+            .map_err(|e| EngineError::data(format!("cannot restore the GroupAggregate state: {e}")))
+    }
+
+    fn restore_keyed(&mut self, state: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        if state != GROUP_STATE {
+            return Err(EngineError::data(format!(
+                "cannot restore the GroupAggregate state: unknown keyed state '{state}'"
+            )));
+        }
+        self.groups
+            .restore_entry(&codec!(self), key, value)
+            .map_err(|e| {
+                EngineError::data(format!("cannot restore the GroupAggregate state: {e}"))
+            })?;
         Ok(())
     }
 }
@@ -281,6 +288,7 @@ mod tests {
             parallelism: 1,
             max_parallelism: 128,
             metrics: Arc::new(TaskMetrics::new()),
+            state: Default::default(),
         }
     }
 
@@ -383,7 +391,7 @@ mod tests {
                 "-D[String(\"a\"), BigInt(1), Int(6)]",
             ]
         );
-        assert!(op.state().groups.is_empty());
+        assert_eq!(op.hot_keys(), 0);
     }
 
     #[test]
@@ -524,6 +532,25 @@ mod tests {
         out.changes
     }
 
+    use crate::state::{restore_operator, snapshot_now, standalone_context, BackendKind};
+    use streamsql_storage::{Snapshot, SnapshotRecord};
+
+    fn ctx_with(kind: BackendKind, budget: usize) -> TaskContext {
+        TaskContext {
+            state: standalone_context(kind, budget),
+            ..ctx()
+        }
+    }
+
+    fn checkpoint(op: &mut GroupAggregate, ctx: &TaskContext, id: u64) -> (Vec<u8>, Snapshot) {
+        let (blob, snap) = snapshot_now(op, ctx.state.store.as_ref(), id).unwrap();
+        (blob, snap.expect("a store gives a keyed snapshot"))
+    }
+
+    fn records(s: &Snapshot) -> &[SnapshotRecord] {
+        &s.records
+    }
+
     #[test]
     fn restored_operator_continues_exactly_like_the_original() {
         use rand::{Rng, SeedableRng};
@@ -531,29 +558,108 @@ mod tests {
         for seed in 0..40u64 {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             let key_cols = if seed % 4 == 3 { vec![] } else { vec![0] };
+            let kind = if seed.is_multiple_of(2) {
+                BackendKind::HashMap
+            } else {
+                BackendKind::Sled
+            };
             let spec = snapshot_spec(key_cols);
             let batches = random_batches(&mut rng, 40);
             let cut = rng.gen_range(0..=batches.len());
-            let mut a = GroupAggregate::new(spec.clone(), &ctx()).unwrap();
+            let ctx_a = ctx_with(kind, 1 << 20);
+            let mut a = GroupAggregate::new(spec.clone(), &ctx_a).unwrap();
             feed(&mut a, &batches[..cut]);
-            let blob = a.snapshot_state(1).unwrap();
+            let (blob, snap) = checkpoint(&mut a, &ctx_a, 1);
+            let (blob2, snap2) = checkpoint(&mut a, &ctx_a, 2);
             assert_eq!(
-                a.snapshot_state(2).unwrap(),
-                blob,
-                "snapshots are repeatable"
+                (&blob2, records(&snap2)),
+                (&blob, records(&snap)),
+                "repeatable"
             );
-            keys_at_cut += a.state().groups.len();
-            let mut b = GroupAggregate::new(spec, &ctx()).unwrap();
-            b.restore_state(&blob).unwrap();
-            // Hash maps of two instances iterate differently: equal bytes show key ordering.
-            assert_eq!(b.snapshot_state(1).unwrap(), blob, "seed {seed}");
+            keys_at_cut += snap.records.len();
+            let ctx_b = ctx_with(kind, 1 << 20);
+            let mut b = GroupAggregate::new(spec, &ctx_b).unwrap();
+            restore_operator(
+                &mut b,
+                ctx_b.state.store.as_ref(),
+                &blob,
+                Some(snap.clone()),
+            )
+            .unwrap();
+            let (_, snap_b) = checkpoint(&mut b, &ctx_b, 1);
+            assert_eq!(records(&snap_b), records(&snap), "seed {seed}");
             let out_a = feed(&mut a, &batches[cut..]);
             let out_b = feed(&mut b, &batches[cut..]);
             assert_eq!(out_a, out_b, "seed {seed}, cut after batch {cut}");
-            assert_eq!(a.snapshot_state(3).unwrap(), b.snapshot_state(3).unwrap());
+            let (_, end_a) = checkpoint(&mut a, &ctx_a, 3);
+            let (_, end_b) = checkpoint(&mut b, &ctx_b, 3);
+            assert_eq!(records(&end_a), records(&end_b));
         }
         // Most cuts leave several keys (of five) behind.
         assert!(keys_at_cut > 80, "{keys_at_cut}");
+    }
+
+    #[test]
+    fn a_checkpoint_flushes_only_the_keys_written_since_the_previous_one() {
+        let ctx = ctx_with(BackendKind::HashMap, 1 << 20);
+        let mut op = GroupAggregate::new(snapshot_spec(vec![0]), &ctx).unwrap();
+        let row = |k: i32| Change {
+            kind: RowKind::Insert,
+            row: vec![Value::Int(k), Value::Int(1), Value::Double(1.0)],
+        };
+        feed(&mut op, &[(0..1000).map(row).collect()]);
+        let mut delta = crate::state::KeyedDelta::new();
+        op.snapshot_keyed(&mut delta).unwrap();
+        assert_eq!(delta.len(), 1000);
+        feed(&mut op, &[vec![row(5), row(7), row(5)]]);
+        let mut delta = crate::state::KeyedDelta::new();
+        op.snapshot_keyed(&mut delta).unwrap();
+        assert_eq!(delta.len(), 2, "only keys 5 and 7 changed");
+    }
+
+    #[test]
+    fn a_small_memory_budget_spills_to_sled_with_the_same_results() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let spec = snapshot_spec(vec![0]);
+        let batches: Vec<Vec<Change>> = (0..40)
+            .map(|_| {
+                (0..100)
+                    .map(|_| Change {
+                        kind: RowKind::Insert,
+                        row: vec![
+                            Value::Int(rng.gen_range(0..3000)),
+                            Value::Int(rng.gen_range(-5..5)),
+                            Value::Double(1.5),
+                        ],
+                    })
+                    .collect()
+            })
+            .collect();
+        let ctx_mem = ctx_with(BackendKind::HashMap, 1 << 20);
+        // A few hundred entries fit: most of the 3000 keys live in sled.
+        let ctx_sled = ctx_with(BackendKind::Sled, 64 * 1024);
+        let mut mem = GroupAggregate::new(spec.clone(), &ctx_mem).unwrap();
+        let mut sled = GroupAggregate::new(spec.clone(), &ctx_sled).unwrap();
+        for (i, batch) in batches.iter().enumerate() {
+            assert_eq!(
+                feed(&mut mem, std::slice::from_ref(batch)),
+                feed(&mut sled, std::slice::from_ref(batch)),
+                "batch {i}"
+            );
+            if i % 10 == 9 {
+                let id = u64::try_from(i).unwrap();
+                let (_, a) = checkpoint(&mut mem, &ctx_mem, id);
+                let (_, b) = checkpoint(&mut sled, &ctx_sled, id);
+                assert_eq!(records(&a), records(&b), "batch {i}");
+            }
+        }
+        assert!(
+            sled.hot_keys() < 1000,
+            "the hot map stays bounded: {} keys",
+            sled.hot_keys()
+        );
+        assert!(mem.hot_keys() > 2000, "{}", mem.hot_keys());
     }
 
     #[test]
@@ -563,17 +669,22 @@ mod tests {
         let batches = random_batches(&mut rng, 20);
         let spec = snapshot_spec(vec![0]);
         let mut fresh = GroupAggregate::new(spec.clone(), &ctx()).unwrap();
-        let mut restored = GroupAggregate::new(spec.clone(), &ctx()).unwrap();
-        restored.restore_state(&[]).unwrap();
+        let ctx_r = ctx_with(BackendKind::Sled, 1 << 20);
+        let mut restored = GroupAggregate::new(spec.clone(), &ctx_r).unwrap();
+        restore_operator(&mut restored, ctx_r.state.store.as_ref(), &[], None).unwrap();
         assert_eq!(feed(&mut fresh, &batches), feed(&mut restored, &batches));
         // A snapshot of an operator without keys round-trips too.
-        let empty = GroupAggregate::new(spec.clone(), &ctx())
-            .unwrap()
-            .snapshot_state(1)
-            .unwrap();
-        let mut b = GroupAggregate::new(spec, &ctx()).unwrap();
-        b.restore_state(&empty).unwrap();
-        assert!(b.state().groups.is_empty());
+        let ctx_e = ctx_with(BackendKind::HashMap, 1 << 20);
+        let (blob, snap) = checkpoint(
+            &mut GroupAggregate::new(spec.clone(), &ctx_e).unwrap(),
+            &ctx_e,
+            1,
+        );
+        assert!(snap.records.is_empty());
+        let ctx_b = ctx_with(BackendKind::HashMap, 1 << 20);
+        let mut b = GroupAggregate::new(spec, &ctx_b).unwrap();
+        restore_operator(&mut b, ctx_b.state.store.as_ref(), &blob, Some(snap)).unwrap();
+        assert_eq!(b.hot_keys(), 0);
     }
 
     #[test]
@@ -581,21 +692,16 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         let spec = snapshot_spec(vec![0]);
-        let mut a = GroupAggregate::new(spec.clone(), &ctx()).unwrap();
+        let ctx_a = ctx_with(BackendKind::HashMap, 1 << 20);
+        let mut a = GroupAggregate::new(spec.clone(), &ctx_a).unwrap();
         feed(&mut a, &random_batches(&mut rng, 10));
-        let blob = a.snapshot_state(1).unwrap();
-        assert!(!a.state().groups.is_empty());
+        let (blob, snap) = checkpoint(&mut a, &ctx_a, 1);
+        assert!(!snap.records.is_empty());
 
         let refused = |bytes: &[u8], spec: &GroupAggregateSpec| -> String {
             let mut b = GroupAggregate::new(spec.clone(), &ctx()).unwrap();
             match b.restore_state(bytes) {
-                Err(e @ EngineError::Data { .. }) => {
-                    assert!(
-                        b.state().groups.is_empty(),
-                        "a refused blob restores nothing"
-                    );
-                    e.to_string()
-                }
+                Err(e @ EngineError::Data { .. }) => e.to_string(),
                 other => panic!("expected a data error, got {other:?}"),
             }
         };
@@ -612,25 +718,27 @@ mod tests {
         let mut fewer_calls = spec.clone();
         fewer_calls.aggs.pop();
         assert!(refused(&blob, &fewer_calls).contains("6 aggregate calls"));
-        let mut other_calls = spec.clone();
-        other_calls.aggs.swap(0, 1);
-        refused(&blob, &other_calls);
         assert!(refused(&blob, &snapshot_spec(vec![])).contains("group key columns"));
 
-        // Arbitrary damage may decode or not, but never panics.
-        for _ in 0..2000 {
-            let mut bytes = blob.clone();
-            for _ in 0..rng.gen_range(1..4) {
-                let i = rng.gen_range(0..bytes.len());
-                bytes[i] = rng.gen();
-            }
-            let mut b = GroupAggregate::new(spec.clone(), &ctx()).unwrap();
-            let _ = b.restore_state(&bytes);
+        // Keyed entries: damaged keys and values are refused, never a panic.
+        let r = &snap.records[0];
+        let value = r.value.clone().unwrap();
+        let mut b = GroupAggregate::new(spec.clone(), &ctx()).unwrap();
+        let e = b.restore_keyed("other", &r.key, &value).unwrap_err();
+        assert!(e.to_string().contains("unknown keyed state 'other'"), "{e}");
+        for len in 0..value.len() {
+            assert!(b.restore_keyed(GROUP_STATE, &r.key, &value[..len]).is_err());
         }
-
-        // An operator that refused a blob keeps its own state.
-        let before = a.snapshot_state(2).unwrap();
-        assert!(a.restore_state(&blob[..blob.len() - 1]).is_err());
-        assert_eq!(a.snapshot_state(3).unwrap(), before);
+        for _ in 0..2000 {
+            let mut v = value.clone();
+            let mut k = r.key.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let i = rng.gen_range(0..v.len());
+                v[i] = rng.gen();
+                let j = rng.gen_range(0..k.len());
+                k[j] = rng.gen();
+            }
+            let _ = b.restore_keyed(GROUP_STATE, &k, &v);
+        }
     }
 }

@@ -18,13 +18,14 @@
 //! window_start/end are TIMESTAMP(3), window_time has the rowtime's type and is `end - 1`.
 //! Emission order is deterministic: by window end, then start, then key.
 //!
-//! Checkpoints: [`Operator::snapshot_state`] writes the watermark the operator has seen (it
-//! decides which rows are late), every open fixed window's accumulators per key, and every key's
-//! open sessions (merged extents and accumulators), as one deterministic blob. The session firing
-//! order is derived from the sessions on restore rather than stored; the late-record counter is a
-//! metric and starts again from zero, as Flink's metrics do.
+//! State: every key's open windows (fixed windows with their accumulators, or the key's open
+//! sessions) in a [`KeyedState`] named `fixed` or `session`; the firing order (timers) is kept in
+//! memory beside it and rebuilt from the keyed state on restore, as Flink's heap timers are. The
+//! operator state of a snapshot is the operator's shape and the watermark it has seen (it decides
+//! which rows are late); the late-record counter is a metric and starts again from zero, as
+//! Flink's metrics do.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::agg::{column, Accumulator, AggCall, AggregateCalls, AggregateKind};
@@ -35,6 +36,7 @@ use crate::codec::{
 use crate::error::{EngineError, Result};
 use crate::metrics::TaskMetrics;
 use crate::operator::{Operator, OperatorFactory, Output, TaskContext};
+use crate::state::{row_key_hash, KeyedDelta, KeyedState, StateCodec};
 use crate::types::DataType;
 use crate::value::{Change, Row, RowKind, Value};
 use crate::window::{is_window_fired, SessionWindows, TimeWindow, WindowKind};
@@ -56,51 +58,19 @@ pub struct WindowAggSpec {
 const NULL_ROWTIME: &str =
     "RowTime field should not be null, please convert it to a non-null long value.";
 
-/// Accumulators of fixed windows: window -> key -> accumulators.
-type FixedWindows = BTreeMap<(i64, i64), HashMap<Row, Vec<Accumulator>>>;
+/// The open fixed windows of one key, each with its accumulators, in (end, start) order.
+pub type KeyFixedWindows = Vec<(TimeWindow, Vec<Accumulator>)>;
 
-/// The keyed state of one subtask.
-#[derive(Clone, Debug, Default)]
-pub struct WindowAggState {
-    /// TUMBLE/HOP/CUMULATE: keyed by (end, start) so firing walks a prefix.
-    pub fixed: FixedWindows,
-    /// SESSION: the open sessions of each key.
-    pub sessions: HashMap<Row, SessionWindows<Vec<Accumulator>>>,
-    /// SESSION: (end, start, key) of every open session, the firing order.
-    pub session_timers: BTreeSet<(i64, i64, Row)>,
-}
-
-/// The byte after the version byte of a `WindowAggregate` state blob, so that a blob of another
-/// operator is refused instead of misread.
+/// The byte after the version byte of a `WindowAggregate` operator-state blob, so that a blob of
+/// another operator is refused instead of misread.
 const STATE_MARKER: u8 = b'W';
 /// The state-blob byte of TUMBLE/HOP/CUMULATE state.
 const STATE_FIXED: u8 = 0;
 /// The state-blob byte of SESSION state.
 const STATE_SESSION: u8 = 1;
-
-/// Appends the number of entries, then each entry as `key values ++ encode(value)`, in the order
-/// of the encoded key bytes so the blob does not depend on hash order.
-fn put_sorted_by_key<'a, T: 'a>(
-    entries: impl ExactSizeIterator<Item = (&'a Row, &'a T)>,
-    mut encode: impl FnMut(&T, &mut Vec<u8>),
-    scratch: &mut Vec<u8>,
-    out: &mut Vec<u8>,
-) {
-    scratch.clear();
-    let mut spans = Vec::with_capacity(entries.len());
-    for (key, value) in entries {
-        let start = scratch.len();
-        put_values(key, scratch);
-        let key_end = scratch.len();
-        encode(value, scratch);
-        spans.push((start, key_end, scratch.len()));
-    }
-    spans.sort_unstable_by(|a, b| scratch[a.0..a.1].cmp(&scratch[b.0..b.1]));
-    put_uvarint(out, spans.len() as u64);
-    for (start, _, end) in spans {
-        out.extend_from_slice(&scratch[start..end]);
-    }
-}
+/// Keyed-state names.
+const FIXED_STATE: &str = "fixed";
+const SESSION_STATE: &str = "session";
 
 /// Reads a count written by this module, refusing one larger than the bytes left (every item
 /// takes at least one byte), so a corrupt count cannot reserve a huge buffer.
@@ -115,6 +85,135 @@ fn get_count(input: &mut &[u8], what: &str) -> Result<usize> {
     Ok(n)
 }
 
+/// How keys and values of the window states become bytes.
+struct WindowCodec<'a> {
+    aggs: &'a AggregateCalls,
+    key_len: usize,
+}
+
+impl WindowCodec<'_> {
+    fn decode_key(&self, mut bytes: &[u8]) -> Result<Row> {
+        let mut key = Row::new();
+        get_values_into(&mut bytes, &mut key)?;
+        expect_end(bytes)?;
+        if key.len() != self.key_len {
+            return Err(corrupt(format!(
+                "a group key has {} values, expected {}",
+                key.len(),
+                self.key_len
+            )));
+        }
+        Ok(key)
+    }
+}
+
+impl StateCodec<Row, KeyFixedWindows> for WindowCodec<'_> {
+    fn key_hash(&self, key: &Row) -> i32 {
+        row_key_hash(key)
+    }
+
+    fn encode_key(&self, key: &Row, out: &mut Vec<u8>) {
+        put_values(key, out);
+    }
+
+    fn decode_key(&self, bytes: &[u8]) -> Result<Row> {
+        WindowCodec::decode_key(self, bytes)
+    }
+
+    fn encode_value(&self, windows: &KeyFixedWindows, out: &mut Vec<u8>) {
+        put_uvarint(out, windows.len() as u64);
+        for (w, accs) in windows {
+            put_ivarint(out, w.end);
+            put_ivarint(out, w.start);
+            self.aggs.encode_state(accs, out);
+        }
+    }
+
+    fn decode_value(&self, mut bytes: &[u8]) -> Result<KeyFixedWindows> {
+        let input = &mut bytes;
+        let n = get_count(input, "windows")?;
+        if n == 0 {
+            return Err(corrupt("a key without open windows is not kept"));
+        }
+        let mut windows = Vec::with_capacity(n);
+        let mut previous: Option<(i64, i64)> = None;
+        for _ in 0..n {
+            let end = get_ivarint(input)?;
+            let start = get_ivarint(input)?;
+            if start >= end || previous.is_some_and(|p| p >= (end, start)) {
+                return Err(corrupt(format!(
+                    "window [{start}, {end}) is empty or out of order"
+                )));
+            }
+            previous = Some((end, start));
+            windows.push((TimeWindow::new(start, end), self.aggs.decode_state(input)?));
+        }
+        expect_end(input)?;
+        Ok(windows)
+    }
+}
+
+impl StateCodec<Row, SessionWindows<Vec<Accumulator>>> for WindowCodec<'_> {
+    fn key_hash(&self, key: &Row) -> i32 {
+        row_key_hash(key)
+    }
+
+    fn encode_key(&self, key: &Row, out: &mut Vec<u8>) {
+        put_values(key, out);
+    }
+
+    fn decode_key(&self, bytes: &[u8]) -> Result<Row> {
+        WindowCodec::decode_key(self, bytes)
+    }
+
+    fn encode_value(&self, sessions: &SessionWindows<Vec<Accumulator>>, out: &mut Vec<u8>) {
+        put_uvarint(out, sessions.len() as u64);
+        for (w, accs) in sessions.windows() {
+            put_ivarint(out, w.start);
+            put_ivarint(out, w.end);
+            self.aggs.encode_state(accs, out);
+        }
+    }
+
+    fn decode_value(&self, mut bytes: &[u8]) -> Result<SessionWindows<Vec<Accumulator>>> {
+        let input = &mut bytes;
+        let n = get_count(input, "sessions")?;
+        if n == 0 {
+            return Err(corrupt("a key without open sessions is not kept"));
+        }
+        let mut sessions = SessionWindows::new();
+        let mut previous_end: Option<i64> = None;
+        for _ in 0..n {
+            let start = get_ivarint(input)?;
+            let end = get_ivarint(input)?;
+            // Open sessions of a key never touch (touching ones merge), so each must start after
+            // the previous one ended: then adding it cannot merge anything.
+            if start >= end || previous_end.is_some_and(|e| start <= e) {
+                return Err(corrupt(format!(
+                    "session [{start}, {end}) is empty, out of order or overlaps another"
+                )));
+            }
+            previous_end = Some(end);
+            let accs = self.aggs.decode_state(input)?;
+            sessions.add(TimeWindow::new(start, end), accs, |_, _| {
+                Err(corrupt("restored sessions overlap"))
+            })?;
+        }
+        expect_end(input)?;
+        Ok(sessions)
+    }
+}
+
+/// The codec of `op`'s state, borrowing only the fields it needs so the state stays mutable.
+macro_rules! codec {
+    ($op:expr) => {
+        WindowCodec {
+            aggs: &$op.aggs,
+            key_len: $op.key_cols.len(),
+        }
+    };
+}
+
 /// The window aggregation operator.
 pub struct WindowAggregate {
     time_col: usize,
@@ -124,7 +223,15 @@ pub struct WindowAggregate {
     ltz: bool,
     metrics: Arc<TaskMetrics>,
     watermark: i64,
-    state: WindowAggState,
+    /// TUMBLE/HOP/CUMULATE: each key's open windows.
+    fixed: KeyedState<Row, KeyFixedWindows>,
+    /// TUMBLE/HOP/CUMULATE: the keys of each open window, keyed by (end, start) so firing walks
+    /// a prefix (the timers).
+    fixed_timers: BTreeMap<(i64, i64), Vec<Row>>,
+    /// SESSION: each key's open sessions.
+    sessions: KeyedState<Row, SessionWindows<Vec<Accumulator>>>,
+    /// SESSION: (end, start, key) of every open session, the firing order (the timers).
+    session_timers: BTreeSet<(i64, i64, Row)>,
     key_buf: Row,
     windows_buf: Vec<TimeWindow>,
 }
@@ -164,7 +271,10 @@ impl WindowAggregate {
             ltz,
             metrics: ctx.metrics.clone(),
             watermark: i64::MIN,
-            state: WindowAggState::default(),
+            fixed: KeyedState::new(FIXED_STATE, &ctx.state, ctx.max_parallelism),
+            fixed_timers: BTreeMap::new(),
+            sessions: KeyedState::new(SESSION_STATE, &ctx.state, ctx.max_parallelism),
+            session_timers: BTreeSet::new(),
             windows_buf: Vec::new(),
         })
     }
@@ -176,9 +286,9 @@ impl WindowAggregate {
         })
     }
 
-    /// The keyed state, for inspection and snapshots.
-    pub fn state(&self) -> &WindowAggState {
-        &self.state
+    /// Open (window, key) pairs: fixed windows per key, or open sessions.
+    pub fn open_windows(&self) -> usize {
+        self.fixed_timers.values().map(Vec::len).sum::<usize>() + self.session_timers.len()
     }
 
     /// The watermark the operator last saw (`i64::MIN` before the first).
@@ -186,55 +296,29 @@ impl WindowAggregate {
         self.watermark
     }
 
-    /// The state blob: version, marker, window family, key column count, aggregate call count,
-    /// watermark; then the fixed windows in (end, start) order, each with its keys; then the keys
-    /// with open sessions, each with its sessions in start order. Keys are in the order of their
-    /// encoded bytes, never hash order.
-    ///
-    /// A full copy of the state on every checkpoint, O(state) in time and space; the keyed-state
-    /// backend will replace it with incremental snapshots.
-    fn encode_state(&self) -> Vec<u8> {
-        let aggs = &self.aggs;
+    fn is_session(&self) -> bool {
+        matches!(self.window, WindowKind::Session { .. })
+    }
+
+    /// The operator-state blob: version, marker, window family, key column count, aggregate
+    /// call count, watermark.
+    fn encode_operator_state(&self) -> Vec<u8> {
         let mut out = Vec::new();
         put_version(&mut out);
         out.push(STATE_MARKER);
-        out.push(if matches!(self.window, WindowKind::Session { .. }) {
+        out.push(if self.is_session() {
             STATE_SESSION
         } else {
             STATE_FIXED
         });
-        aggs.put_state_shape(self.key_cols.len(), &mut out);
+        self.aggs.put_state_shape(self.key_cols.len(), &mut out);
         put_ivarint(&mut out, self.watermark);
-        let mut scratch = Vec::new();
-        put_uvarint(&mut out, self.state.fixed.len() as u64);
-        for (&(end, start), keys) in &self.state.fixed {
-            put_ivarint(&mut out, end);
-            put_ivarint(&mut out, start);
-            put_sorted_by_key(
-                keys.iter(),
-                |accs, buf| aggs.encode_state(accs, buf),
-                &mut scratch,
-                &mut out,
-            );
-        }
-        put_sorted_by_key(
-            self.state.sessions.iter(),
-            |sessions, buf| {
-                put_uvarint(buf, sessions.len() as u64);
-                for (w, accs) in sessions.windows() {
-                    put_ivarint(buf, w.start);
-                    put_ivarint(buf, w.end);
-                    aggs.encode_state(accs, buf);
-                }
-            },
-            &mut scratch,
-            &mut out,
-        );
         out
     }
 
-    /// Reads a blob of [`WindowAggregate::encode_state`], checking it fits this operator.
-    fn decode_state(&self, mut input: &[u8]) -> Result<(i64, WindowAggState)> {
+    /// Reads a blob of [`WindowAggregate::encode_operator_state`], checking it fits this
+    /// operator; returns the watermark.
+    fn decode_operator_state(&self, mut input: &[u8]) -> Result<i64> {
         let input = &mut input;
         check_version(input)?;
         let marker = get_u8(input)?;
@@ -243,110 +327,21 @@ impl WindowAggregate {
                 "state marker {marker} is not that of a window aggregation"
             )));
         }
-        let session = matches!(self.window, WindowKind::Session { .. });
+        let session = self.is_session();
         let family = get_u8(input)?;
         let expected = if session { STATE_SESSION } else { STATE_FIXED };
         if family != expected {
+            let name = |f: bool| if f { "SESSION" } else { "TUMBLE/HOP/CUMULATE" };
             return Err(EngineError::data(format!(
                 "the state was written for {} windows, but the aggregation uses {} windows",
-                if family == STATE_SESSION {
-                    "SESSION"
-                } else {
-                    "TUMBLE/HOP/CUMULATE"
-                },
-                if session {
-                    "SESSION"
-                } else {
-                    "TUMBLE/HOP/CUMULATE"
-                }
+                name(family == STATE_SESSION),
+                name(session)
             )));
         }
         self.aggs.check_state_shape(self.key_cols.len(), input)?;
-        let key_len = self.key_cols.len();
         let watermark = get_ivarint(input)?;
-        let mut state = WindowAggState::default();
-        let mut key = Row::new();
-        let read_key = |input: &mut &[u8], key: &mut Row| -> Result<()> {
-            get_values_into(input, key)?;
-            if key.len() == key_len {
-                Ok(())
-            } else {
-                Err(corrupt(format!(
-                    "a group key has {} values, expected {key_len}",
-                    key.len()
-                )))
-            }
-        };
-
-        let windows = get_count(input, "windows")?;
-        if session && windows != 0 {
-            return Err(corrupt(
-                "fixed windows in the state of a session aggregation",
-            ));
-        }
-        let mut previous: Option<(i64, i64)> = None;
-        for _ in 0..windows {
-            let end = get_ivarint(input)?;
-            let start = get_ivarint(input)?;
-            if start >= end || previous.is_some_and(|p| p >= (end, start)) {
-                return Err(corrupt(format!(
-                    "window [{start}, {end}) is empty or out of order"
-                )));
-            }
-            previous = Some((end, start));
-            let n = get_count(input, "window keys")?;
-            let mut keys = HashMap::with_capacity(n);
-            for _ in 0..n {
-                read_key(input, &mut key)?;
-                let accs = self.aggs.decode_state(input)?;
-                if keys.insert(std::mem::take(&mut key), accs).is_some() {
-                    return Err(corrupt("a group key appears twice in one window"));
-                }
-            }
-            state.fixed.insert((end, start), keys);
-        }
-
-        let keys = get_count(input, "session keys")?;
-        if !session && keys != 0 {
-            return Err(corrupt(
-                "sessions in the state of a fixed-window aggregation",
-            ));
-        }
-        for _ in 0..keys {
-            read_key(input, &mut key)?;
-            let n = get_count(input, "sessions")?;
-            if n == 0 {
-                return Err(corrupt("a key without open sessions is not kept"));
-            }
-            let mut sessions = SessionWindows::new();
-            let mut previous_end: Option<i64> = None;
-            for _ in 0..n {
-                let start = get_ivarint(input)?;
-                let end = get_ivarint(input)?;
-                // Open sessions of a key never touch (touching ones merge), so each must start
-                // after the previous one ended: then adding it cannot merge anything.
-                if start >= end || previous_end.is_some_and(|e| start <= e) {
-                    return Err(corrupt(format!(
-                        "session [{start}, {end}) is empty, out of order or overlaps another"
-                    )));
-                }
-                previous_end = Some(end);
-                let accs = self.aggs.decode_state(input)?;
-                sessions.add(TimeWindow::new(start, end), accs, |_, _| {
-                    Err(corrupt("restored sessions overlap"))
-                })?;
-                state.session_timers.insert((end, start, key.clone()));
-            }
-            if state
-                .sessions
-                .insert(std::mem::take(&mut key), sessions)
-                .is_some()
-            {
-                return Err(corrupt("a group key's sessions appear twice"));
-            }
-        }
         expect_end(input)?;
-        Ok((watermark, state))
+        Ok(watermark)
     }
 
     fn process(&mut self, change: &Change) -> Result<()> {
@@ -385,23 +380,37 @@ impl WindowAggregate {
     /// Adds the row to its open windows; false when all of them have fired.
     fn add_to_fixed(&mut self, ts: i64, row: &[Value]) -> Result<bool> {
         self.window.assign(ts, &mut self.windows_buf)?;
-        let mut accepted = false;
+        let watermark = self.watermark;
+        self.windows_buf
+            .retain(|w| !is_window_fired(w.end, watermark));
+        if self.windows_buf.is_empty() {
+            return Ok(false);
+        }
+        let codec = codec!(self);
+        if self.fixed.get(&codec, self.key_buf.as_slice())?.is_none() {
+            self.fixed
+                .insert(&codec, self.key_buf.clone(), Vec::new())?;
+        }
+        let windows = self
+            .fixed
+            .get_mut(&codec, self.key_buf.as_slice())?
+            .ok_or_else(|| EngineError::internal("a key inserted into window state is missing"))?;
         for w in &self.windows_buf {
-            if is_window_fired(w.end, self.watermark) {
-                continue;
-            }
-            accepted = true;
-            let keys = self.state.fixed.entry((w.end, w.start)).or_default();
-            match keys.get_mut(self.key_buf.as_slice()) {
-                Some(accs) => self.aggs.accumulate(accs, row, false)?,
+            match windows.iter_mut().find(|(o, _)| o == w) {
+                Some((_, accs)) => self.aggs.accumulate(accs, row, false)?,
                 None => {
                     let mut accs = self.aggs.create();
                     self.aggs.accumulate(&mut accs, row, false)?;
-                    keys.insert(self.key_buf.clone(), accs);
+                    let at = windows.partition_point(|(o, _)| (o.end, o.start) < (w.end, w.start));
+                    windows.insert(at, (*w, accs));
+                    self.fixed_timers
+                        .entry((w.end, w.start))
+                        .or_default()
+                        .push(self.key_buf.clone());
                 }
             }
         }
-        Ok(accepted)
+        Ok(true)
     }
 
     /// Adds the row to its key's sessions; false when the merged session has already fired.
@@ -412,16 +421,26 @@ impl WindowAggregate {
             ))
         })?;
         let new = TimeWindow::new(ts, end);
-        let sessions = match self.state.sessions.get_mut(self.key_buf.as_slice()) {
-            Some(s) => s,
-            None => {
-                if is_window_fired(new.end, self.watermark) {
-                    return Ok(false);
-                }
-                self.state.sessions.entry(self.key_buf.clone()).or_default()
+        let codec = codec!(self);
+        if self
+            .sessions
+            .get(&codec, self.key_buf.as_slice())?
+            .is_none()
+        {
+            if is_window_fired(new.end, self.watermark) {
+                return Ok(false);
             }
-        };
+            self.sessions
+                .insert(&codec, self.key_buf.clone(), SessionWindows::new())?;
+        }
+        let sessions = self
+            .sessions
+            .get_mut(&codec, self.key_buf.as_slice())?
+            .ok_or_else(|| EngineError::internal("a key inserted into session state is missing"))?;
         if is_window_fired(sessions.merged_extent(new).end, self.watermark) {
+            if sessions.is_empty() {
+                self.sessions.remove(&codec, self.key_buf.as_slice())?;
+            }
             return Ok(false);
         }
         let aggs = &self.aggs;
@@ -429,12 +448,10 @@ impl WindowAggregate {
             sessions.add(new, aggs.create(), |into, from| aggs.merge(into, from))?;
         aggs.accumulate(accs, row, false)?;
         for old in replaced {
-            self.state
-                .session_timers
+            self.session_timers
                 .remove(&(old.end, old.start, self.key_buf.clone()));
         }
-        self.state
-            .session_timers
+        self.session_timers
             .insert((merged.end, merged.start, self.key_buf.clone()));
         Ok(true)
     }
@@ -455,40 +472,51 @@ impl WindowAggregate {
     }
 
     /// Emits every window that has fired at `watermark`, oldest end first.
-    fn fire(&mut self, watermark: i64, out: &mut Output) {
-        while let Some(entry) = self.state.fixed.first_entry() {
+    fn fire(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
+        while let Some(entry) = self.fixed_timers.first_entry() {
             let (end, start) = *entry.key();
             if !is_window_fired(end, watermark) {
                 break;
             }
-            let keys = entry.remove();
-            let mut groups: Vec<(Row, Vec<Accumulator>)> = keys.into_iter().collect();
-            groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let mut keys = entry.remove();
+            keys.sort_unstable();
             let w = TimeWindow::new(start, end);
-            for (key, accs) in groups {
+            for key in keys {
+                let codec = codec!(self);
+                let Some(windows) = self.fixed.get_mut(&codec, &key)? else {
+                    continue;
+                };
+                let Some(at) = windows.iter().position(|(o, _)| *o == w) else {
+                    continue;
+                };
+                let (_, accs) = windows.remove(at);
+                if windows.is_empty() {
+                    self.fixed.remove(&codec, &key)?;
+                }
                 out.emit(RowKind::Insert, self.output_row(&key, w, &accs));
             }
         }
         while self
-            .state
             .session_timers
             .first()
             .is_some_and(|(end, _, _)| is_window_fired(*end, watermark))
         {
-            let Some((_, start, key)) = self.state.session_timers.pop_first() else {
+            let Some((_, start, key)) = self.session_timers.pop_first() else {
                 break;
             };
-            let Some(sessions) = self.state.sessions.get_mut(&key) else {
+            let codec = codec!(self);
+            let Some(sessions) = self.sessions.get_mut(&codec, &key)? else {
                 continue;
             };
             let removed = sessions.remove(start);
             if sessions.is_empty() {
-                self.state.sessions.remove(&key);
+                self.sessions.remove(&codec, &key)?;
             }
             if let Some((w, accs)) = removed {
                 out.emit(RowKind::Insert, self.output_row(&key, w, &accs));
             }
         }
+        Ok(())
     }
 }
 
@@ -503,7 +531,7 @@ impl Operator for WindowAggregate {
     fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
         if watermark > self.watermark {
             self.watermark = watermark;
-            self.fire(watermark, out);
+            self.fire(watermark, out)?;
         }
         out.emit_watermark(watermark);
         Ok(())
@@ -511,27 +539,69 @@ impl Operator for WindowAggregate {
 
     fn on_end_of_input(&mut self, out: &mut Output) -> Result<()> {
         // The runtime sends a final MAX watermark first; firing again is a no-op then.
-        self.fire(i64::MAX, out);
-        Ok(())
+        self.fire(i64::MAX, out)
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<u8>> {
-        Ok(self.encode_state())
+        Ok(self.encode_operator_state())
+    }
+
+    fn snapshot_keyed(&mut self, delta: &mut KeyedDelta) -> Result<()> {
+        let codec = codec!(self);
+        self.fixed.flush_into(&codec, delta);
+        self.sessions.flush_into(&codec, delta);
+        Ok(())
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {
         if state.is_empty() {
             // No state was written for this operator: it starts fresh.
-            self.watermark = i64::MIN;
-            self.state = WindowAggState::default();
             return Ok(());
         }
-        // Decoded aside and swapped in only when whole, so a bad blob leaves the operator as it was.
-        let (watermark, restored) = self.decode_state(state).map_err(|e| {
+        self.watermark = self.decode_operator_state(state).map_err(|e| {
             EngineError::data(format!("cannot restore the WindowAggregate state: {e}"))
         })?;
-        self.watermark = watermark;
-        self.state = restored;
+        Ok(())
+    }
+
+    fn restore_keyed(&mut self, state: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let fail = |e: EngineError| {
+            EngineError::data(format!("cannot restore the WindowAggregate state: {e}"))
+        };
+        let codec = codec!(self);
+        match (state, self.is_session()) {
+            (FIXED_STATE, false) => {
+                let windows: KeyFixedWindows = codec.decode_value(value).map_err(fail)?;
+                let key = self.fixed.restore_entry(&codec, key, value).map_err(fail)?;
+                for (w, _) in windows {
+                    self.fixed_timers
+                        .entry((w.end, w.start))
+                        .or_default()
+                        .push(key.clone());
+                }
+            }
+            (SESSION_STATE, true) => {
+                let sessions: SessionWindows<Vec<Accumulator>> =
+                    codec.decode_value(value).map_err(fail)?;
+                let key = self
+                    .sessions
+                    .restore_entry(&codec, key, value)
+                    .map_err(fail)?;
+                for (w, _) in sessions.windows() {
+                    self.session_timers.insert((w.end, w.start, key.clone()));
+                }
+            }
+            _ => {
+                return Err(fail(corrupt(format!(
+                    "keyed state '{state}' does not belong to {} windows",
+                    if self.is_session() {
+                        "SESSION"
+                    } else {
+                        "TUMBLE/HOP/CUMULATE"
+                    }
+                ))))
+            }
+        }
         Ok(())
     }
 }
@@ -549,6 +619,7 @@ mod tests {
             parallelism: 1,
             max_parallelism: 128,
             metrics: Arc::new(TaskMetrics::new()),
+            state: Default::default(),
         }
     }
 
@@ -700,8 +771,8 @@ mod tests {
         assert_eq!(TaskMetrics::get(&op.metrics.late_records_dropped), 1);
         op.on_watermark(i64::MAX, &mut out).unwrap();
         assert_eq!(rows(&out.changes), vec![("a".into(), 95, 130, 4, 15)]);
-        assert!(op.state().sessions.is_empty());
-        assert!(op.state().session_timers.is_empty());
+        assert_eq!(op.open_windows(), 0);
+        assert_eq!(op.sessions.hot_entries().count(), 0);
     }
 
     #[test]
@@ -775,9 +846,32 @@ mod tests {
         Watermark(i64),
     }
 
+    use crate::state::{restore_operator, snapshot_now, standalone_context, BackendKind};
+    use streamsql_storage::Snapshot;
+
+    /// A context whose subtask has a state store: alternately hashmap and sled, the latter with a
+    /// budget small enough that state spills.
+    fn store_ctx(seed: u64) -> TaskContext {
+        let state = if seed.is_multiple_of(2) {
+            standalone_context(BackendKind::HashMap, 1 << 20)
+        } else {
+            standalone_context(BackendKind::Sled, 16 * 1024)
+        };
+        TaskContext { state, ..ctx() }
+    }
+
+    fn checkpoint(op: &mut WindowAggregate, ctx: &TaskContext, id: u64) -> (Vec<u8>, Snapshot) {
+        let (blob, snap) = snapshot_now(op, ctx.state.store.as_ref(), id).unwrap();
+        (blob, snap.expect("a store gives a keyed snapshot"))
+    }
+
     /// Input rows: (key STRING, ts TIMESTAMP(3), v INT); a DISTINCT call included so merged
     /// sessions carry value sets too.
     fn snapshot_op(window: WindowKind) -> WindowAggregate {
+        snapshot_op_in(window, &ctx())
+    }
+
+    fn snapshot_op_in(window: WindowKind, ctx: &TaskContext) -> WindowAggregate {
         let mut distinct = call("COUNT", Some((2, DataType::Int)));
         distinct.distinct = true;
         let spec = WindowAggSpec {
@@ -792,7 +886,7 @@ mod tests {
             ],
             time_type: DataType::Timestamp(3),
         };
-        WindowAggregate::new(spec, &ctx()).unwrap()
+        WindowAggregate::new(spec, ctx).unwrap()
     }
 
     /// Rows around the watermark (some late), watermarks that mostly advance (sometimes they
@@ -866,27 +960,44 @@ mod tests {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
                 let steps = random_steps(&mut rng, 60);
                 let cut = rng.gen_range(0..=steps.len());
-                let mut a = snapshot_op(window.clone());
+                let ctx_a = store_ctx(seed);
+                let mut a = snapshot_op_in(window.clone(), &ctx_a);
                 feed_steps(&mut a, &steps[..cut], &mut Output::new());
                 let late_at_cut = TaskMetrics::get(&a.metrics.late_records_dropped);
-                let blob = a.snapshot_state(1).unwrap();
+                let (blob, snap) = checkpoint(&mut a, &ctx_a, 1);
+                let (blob2, snap2) = checkpoint(&mut a, &ctx_a, 2);
                 assert_eq!(
-                    a.snapshot_state(2).unwrap(),
-                    blob,
-                    "snapshots are repeatable"
+                    (&blob2, &snap2.records),
+                    (&blob, &snap.records),
+                    "repeatable"
                 );
-                if !a.state().fixed.is_empty() || !a.state().sessions.is_empty() {
+                if a.open_windows() > 0 {
                     cuts_with_state += 1;
                 }
-                let mut b = snapshot_op(window.clone());
-                b.restore_state(&blob).unwrap();
+                let ctx_b = store_ctx(seed);
+                let mut b = snapshot_op_in(window.clone(), &ctx_b);
+                restore_operator(
+                    &mut b,
+                    ctx_b.state.store.as_ref(),
+                    &blob,
+                    Some(snap.clone()),
+                )
+                .unwrap();
                 assert_eq!(b.current_watermark(), a.current_watermark());
-                // Hash maps of two instances iterate differently: equal bytes show key ordering.
-                assert_eq!(b.snapshot_state(1).unwrap(), blob, "{window:?} seed {seed}");
+                assert_eq!(b.open_windows(), a.open_windows());
+                let (blob_b, snap_b) = checkpoint(&mut b, &ctx_b, 1);
+                assert_eq!(
+                    (&blob_b, &snap_b.records),
+                    (&blob, &snap.records),
+                    "{window:?} seed {seed}"
+                );
                 let (mut out_a, mut out_b) = (Output::new(), Output::new());
                 feed_steps(&mut a, &steps[cut..], &mut out_a);
                 feed_steps(&mut b, &steps[cut..], &mut out_b);
-                assert_eq!(a.snapshot_state(3).unwrap(), b.snapshot_state(3).unwrap());
+                assert_eq!(
+                    checkpoint(&mut a, &ctx_a, 3).1.records,
+                    checkpoint(&mut b, &ctx_b, 3).1.records
+                );
                 a.on_watermark(i64::MAX, &mut out_a).unwrap();
                 a.on_end_of_input(&mut out_a).unwrap();
                 b.on_watermark(i64::MAX, &mut out_b).unwrap();
@@ -927,8 +1038,9 @@ mod tests {
         let steps = random_steps(&mut rng, 40);
         for window in all_windows() {
             let mut fresh = snapshot_op(window.clone());
-            let mut restored = snapshot_op(window.clone());
-            restored.restore_state(&[]).unwrap();
+            let ctx_r = store_ctx(1);
+            let mut restored = snapshot_op_in(window.clone(), &ctx_r);
+            restore_operator(&mut restored, ctx_r.state.store.as_ref(), &[], None).unwrap();
             assert_eq!(restored.current_watermark(), i64::MIN);
             let (mut out_f, mut out_r) = (Output::new(), Output::new());
             feed_steps(&mut fresh, &steps, &mut out_f);
@@ -944,14 +1056,14 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let steps = random_steps(&mut rng, 30);
         for window in all_windows() {
-            let mut a = snapshot_op(window.clone());
+            let ctx_a = store_ctx(0);
+            let mut a = snapshot_op_in(window.clone(), &ctx_a);
             feed_steps(&mut a, &steps, &mut Output::new());
-            let blob = a.snapshot_state(1).unwrap();
+            let (blob, snap) = checkpoint(&mut a, &ctx_a, 1);
             let refused = |bytes: &[u8], b: &mut WindowAggregate| -> String {
                 match b.restore_state(bytes) {
                     Err(e @ EngineError::Data { .. }) => {
                         assert_eq!(b.current_watermark(), i64::MIN, "nothing restored");
-                        assert!(b.state().fixed.is_empty() && b.state().sessions.is_empty());
                         e.to_string()
                     }
                     other => panic!("expected a data error, got {other:?}"),
@@ -985,6 +1097,32 @@ mod tests {
                     bytes[i] = rng.gen();
                 }
                 let _ = snapshot_op(window.clone()).restore_state(&bytes);
+            }
+            // Keyed entries: damaged or misplaced ones are refused, never a panic.
+            let Some(r) = snap.records.first() else {
+                panic!("{window:?}: the random input leaves open windows");
+            };
+            let value = r.value.clone().unwrap();
+            let name = if matches!(window, WindowKind::Session { .. }) {
+                SESSION_STATE
+            } else {
+                FIXED_STATE
+            };
+            let other = if name == FIXED_STATE {
+                SESSION_STATE
+            } else {
+                FIXED_STATE
+            };
+            let mut b = snapshot_op(window.clone());
+            assert!(b.restore_keyed(other, &r.key, &value).is_err());
+            for len in 0..value.len() {
+                assert!(b.restore_keyed(name, &r.key, &value[..len]).is_err());
+            }
+            for _ in 0..500 {
+                let mut v = value.clone();
+                let i = rng.gen_range(0..v.len());
+                v[i] = rng.gen();
+                let _ = b.restore_keyed(name, &r.key, &v);
             }
         }
     }

@@ -123,6 +123,7 @@ mod tests {
             parallelism: 1,
             max_parallelism: 128,
             metrics: Arc::new(TaskMetrics::new()),
+            state: Default::default(),
         }
     }
 

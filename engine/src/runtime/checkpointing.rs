@@ -63,6 +63,20 @@ pub struct RestoredCheckpoint {
     pub path: PathBuf,
 }
 
+impl RestoredCheckpoint {
+    /// The `chk-<n>` (or savepoint) directory: files of the checkpoint are named relative to it.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        if self.path.is_dir() {
+            self.path.clone()
+        } else {
+            self.path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        }
+    }
+}
+
 /// What a task sends the coordinator.
 #[derive(Debug)]
 pub(crate) enum TaskEvent {

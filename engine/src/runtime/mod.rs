@@ -9,6 +9,7 @@
 pub mod checkpointing;
 pub mod clock;
 mod exchange;
+pub mod subtask_state;
 mod task;
 pub mod watermark;
 
@@ -44,6 +45,8 @@ pub struct RuntimeSettings {
     pub checkpointing: Option<checkpointing::CheckpointSetup>,
     /// How failed attempts are restarted; `None` fails the job at the first failure.
     pub restart: Option<crate::checkpoint::RestartStrategy>,
+    /// Where keyed state lives (`state.backend.*`).
+    pub state_backend: crate::state::StateBackendConfig,
 }
 
 impl Default for RuntimeSettings {
@@ -57,8 +60,36 @@ impl Default for RuntimeSettings {
             clock: Arc::new(SystemClock),
             checkpointing: None,
             restart: None,
+            state_backend: crate::state::StateBackendConfig::default(),
         }
     }
+}
+
+/// The keyed-state context of one subtask: a store when the job checkpoints (the store keeps the
+/// byte form snapshots are taken from) or the backend is sled (the store holds what does not fit
+/// in memory).
+fn state_context(
+    settings: &RuntimeSettings,
+    node: &crate::graph::Node,
+    subtask: usize,
+) -> crate::state::StateContext {
+    let config = settings.state_backend.clone();
+    let needs_store =
+        settings.checkpointing.is_some() || config.kind == crate::state::BackendKind::Sled;
+    let store = needs_store.then(|| {
+        let (start, end) =
+            crate::keygroup::key_group_range(subtask, node.parallelism, settings.max_parallelism);
+        let range = streamsql_storage::KeyGroupRange::new(
+            u16::try_from(start).unwrap_or(u16::MAX),
+            u16::try_from(end).unwrap_or(u16::MAX),
+        );
+        Arc::new(crate::state::SubtaskStore::new(
+            config.clone(),
+            range,
+            &format!("{:016x}-{subtask}", node.id),
+        ))
+    });
+    crate::state::StateContext { config, store }
 }
 
 /// One input channel of a subtask and the operator input it feeds.
@@ -374,6 +405,7 @@ fn start_attempt(
                 parallelism: node.parallelism,
                 max_parallelism: settings.max_parallelism,
                 metrics: metrics.clone(),
+                state: state_context(settings, node, subtask),
             };
             all_metrics.push(SubtaskMetrics {
                 node: i,
@@ -410,8 +442,17 @@ fn start_attempt(
                         .restore
                         .as_ref()
                         .and_then(|r| r.states.get(&key).cloned()),
+                    restore_dir: setup
+                        .restore
+                        .as_ref()
+                        .map(|r| r.checkpoint_dir())
+                        .unwrap_or_default(),
                     mode: setup.config.mode,
                     after_finish: setup.config.checkpoints_after_tasks_finish,
+                    job_dir: setup.job_dir.clone(),
+                    compression: setup.config.compression,
+                    inline_threshold: setup.config.inline_threshold,
+                    write_buffer_size: setup.config.write_buffer_size,
                 }
             });
             let spawned = std::thread::Builder::new()

@@ -5,6 +5,7 @@
 //! watermark (+infinity), then `on_end_of_input`, and end-of-stream goes downstream last. No call
 //! here blocks for longer than `POLL` without looking at the cancel flag.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -12,10 +13,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
 use super::checkpointing::{TaskCommand, TaskEvent, FINAL_CHECKPOINT};
 use super::exchange::OutputRouter;
+use super::subtask_state::{write_keyed, KeyedHandle, SubtaskState, WriteSettings};
 use super::watermark::{ValveOutput, WatermarkValve};
 use super::{JobShared, RuntimeSettings};
 use crate::checkpoint::{
-    Acknowledgement, AlignerAction, BarrierAligner, CheckpointingMode, TaskKey,
+    Acknowledgement, AlignerAction, BarrierAligner, CheckpointFailureReason, CheckpointingMode,
+    TaskKey,
 };
 use crate::connectors::SourceStatus;
 use crate::error::{EngineError, Result};
@@ -23,6 +26,7 @@ use crate::graph::NodeKind;
 use crate::message::Message;
 use crate::metrics::TaskMetrics;
 use crate::operator::{Operator, Output, TaskContext};
+use crate::state::KeyedDelta;
 
 /// The longest a task waits before it checks for cancellation.
 const POLL: Duration = Duration::from_millis(50);
@@ -34,25 +38,28 @@ pub(crate) struct TaskCheckpointing {
     pub key: TaskKey,
     pub commands: Receiver<TaskCommand>,
     pub events: crossbeam_channel::Sender<TaskEvent>,
-    /// The subtask's state (position or operator state) to start from.
+    /// The subtask's state (an encoded [`SubtaskState`]) to start from.
     pub restore: Option<Vec<u8>>,
+    /// The directory of the checkpoint restored from: keyed-state files are named relative to it.
+    pub restore_dir: PathBuf,
     pub mode: CheckpointingMode,
     pub after_finish: bool,
+    /// `<execution.checkpointing.dir>/<job-id>`: checkpoint n's files go to `chk-<n>/` below it.
+    pub job_dir: PathBuf,
+    pub compression: bool,
+    pub inline_threshold: usize,
+    pub write_buffer_size: usize,
 }
 
 impl TaskCheckpointing {
-    /// The end of a task that finished its input: hand its final state to the coordinator and
-    /// wait until the final checkpoint is durable, calling `notify` for every completion seen.
-    fn final_checkpoint(
+    /// The end of a task that finished its input, once its final state is on its way to the
+    /// coordinator: wait until the final checkpoint is durable, calling `notify` for every
+    /// completion seen.
+    fn await_final_checkpoint(
         &self,
-        state: Vec<u8>,
         shared: &JobShared,
         notify: &mut dyn FnMut(u64) -> Result<()>,
     ) -> Result<()> {
-        let _ = self.events.send(TaskEvent::FinalState {
-            task: self.key,
-            state,
-        });
         loop {
             if shared.is_cancelled() {
                 return Err(EngineError::Cancelled);
@@ -71,29 +78,178 @@ impl TaskCheckpointing {
         }
     }
 
-    fn ack(
+    /// Takes a snapshot of `op` for checkpoint `id` (`FINAL_CHECKPOINT` for the final state):
+    /// the synchronous part here, then `after_sync` (forward the barrier), then the asynchronous
+    /// part (keyed state applied, snapshotted, encoded and written on rayon's pool), which
+    /// acknowledges.
+    fn snapshot_operator(
         &self,
-        checkpoint_id: u64,
-        state: Vec<u8>,
-        sync: Duration,
-        alignment_ms: i64,
-        start_delay_ms: i64,
-    ) {
-        let size = state.len() as u64;
-        let _ = self.events.send(TaskEvent::Ack {
-            task: self.key,
-            checkpoint_id,
-            state,
-            ack: Acknowledgement {
-                state_size: size,
-                checkpointed_size: size,
-                sync_duration_ms: i64::try_from(sync.as_millis()).unwrap_or(i64::MAX),
-                async_duration_ms: 0,
-                alignment_duration_ms: alignment_ms,
-                start_delay_ms,
-            },
-        });
+        op: &mut dyn Operator,
+        ctx: &TaskContext,
+        id: u64,
+        timing: SnapshotTiming,
+        after_sync: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        let start = Instant::now();
+        let operator = op.snapshot_state(id)?;
+        let mut delta = KeyedDelta::new();
+        op.snapshot_keyed(&mut delta)?;
+        let sync = start.elapsed();
+        after_sync()?;
+        let store = match &ctx.state.store {
+            Some(store) if !delta.is_empty() || store.is_open() => store,
+            _ => {
+                let state = SubtaskState {
+                    operator,
+                    keyed: KeyedHandle::None,
+                };
+                self.send(id, state, 0, sync, Duration::ZERO, timing);
+                return Ok(());
+            }
+        };
+        let settings = WriteSettings {
+            checkpoint_dir: (id != FINAL_CHECKPOINT)
+                .then(|| self.job_dir.join(format!("chk-{id}"))),
+            file_name: format!("{:016x}-{}.state", self.key.operator_id, self.key.subtask),
+            compression: self.compression,
+            inline_threshold: self.inline_threshold,
+            write_buffer_size: self.write_buffer_size,
+        };
+        let events = self.events.clone();
+        let key = self.key;
+        store.submit_snapshot(
+            id,
+            delta,
+            Box::new(move |snapshot| {
+                let written = snapshot
+                    .map_err(|e| EngineError::Task { message: e })
+                    .and_then(|s| write_keyed(&s, &settings));
+                match written {
+                    Ok(w) => {
+                        let state = SubtaskState {
+                            operator,
+                            keyed: w.keyed,
+                        };
+                        send_state(
+                            &events,
+                            key,
+                            id,
+                            state,
+                            w.state_size,
+                            sync,
+                            w.async_duration,
+                            timing,
+                        );
+                    }
+                    Err(e) => {
+                        tracing_warn(&format!("checkpoint {id}: asynchronous part failed: {e}"));
+                        let _ = events.send(TaskEvent::Decline {
+                            checkpoint_id: id,
+                            reason: CheckpointFailureReason::CheckpointAsyncException,
+                        });
+                    }
+                }
+            }),
+        );
+        Ok(())
     }
+
+    fn send(
+        &self,
+        id: u64,
+        state: SubtaskState,
+        keyed_size: u64,
+        sync: Duration,
+        async_duration: Duration,
+        timing: SnapshotTiming,
+    ) {
+        send_state(
+            &self.events,
+            self.key,
+            id,
+            state,
+            keyed_size,
+            sync,
+            async_duration,
+            timing,
+        );
+    }
+}
+
+/// When a snapshot started relative to its barrier: Flink's alignment duration and start delay.
+#[derive(Clone, Copy, Debug, Default)]
+struct SnapshotTiming {
+    alignment_ms: i64,
+    start_delay_ms: i64,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Hands a subtask's state to the coordinator: an acknowledgement of checkpoint `id`, or the
+/// final state.
+#[allow(clippy::too_many_arguments)]
+fn send_state(
+    events: &crossbeam_channel::Sender<TaskEvent>,
+    key: TaskKey,
+    id: u64,
+    state: SubtaskState,
+    keyed_size: u64,
+    sync: Duration,
+    async_duration: Duration,
+    timing: SnapshotTiming,
+) {
+    let checkpointed_size = state.checkpointed_size();
+    let encoded = state.encode();
+    let event = if id == FINAL_CHECKPOINT {
+        TaskEvent::FinalState {
+            task: key,
+            state: encoded,
+        }
+    } else {
+        TaskEvent::Ack {
+            task: key,
+            checkpoint_id: id,
+            state: encoded,
+            ack: Acknowledgement {
+                state_size: state.operator.len() as u64 + keyed_size,
+                checkpointed_size,
+                sync_duration_ms: millis(sync),
+                async_duration_ms: millis(async_duration),
+                alignment_duration_ms: timing.alignment_ms,
+                start_delay_ms: timing.start_delay_ms,
+            },
+        }
+    };
+    let _ = events.send(event);
+}
+
+/// Reports a failure of an asynchronous part, which has no caller to return it to.
+fn tracing_warn(message: &str) {
+    eprintln!("streamsql: {message}");
+}
+
+/// Restores a freshly created operator from its encoded [`SubtaskState`]: operator state first,
+/// then every keyed entry (through the subtask's store, which keeps the byte form).
+fn restore_operator(
+    op: &mut dyn Operator,
+    ctx: &TaskContext,
+    restore: Option<&[u8]>,
+    checkpoint_dir: &Path,
+) -> Result<()> {
+    let state = match restore {
+        Some(bytes) => SubtaskState::decode(bytes).map_err(|e| {
+            EngineError::data(format!(
+                "cannot restore {} from '{}': {e}",
+                ctx.thread_name(),
+                checkpoint_dir.display()
+            ))
+        })?,
+        None => SubtaskState::empty(),
+    };
+    let keyed = state.load_keyed(checkpoint_dir)?;
+    crate::state::restore_operator(op, ctx.state.store.as_ref(), &state.operator, keyed)
 }
 
 /// Runs one subtask to its end and records how it ended in `shared`. A failure (error or panic)
@@ -111,8 +267,11 @@ pub(crate) fn run(
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match kind {
         NodeKind::Source(factory) => {
             let mut source = factory.create(ctx)?;
-            if let Some(state) = ckpt.as_ref().and_then(|c| c.restore.as_deref()) {
-                source.restore_position(state)?;
+            if let Some(bytes) = ckpt.as_ref().and_then(|c| c.restore.as_deref()) {
+                let state = SubtaskState::decode(bytes).map_err(|e| {
+                    EngineError::data(format!("cannot restore {}: {e}", ctx.thread_name()))
+                })?;
+                source.restore_position(&state.operator)?;
             }
             run_source(source, &mut router, shared, settings, ckpt.as_ref())
         }
@@ -122,7 +281,7 @@ pub(crate) fn run(
                 // Always called when the job checkpoints, with an empty blob when there is no
                 // state: a transactional sink then holds its output for checkpoints from the
                 // first row on.
-                op.restore_state(c.restore.as_deref().unwrap_or_default())?;
+                restore_operator(op.as_mut(), ctx, c.restore.as_deref(), &c.restore_dir)?;
             }
             run_operator(
                 op,
@@ -185,7 +344,15 @@ fn run_source(
                         .now_millis()
                         .saturating_sub(barrier.timestamp);
                     router.broadcast(|| Message::Barrier(barrier.clone()))?;
-                    c.ack(barrier.id, position, sync, 0, start_delay.max(0));
+                    let state = SubtaskState {
+                        operator: position,
+                        keyed: KeyedHandle::None,
+                    };
+                    let timing = SnapshotTiming {
+                        alignment_ms: 0,
+                        start_delay_ms: start_delay.max(0),
+                    };
+                    c.send(barrier.id, state, 0, sync, Duration::ZERO, timing);
                 }
             }
         }
@@ -202,8 +369,19 @@ fn run_source(
                 // final watermark Flink's bounded sources emit.
                 router.broadcast(|| Message::EndOfStream)?;
                 if let Some(c) = ckpt {
-                    let position = source.snapshot_position()?;
-                    c.final_checkpoint(position, shared, &mut |_| Ok(()))?;
+                    let state = SubtaskState {
+                        operator: source.snapshot_position()?,
+                        keyed: KeyedHandle::None,
+                    };
+                    c.send(
+                        FINAL_CHECKPOINT,
+                        state,
+                        0,
+                        Duration::ZERO,
+                        Duration::ZERO,
+                        SnapshotTiming::default(),
+                    );
+                    c.await_final_checkpoint(shared, &mut |_| Ok(()))?;
                 }
                 return Ok(());
             }
@@ -286,13 +464,13 @@ fn run_operator(
                         };
                         let now = settings.clock.now_millis();
                         let actions = a.on_barrier(ch, &b, now)?;
-                        apply_alignment(actions, op.as_mut(), router, c, &mut blocked)?;
+                        apply_alignment(actions, op.as_mut(), ctx, router, c, &mut blocked)?;
                     }
                     Message::EndOfStream => {
                         open[ch] = false;
                         if let (Some(c), Some(a)) = (ckpt, aligner.as_mut()) {
                             let actions = a.on_end_of_stream(ch, settings.clock.now_millis())?;
-                            apply_alignment(actions, op.as_mut(), router, c, &mut blocked)?;
+                            apply_alignment(actions, op.as_mut(), ctx, router, c, &mut blocked)?;
                         }
                         let v = valve.on_end(ch);
                         apply_valve(v, op.as_mut(), ctx, router, &mut out)?;
@@ -300,8 +478,14 @@ fn run_operator(
                             TaskMetrics::add(&ctx.metrics.records_in, records_in);
                             finish(op.as_mut(), router, &mut out)?;
                             if let Some(c) = ckpt {
-                                let state = op.snapshot_state(FINAL_CHECKPOINT)?;
-                                c.final_checkpoint(state, shared, &mut |id| {
+                                c.snapshot_operator(
+                                    op.as_mut(),
+                                    ctx,
+                                    FINAL_CHECKPOINT,
+                                    SnapshotTiming::default(),
+                                    || Ok(()),
+                                )?;
+                                c.await_final_checkpoint(shared, &mut |id| {
                                     op.notify_checkpoint_complete(id)
                                 })?;
                             }
@@ -337,6 +521,7 @@ fn run_operator(
 fn apply_alignment(
     actions: Vec<AlignerAction>,
     op: &mut dyn Operator,
+    ctx: &TaskContext,
     router: &mut OutputRouter,
     ckpt: &TaskCheckpointing,
     blocked: &mut [bool],
@@ -350,17 +535,14 @@ fn apply_alignment(
             }
             AlignerAction::TriggerSnapshot(t) => {
                 blocked.iter_mut().for_each(|b| *b = false);
-                let start = Instant::now();
-                let state = op.snapshot_state(t.barrier.id)?;
-                let sync = start.elapsed();
-                router.broadcast(|| Message::Barrier(t.barrier.clone()))?;
-                ckpt.ack(
-                    t.barrier.id,
-                    state,
-                    sync,
-                    t.alignment_duration_ms,
-                    t.start_delay_ms,
-                );
+                let timing = SnapshotTiming {
+                    alignment_ms: t.alignment_duration_ms,
+                    start_delay_ms: t.start_delay_ms,
+                };
+                let barrier = t.barrier.clone();
+                ckpt.snapshot_operator(op, ctx, t.barrier.id, timing, || {
+                    router.broadcast(|| Message::Barrier(barrier.clone()))
+                })?;
             }
             AlignerAction::Abort(a) => {
                 blocked.iter_mut().for_each(|b| *b = false);

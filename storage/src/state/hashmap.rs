@@ -248,6 +248,22 @@ impl KeyedStateBackend for HashMapBackend {
         })
     }
 
+    fn discard_changes(&mut self) {
+        let changed = std::mem::take(&mut self.changed);
+        for composite in &changed {
+            let Some(slot) = self.map.get_mut(composite.as_slice()) else {
+                continue;
+            };
+            slot.changed = false;
+            if slot.value.is_none() {
+                self.remove_slot(composite);
+            }
+        }
+        self.changed = changed;
+        self.changed.clear();
+        self.lineage = Lineage::NeedsFull;
+    }
+
     fn full_snapshot(&mut self, checkpoint_id: u64) -> Result<Snapshot, StorageError> {
         let mut records = Vec::with_capacity(self.map.len());
         for (composite, slot) in &mut self.map {

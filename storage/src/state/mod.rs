@@ -225,6 +225,10 @@ pub trait KeyedStateBackend {
     /// after a multi-chain restore is a full one (O(state)).
     fn snapshot(&mut self, checkpoint_id: u64) -> Result<Snapshot, StorageError>;
 
+    /// Forgets which keys changed (O(keys changed)), for a backend whose changes are never
+    /// snapshotted as deltas. The next `snapshot` is a full one.
+    fn discard_changes(&mut self);
+
     /// A full snapshot of all state (O(state)); later deltas are relative to it.
     fn full_snapshot(&mut self, checkpoint_id: u64) -> Result<Snapshot, StorageError>;
 

@@ -425,6 +425,16 @@ impl KeyedStateBackend for SledBackend {
         })
     }
 
+    fn discard_changes(&mut self) {
+        for composite in std::mem::take(&mut self.changed) {
+            if let Some(slot) = self.cache.get_mut(composite.as_slice()) {
+                slot.changed = false;
+            }
+        }
+        self.evicted_changed.clear();
+        self.lineage = Lineage::NeedsFull;
+    }
+
     fn full_snapshot(&mut self, checkpoint_id: u64) -> Result<Snapshot, StorageError> {
         self.write_back_all()?;
         let mut records = Vec::new();

@@ -1,0 +1,347 @@
+//! The byte-level store of one operator subtask's keyed state, shared between the operator
+//! thread and the asynchronous parts of its checkpoints.
+//!
+//! A snapshot job carries the delta of its synchronous part (the operator's flushed hot state)
+//! and is queued in order. Whoever takes the lock first applies every queued job in order: a
+//! rayon job started for a snapshot, or the operator thread when it needs the store (a miss, or
+//! a spill over the memory bound, which first applies what is queued and then writes its own
+//! flush). A
+//! snapshot is taken right after its own delta is applied, so it holds exactly the state at its
+//! barrier, and its encoding and writing run after the lock is released.
+//!
+//! Invariants: jobs are applied in the order they were queued, each exactly once; a failed
+//! apply leaves the store broken, and every later use fails (the subtask fails, and pending
+//! snapshots are declined), because its content no longer matches the operator's state.
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use streamsql_storage::{
+    HashMapBackend, KeyGroupRange, KeyedStateBackend, SledBackend, Snapshot, StateId,
+};
+
+use super::{storage_error, BackendKind, KeyedDelta, StateBackendConfig};
+use crate::error::{EngineError, Result};
+
+/// What a snapshot job hands its continuation: the full snapshot at the barrier, or why there is
+/// none.
+pub type SnapshotResult = std::result::Result<Snapshot, String>;
+
+/// The rest of a snapshot's asynchronous part (encode, write, acknowledge), run without the lock.
+pub type SnapshotDone = Box<dyn FnOnce(SnapshotResult) + Send>;
+
+/// What [`SubtaskStore::scan`] calls for each entry: (state name, key group, key, value).
+pub type ScanVisitor<'a> = dyn FnMut(&str, u16, &[u8], &[u8]) -> Result<()> + 'a;
+
+enum Job {
+    Snapshot {
+        checkpoint_id: u64,
+        delta: KeyedDelta,
+        done: SnapshotDone,
+    },
+}
+
+struct Inner {
+    backend: Option<Box<dyn KeyedStateBackend + Send>>,
+    ids: HashMap<&'static str, StateId>,
+    queue: VecDeque<Job>,
+    /// Why the store no longer matches the operator's state, once an apply failed.
+    broken: Option<String>,
+    /// Whether a delta-based (incremental) snapshot will ever be asked for: when not, the
+    /// backend's change tracking is discarded after each apply so it does not grow.
+    track_changes: bool,
+}
+
+/// The keyed-state store of one subtask (see the module documentation).
+pub struct SubtaskStore {
+    inner: Mutex<Inner>,
+    config: StateBackendConfig,
+    key_groups: KeyGroupRange,
+    /// Working directory of a sled store opened under `state.backend.sled.localdir`, removed
+    /// when the store goes away.
+    work_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SubtaskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubtaskStore")
+            .field("backend", &self.config.kind)
+            .field("key_groups", &self.key_groups)
+            .finish()
+    }
+}
+
+impl Drop for SubtaskStore {
+    fn drop(&mut self) {
+        if let Ok(inner) = self.inner.get_mut() {
+            inner.backend = None;
+        }
+        if let Some(dir) = &self.work_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl SubtaskStore {
+    /// A store for the subtask owning `key_groups`; the backend is opened on first use, so
+    /// operators without keyed state cost nothing. `name` makes the sled working directory
+    /// unique (operator id and subtask).
+    pub fn new(config: StateBackendConfig, key_groups: KeyGroupRange, name: &str) -> Self {
+        let work_dir = match (&config.kind, &config.local_dir) {
+            (BackendKind::Sled, Some(dir)) => {
+                Some(dir.join(format!("streamsql-{}-{name}", std::process::id())))
+            }
+            _ => None,
+        };
+        SubtaskStore {
+            inner: Mutex::new(Inner {
+                backend: None,
+                ids: HashMap::new(),
+                queue: VecDeque::new(),
+                broken: None,
+                track_changes: false,
+            }),
+            config,
+            key_groups,
+            work_dir,
+        }
+    }
+
+    /// The key groups the subtask owns.
+    pub fn key_groups(&self) -> KeyGroupRange {
+        self.key_groups
+    }
+
+    /// Whether the backend was opened: some keyed state was written or restored.
+    pub fn is_open(&self) -> bool {
+        self.lock().backend.is_some()
+    }
+
+    /// The backend kind.
+    pub fn kind(&self) -> BackendKind {
+        self.config.kind
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock fails the job anyway; the data is still readable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn open_backend(&self) -> Result<Box<dyn KeyedStateBackend + Send>> {
+        // The store's own cache gets the quarter of the budget the hot map leaves it.
+        let bound = (self.config.memory_budget / 4).max(1024 * 1024);
+        match self.config.kind {
+            BackendKind::HashMap => Ok(Box::new(HashMapBackend::new(self.key_groups))),
+            BackendKind::Sled => {
+                let b = match &self.work_dir {
+                    Some(dir) => SledBackend::open(dir, bound, self.key_groups),
+                    None => SledBackend::temporary(bound, self.key_groups),
+                }
+                .map_err(|e| storage_error("cannot open the sled state store", e))?;
+                Ok(Box::new(b))
+            }
+        }
+    }
+
+    /// Applies every queued job in order and returns the snapshot continuations to run once the
+    /// lock is released.
+    fn drain(&self, inner: &mut Inner) -> Vec<(SnapshotDone, SnapshotResult)> {
+        let mut done = Vec::new();
+        while let Some(job) = inner.queue.pop_front() {
+            match job {
+                Job::Snapshot {
+                    checkpoint_id,
+                    delta,
+                    done: d,
+                } => {
+                    let result = apply(self, inner, &delta).and_then(|()| {
+                        let backend = inner.backend.as_mut().ok_or_else(|| {
+                            EngineError::internal("keyed-state store used before it was opened")
+                        })?;
+                        backend
+                            .full_snapshot(checkpoint_id)
+                            .map_err(|e| storage_error("cannot snapshot keyed state", e))
+                    });
+                    let result = match result {
+                        Ok(mut s) => {
+                            // The hash map backend lists entries in hash order; files are
+                            // deterministic.
+                            s.records.sort_unstable_by(|a, b| {
+                                (a.key_group, a.state, &a.key).cmp(&(b.key_group, b.state, &b.key))
+                            });
+                            Ok(s)
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            inner.broken.get_or_insert(msg.clone());
+                            Err(msg)
+                        }
+                    };
+                    done.push((d, result));
+                }
+            }
+        }
+        done
+    }
+
+    fn check(inner: &Inner) -> Result<()> {
+        match &inner.broken {
+            None => Ok(()),
+            Some(why) => Err(EngineError::Task {
+                message: format!("the keyed-state store failed: {why}"),
+            }),
+        }
+    }
+
+    /// Runs `f` on the store after every queued job was applied, then the continuations of the
+    /// snapshots that were taken.
+    fn with_drained<T>(&self, f: impl FnOnce(&mut Inner, &Self) -> Result<T>) -> Result<T> {
+        let mut inner = self.lock();
+        let done = self.drain(&mut inner);
+        let result = Self::check(&inner).and_then(|()| f(&mut inner, self));
+        drop(inner);
+        for (d, r) in done {
+            d(r);
+        }
+        result
+    }
+
+    /// The stored value of `key` in state `state` of `key_group`, after every queued flush.
+    pub fn get(&self, key_group: u16, state: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.with_drained(|inner, store| {
+            let id = state_id(store, inner, state)?;
+            let backend = inner
+                .backend
+                .as_mut()
+                .expect("invariant: state_id opened the backend");
+            backend
+                .get(key_group, id, key)
+                .map(|v| v.map(<[u8]>::to_vec))
+                .map_err(|e| storage_error("cannot read keyed state", e))
+        })
+    }
+
+    /// Writes a flush of the hot state now (the operator is over its memory bound).
+    pub fn write_back(&self, delta: KeyedDelta) -> Result<()> {
+        self.with_drained(|inner, store| apply(store, inner, &delta))
+    }
+
+    /// Queues the asynchronous part of checkpoint `checkpoint_id`: apply `delta`, take a full
+    /// snapshot, then call `done` with it (on a rayon thread, or on the operator thread if it
+    /// needs the store first).
+    pub fn submit_snapshot(
+        self: &Arc<Self>,
+        checkpoint_id: u64,
+        delta: KeyedDelta,
+        done: SnapshotDone,
+    ) {
+        self.lock().queue.push_back(Job::Snapshot {
+            checkpoint_id,
+            delta,
+            done,
+        });
+        let store = Arc::clone(self);
+        rayon::spawn(move || store.run_queued());
+    }
+
+    /// Applies whatever is queued (a job may find its work already done by the operator thread).
+    pub fn run_queued(&self) {
+        let mut inner = self.lock();
+        let done = self.drain(&mut inner);
+        drop(inner);
+        for (d, r) in done {
+            d(r);
+        }
+    }
+
+    /// Replaces the state by a full snapshot (restore), keeping the key groups this subtask owns.
+    pub fn restore(&self, snapshot: Snapshot) -> Result<()> {
+        self.with_drained(|inner, store| {
+            open(store, inner)?;
+            let backend = inner
+                .backend
+                .as_mut()
+                .expect("invariant: open() opened the backend");
+            backend
+                .restore(std::slice::from_ref(&snapshot), store.key_groups)
+                .map_err(|e| storage_error("cannot restore keyed state", e))?;
+            backend.discard_changes();
+            Ok(())
+        })
+    }
+
+    /// Visits every stored entry of the subtask's key groups as (state name, key group, key,
+    /// value), in (key group, state, key) order.
+    pub fn scan(&self, visit: &mut ScanVisitor<'_>) -> Result<()> {
+        self.with_drained(|inner, store| {
+            open(store, inner)?;
+            let backend = inner
+                .backend
+                .as_mut()
+                .expect("invariant: open() opened the backend");
+            let names: HashMap<StateId, String> =
+                backend.registry().entries().into_iter().collect();
+            let mut failure = None;
+            backend
+                .scan(store.key_groups, &mut |e| {
+                    let name = names.get(&e.state).map_or("", String::as_str);
+                    match visit(name, e.key_group, e.key, e.value) {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(err) => {
+                            failure = Some(err);
+                            ControlFlow::Break(())
+                        }
+                    }
+                })
+                .map_err(|e| storage_error("cannot read keyed state", e))?;
+            failure.map_or(Ok(()), Err)
+        })
+    }
+}
+
+fn open(store: &SubtaskStore, inner: &mut Inner) -> Result<()> {
+    if inner.backend.is_none() {
+        inner.backend = Some(store.open_backend()?);
+    }
+    Ok(())
+}
+
+fn state_id(store: &SubtaskStore, inner: &mut Inner, name: &'static str) -> Result<StateId> {
+    open(store, inner)?;
+    if let Some(&id) = inner.ids.get(name) {
+        return Ok(id);
+    }
+    let backend = inner
+        .backend
+        .as_mut()
+        .expect("invariant: open() opened the backend");
+    let id = backend.register_state(name);
+    inner.ids.insert(name, id);
+    Ok(id)
+}
+
+fn apply(store: &SubtaskStore, inner: &mut Inner, delta: &KeyedDelta) -> Result<()> {
+    open(store, inner)?;
+    for r in delta.records() {
+        let id = state_id(store, inner, r.state)?;
+        let backend = inner
+            .backend
+            .as_mut()
+            .expect("invariant: open() opened the backend");
+        match r.value {
+            Some(v) => backend.put(r.key_group, id, r.key, v),
+            None => backend.delete(r.key_group, id, r.key),
+        }
+        .map_err(|e| storage_error("cannot write keyed state", e))?;
+    }
+    if !inner.track_changes {
+        if let Some(b) = inner.backend.as_mut() {
+            b.discard_changes();
+        }
+    }
+    Ok(())
+}
