@@ -112,6 +112,9 @@ impl SledBackend {
         let db = config
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
+            // sled's own page cache (1 GB by default) counts against the same bound as ours; sled
+            // refuses (panics on) a tiny one.
+            .cache_capacity(u64::try_from(memory_bound.max(1 << 20)).unwrap_or(u64::MAX))
             .open()
             .map_err(store_err)?;
         let tree = db.open_tree("keyed-state").map_err(store_err)?;
