@@ -65,6 +65,23 @@ pub struct Execution {
     pub job: Option<RunningJob>,
 }
 
+/// What a SELECT of a running job delivers to [`RunningJob::for_each_result`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ResultEvent<'a> {
+    /// The next change of the result.
+    Change(&'a Change),
+    /// The job (re)started from a checkpoint taken when the result had delivered its first
+    /// `delivered` changes: keep that many of the changes received for this SELECT (by this job
+    /// and, for a resumed job, by the run it resumes), drop the rest, and append what follows.
+    /// Every SELECT of a checkpointed job reports this first (0 when it starts afresh) and again
+    /// whenever an attempt restarts. Exact as long as the changes received before were kept: see
+    /// `docs/checkpointing.md`.
+    Restored {
+        /// Changes of the result covered by the checkpoint.
+        delivered: u64,
+    },
+}
+
 /// A job that is running.
 pub struct RunningJob {
     handle: JobHandle,
@@ -245,10 +262,29 @@ impl RunningJob {
     }
 
     /// Calls `f(select_index, schema, change)` for every result change of every SELECT as it
-    /// arrives, then waits for the job to end.
+    /// arrives, then waits for the job to end. When an attempt restarts from a checkpoint, the
+    /// changes after that checkpoint are passed again (at least once); [`RunningJob::for_each_result`]
+    /// tells where they start.
     pub fn for_each_change(
         self,
         mut f: impl FnMut(usize, &Schema, &Change),
+    ) -> Result<JobOutcome, Error> {
+        self.for_each_result(|i, schema, event| {
+            if let ResultEvent::Change(c) = event {
+                f(i, schema, c);
+            }
+        })
+    }
+
+    /// Calls `f(select_index, schema, event)` for every change of every SELECT as it arrives and
+    /// for every restore of a checkpointed job, then waits for the job to end. A caller that keeps
+    /// each SELECT's changes and, on [`ResultEvent::Restored`], truncates them to the first
+    /// `delivered` before appending what follows holds every change exactly once, across the
+    /// restarts of this job and across a resumed job (`restore_from`) when it kept the changes of
+    /// the run that stopped.
+    pub fn for_each_result(
+        self,
+        mut f: impl FnMut(usize, &Schema, ResultEvent<'_>),
     ) -> Result<JobOutcome, Error> {
         let mut open: Vec<bool> = vec![true; self.selects.len()];
         while open.iter().any(|o| *o) {
@@ -265,11 +301,15 @@ impl RunningJob {
                 continue;
             };
             let i = live[oper.index()];
+            let schema = &self.selects[i].schema;
             match oper.recv(&self.selects[i].receiver) {
                 Ok(Collected::Changes(batch)) => {
                     for c in &batch {
-                        f(i, &self.selects[i].schema, c);
+                        f(i, schema, ResultEvent::Change(c));
                     }
+                }
+                Ok(Collected::Restored { delivered }) => {
+                    f(i, schema, ResultEvent::Restored { delivered })
                 }
                 Ok(Collected::End) | Err(_) => open[i] = false,
             }

@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 
 use streamsql::engine::config::Configuration;
+use streamsql::engine::error::EngineError;
 use streamsql::engine::expr::format::{write_csv_value, write_print_value};
+use streamsql::engine::runtime::JobOutcome;
 use streamsql::engine::types::Schema;
 use streamsql::engine::value::Change;
 use streamsql::sql::session::StatementOutput;
-use streamsql::{Error, Streamsql};
+use streamsql::{Error, ResultEvent, RunningJob, Streamsql};
 
 /// The result of running one script.
 pub struct ScriptRun {
@@ -29,12 +31,54 @@ pub fn run_script(session: &mut Streamsql, sql: &str) -> Result<ScriptRun, Error
             .into_iter()
             .map(|s| (s, Vec::new()))
             .collect();
-        job.for_each_change(|i, _, c| selects[i].1.push(c.clone()))?;
+        consume(job, &mut selects)?;
     }
     Ok(ScriptRun {
         outputs: exec.outputs,
         selects,
     })
+}
+
+/// How a job consumed by [`consume`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Consumed {
+    pub outcome: JobOutcome,
+    /// Changes received before that a restore dropped: the checkpoint it restored did not cover
+    /// them, so they were sent again.
+    pub dropped: usize,
+}
+
+/// Runs `job` to its end as an exactly-once consumer of its SELECT results: every change is
+/// appended to its SELECT's list in `selects`, and when the job reports that it (re)started from
+/// a checkpoint, each list is first cut to the changes that checkpoint covers. `selects` may hold
+/// the changes of an earlier run that this job resumes. A checkpoint covering more changes than
+/// the list holds means a change was lost: that is an error.
+pub fn consume(job: RunningJob, selects: &mut [(Schema, Vec<Change>)]) -> Result<Consumed, Error> {
+    let mut lost: Option<String> = None;
+    let mut dropped = 0;
+    let outcome = job.for_each_result(|i, _, event| match event {
+        ResultEvent::Change(c) => selects[i].1.push(c.clone()),
+        ResultEvent::Restored { delivered } => {
+            let kept = &mut selects[i].1;
+            match usize::try_from(delivered) {
+                Ok(n) if n <= kept.len() => {
+                    dropped += kept.len() - n;
+                    kept.truncate(n);
+                }
+                _ => {
+                    lost.get_or_insert(format!(
+                        "SELECT {i} restored a checkpoint covering {delivered} changes, \
+                         but only {} were received",
+                        kept.len()
+                    ));
+                }
+            }
+        }
+    })?;
+    match lost {
+        Some(msg) => Err(Error::Job(EngineError::internal(msg))),
+        None => Ok(Consumed { outcome, dropped }),
+    }
 }
 
 /// A new session at parallelism `p`.
