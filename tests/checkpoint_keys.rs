@@ -438,6 +438,37 @@ fn num_retained_keeps_exactly_the_newest_n_checkpoints_while_running_and_after_c
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+#[ignore = "once any task has finished (here the VALUES source, at once) the coordinator declines \
+            every periodic checkpoint with NOT_ALL_REQUIRED_TASKS_RUNNING, whatever \
+            checkpoints-after-tasks-finish says; Flink keeps checkpointing the running tasks"]
+fn checkpoints_after_tasks_finish_keeps_checkpointing_after_a_source_ended() {
+    let dir = temp_dir("after-tasks-finish");
+    let mut s = session(
+        &dir,
+        "20 ms",
+        &[(
+            "execution.checkpointing.checkpoints-after-tasks-finish",
+            "true",
+        )],
+    );
+    // About 300 ms of paced rows beside a source that ends at once.
+    let sql = "CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', \
+                 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', \
+                 'fields.id.end' = '300', 'rows-per-second' = '1000');
+               CREATE TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
+               INSERT INTO sink SELECT id FROM gen
+                 UNION ALL SELECT x FROM (VALUES (CAST(0 AS BIGINT))) AS t(x);";
+    let (job, job_dir) = start(&mut s, &dir, sql);
+    assert_eq!(job.wait().expect("the job runs"), JobOutcome::Finished);
+    let v = stats(&job_dir).expect("statistics");
+    assert!(
+        count(&v, "completed") >= 2,
+        "periodic checkpoints besides the final one: {v:#}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Runs a job with the given retention until it has completed three checkpoints, then ends it:
 /// cancelled, or failed by [`FAILS_AT_ROW_150`]. Returns the checkpoints left and the number the
 /// statistics count as completed.
