@@ -729,10 +729,6 @@ fn restart_strategy_exponential_delay_restarts_attempts_before_reset_backoff_tim
 }
 
 #[test]
-#[ignore = "the supervisor may start a restarted attempt in the millisecond its restart was due; a \
-            failure of that attempt within the same millisecond counts as part of the previous \
-            failure ('now <= nextRestartTimestamp'), so the job gets one restart more than \
-            attempts-before-reset-backoff ('restarting in 0 ms')"]
 fn restart_strategy_exponential_delay_counts_the_failure_of_every_restarted_attempt() {
     for run in 0..10 {
         let (ok, restarts, stderr) = run_failing_job(

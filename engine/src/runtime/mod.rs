@@ -269,7 +269,8 @@ fn supervise(
         let Some(s) = strategy.as_mut() else {
             return Err(error);
         };
-        match s.on_failure(settings.clock.now_millis()) {
+        let failed_at_ms = settings.clock.now_millis();
+        match s.on_failure(failed_at_ms) {
             crate::checkpoint::RestartDecision::Fail { message } => {
                 return Err(EngineError::Task {
                     message: format!("{message}\nCaused by: {error}"),
@@ -284,6 +285,15 @@ fn supervise(
                         return Ok(JobOutcome::Cancelled);
                     }
                     std::thread::sleep(Duration::from_millis(10));
+                }
+                // The strategy merges a failure at or before the due millisecond into the one
+                // that scheduled the restart (Flink's `now <= nextRestartTimestamp`): start the
+                // attempt only once that millisecond has passed, so its own failures count. The
+                // wait is bounded in wall time for clocks that do not advance by themselves.
+                let due_ms = failed_at_ms.saturating_add(delay_ms);
+                let bound = std::time::Instant::now() + Duration::from_millis(5);
+                while settings.clock.now_millis() <= due_ms && std::time::Instant::now() < bound {
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 let mut next = settings.clone();
                 if let Some(setup) = next.checkpointing.as_mut() {
