@@ -162,3 +162,19 @@ pub fn csv_value(
 ) {
     write_csv_value(out, v, t)
 }
+
+/// The visible (committed) rows of a filesystem sink directory, sorted: hidden (`.`) and
+/// `_`-prefixed files are in progress or markers.
+pub fn committed_rows(dir: &std::path::Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).expect("readable part file");
+        rows.extend(text.lines().map(str::to_string));
+    }
+    rows.sort();
+    rows
+}

@@ -8,6 +8,8 @@
 //! The seed is printed; `CRASH_SEED=<n>` replays a run, `CRASH_KILLS=<n>` changes the number of
 //! kills (default 50).
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -73,19 +75,8 @@ fn write_input(dir: &Path) {
     }
 }
 
-/// The visible (committed) rows of a sink directory, sorted.
 fn committed(dir: &Path) -> Vec<String> {
-    let mut rows = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || name.starts_with('_') {
-            continue;
-        }
-        let text = std::fs::read_to_string(e.path()).expect("readable part file");
-        rows.extend(text.lines().map(str::to_string));
-    }
-    rows.sort();
-    rows
+    common::committed_rows(dir)
 }
 
 fn run(dir: &Path, resume: bool) -> std::process::Child {

@@ -2,6 +2,8 @@
 //! relative to it, so a `chk-<n>` directory moved elsewhere still restores, and the resumed job's
 //! committed output equals an uninterrupted run's.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -60,17 +62,7 @@ fn prepare(root: &Path, name: &str) -> PathBuf {
 }
 
 fn committed(dir: &Path) -> Vec<String> {
-    let mut rows = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || name.starts_with('_') {
-            continue;
-        }
-        let text = std::fs::read_to_string(e.path()).expect("part file");
-        rows.extend(text.lines().map(str::to_string));
-    }
-    rows.sort();
-    rows
+    common::committed_rows(dir)
 }
 
 fn streamsql(dir: &Path) -> Command {

@@ -21,12 +21,11 @@ use std::sync::Arc;
 
 use crate::agg::{column, Accumulator, AggCall, AggregateCalls};
 use crate::codec::{
-    check_version, corrupt, expect_end, get_ivarint, get_u8, get_values_into, put_ivarint,
-    put_values, put_version,
+    check_version, corrupt, expect_end, get_ivarint, get_u8, put_ivarint, put_values, put_version,
 };
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorFactory, Output, TaskContext};
-use crate::state::{row_key_hash, KeyedDelta, KeyedState, StateCodec};
+use crate::state::{decode_row_key, row_key_hash, KeyedDelta, KeyedState, StateCodec};
 use crate::value::{Change, Row, RowKind};
 
 /// What the planner specifies for a `GroupAggregate`.
@@ -70,18 +69,8 @@ impl StateCodec<Row, KeyState> for GroupCodec<'_> {
         put_values(key, out);
     }
 
-    fn decode_key(&self, mut bytes: &[u8]) -> Result<Row> {
-        let mut key = Row::new();
-        get_values_into(&mut bytes, &mut key)?;
-        expect_end(bytes)?;
-        if key.len() != self.key_len {
-            return Err(corrupt(format!(
-                "a group key has {} values, expected {}",
-                key.len(),
-                self.key_len
-            )));
-        }
-        Ok(key)
+    fn decode_key(&self, bytes: &[u8]) -> Result<Row> {
+        decode_row_key(bytes, self.key_len)
     }
 
     fn encode_value(&self, value: &KeyState, out: &mut Vec<u8>) {

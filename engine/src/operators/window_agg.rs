@@ -30,13 +30,13 @@ use std::sync::Arc;
 
 use crate::agg::{column, Accumulator, AggCall, AggregateCalls, AggregateKind};
 use crate::codec::{
-    check_version, corrupt, expect_end, get_ivarint, get_len, get_u8, get_values_into, put_ivarint,
-    put_uvarint, put_values, put_version,
+    check_version, corrupt, expect_end, get_ivarint, get_len, get_u8, put_ivarint, put_uvarint,
+    put_values, put_version,
 };
 use crate::error::{EngineError, Result};
 use crate::metrics::TaskMetrics;
 use crate::operator::{Operator, OperatorFactory, Output, TaskContext};
-use crate::state::{row_key_hash, KeyedDelta, KeyedState, StateCodec};
+use crate::state::{decode_row_key, row_key_hash, KeyedDelta, KeyedState, StateCodec};
 use crate::types::DataType;
 use crate::value::{Change, Row, RowKind, Value};
 use crate::window::{is_window_fired, SessionWindows, TimeWindow, WindowKind};
@@ -92,18 +92,8 @@ struct WindowCodec<'a> {
 }
 
 impl WindowCodec<'_> {
-    fn decode_key(&self, mut bytes: &[u8]) -> Result<Row> {
-        let mut key = Row::new();
-        get_values_into(&mut bytes, &mut key)?;
-        expect_end(bytes)?;
-        if key.len() != self.key_len {
-            return Err(corrupt(format!(
-                "a group key has {} values, expected {}",
-                key.len(),
-                self.key_len
-            )));
-        }
-        Ok(key)
+    fn decode_key(&self, bytes: &[u8]) -> Result<Row> {
+        decode_row_key(bytes, self.key_len)
     }
 }
 

@@ -142,7 +142,9 @@ impl TaskCheckpointing {
                         );
                     }
                     Err(e) => {
-                        tracing_warn(&format!("checkpoint {id}: asynchronous part failed: {e}"));
+                        report_async_failure(&format!(
+                            "checkpoint {id}: asynchronous part failed: {e}"
+                        ));
                         let _ = events.send(TaskEvent::Decline {
                             checkpoint_id: id,
                             reason: CheckpointFailureReason::CheckpointAsyncException,
@@ -226,7 +228,7 @@ fn send_state(
 }
 
 /// Reports a failure of an asynchronous part, which has no caller to return it to.
-fn tracing_warn(message: &str) {
+fn report_async_failure(message: &str) {
     eprintln!("streamsql: {message}");
 }
 

@@ -118,6 +118,21 @@ pub fn row_key_hash(values: &[Value]) -> i32 {
     keygroup::key_hash(values)
 }
 
+/// Reads a row key written with `codec::put_values` (all of `bytes`), checking it has `key_len`
+/// values: the key decoding of every operator whose state is keyed by its group key.
+pub fn decode_row_key(mut bytes: &[u8], key_len: usize) -> Result<crate::value::Row> {
+    let mut key = crate::value::Row::new();
+    crate::codec::get_values_into(&mut bytes, &mut key)?;
+    crate::codec::expect_end(bytes)?;
+    if key.len() != key_len {
+        return Err(crate::codec::corrupt(format!(
+            "a group key has {} values, expected {key_len}",
+            key.len()
+        )));
+    }
+    Ok(key)
+}
+
 /// One flush of dirty slots: every written key's new value, or its removal. Entries live in one
 /// buffer so that a flush of many keys costs no allocation per key.
 #[derive(Debug, Default, Clone)]
@@ -205,16 +220,6 @@ impl KeyedDelta {
         });
     }
 
-    /// Appends an entry from bytes.
-    pub fn push(&mut self, key_group: u16, state: &'static str, key: &[u8], value: Option<&[u8]>) {
-        self.push_with(
-            key_group,
-            state,
-            |out| out.extend_from_slice(key),
-            value.map(|v| move |out: &mut Vec<u8>| out.extend_from_slice(v)),
-        );
-    }
-
     /// The entries, in the order they were added.
     pub fn records(&self) -> impl Iterator<Item = DeltaRecord<'_>> {
         self.entries.iter().map(|e| {
@@ -226,13 +231,6 @@ impl KeyedDelta {
                 value: e.value_len.map(|n| &self.bytes[key_end..key_end + n]),
             }
         })
-    }
-
-    /// Appends every entry of `other` after this delta's (a later flush wins on replay).
-    pub fn append(&mut self, other: &KeyedDelta) {
-        for r in other.records() {
-            self.push(r.key_group, r.state, r.key, r.value);
-        }
     }
 }
 
@@ -314,22 +312,6 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         if self.memory_budget != usize::MAX {
             self.max_entries = (self.memory_budget / (self.entry_bytes + SLOT_OVERHEAD)).max(16);
         }
-    }
-
-    /// The state's name.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    /// Entries held in memory (tombstones included). With the `hashmap` backend this is the
-    /// whole state.
-    pub fn hot_len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Keys written since the last flush.
-    pub fn dirty_len(&self) -> usize {
-        self.dirty.len()
     }
 
     fn key_group(&self, codec: &impl StateCodec<K, V>, key: &K) -> u16 {

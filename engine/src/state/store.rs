@@ -109,19 +109,9 @@ impl SubtaskStore {
         }
     }
 
-    /// The key groups the subtask owns.
-    pub fn key_groups(&self) -> KeyGroupRange {
-        self.key_groups
-    }
-
     /// Whether the backend was opened: some keyed state was written or restored.
     pub fn is_open(&self) -> bool {
         self.lock().backend.is_some()
-    }
-
-    /// The backend kind.
-    pub fn kind(&self) -> BackendKind {
-        self.config.kind
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
