@@ -32,6 +32,7 @@ use streamsql_engine::checkpoint::CheckpointConfig;
 use streamsql_engine::config::Configuration;
 use streamsql_engine::operators::collect::Collected;
 use streamsql_engine::runtime::checkpointing::{self, CheckpointSetup};
+use streamsql_engine::runtime::job_result::{self, JobResult, ResumePoint};
 use streamsql_engine::runtime::{self, CancelHandle, JobHandle, JobOutcome, RuntimeSettings};
 use streamsql_engine::types::Schema;
 use streamsql_engine::value::Change;
@@ -63,6 +64,15 @@ pub struct Execution {
     pub outputs: Vec<StatementOutput>,
     /// The running job of the script's INSERTs and SELECTs, if it had any.
     pub job: Option<RunningJob>,
+    /// With `--resume latest`: the pipeline's last run finished, so no job was started.
+    pub already_finished: Option<JobResult>,
+}
+
+/// How a job of a script checkpoints, or that it must not run.
+enum Setup {
+    Run(Option<CheckpointSetup>),
+    /// `--resume latest` found that the pipeline's last run finished.
+    Finished(JobResult),
 }
 
 /// What a SELECT of a running job delivers to [`RunningJob::for_each_result`].
@@ -124,7 +134,16 @@ impl Streamsql {
         let job = match result.job {
             Some(plan) => {
                 let mut settings = runtime_settings(&self.session.config);
-                settings.checkpointing = self.checkpoint_setup(sql)?;
+                settings.checkpointing = match self.checkpoint_setup(sql)? {
+                    Setup::Run(setup) => setup,
+                    Setup::Finished(r) => {
+                        return Ok(Execution {
+                            outputs: result.outputs,
+                            job: None,
+                            already_finished: Some(r),
+                        });
+                    }
+                };
                 // Flink's choice: the configured strategy, else exponential-delay when the job
                 // checkpoints and no restart when it does not.
                 let seed = streamsql_engine::graph::stable_hash(sql.as_bytes(), 1);
@@ -148,13 +167,14 @@ impl Streamsql {
         Ok(Execution {
             outputs: result.outputs,
             job,
+            already_finished: None,
         })
     }
 
     /// Checkpointing of a job of `sql`: on when `execution.checkpointing.interval` is set or the job
     /// resumes; checkpoints go to `<execution.checkpointing.dir>/<job-id>`, where the job id is
     /// derived from the script so that `--resume latest` finds this pipeline's checkpoints.
-    fn checkpoint_setup(&self, sql: &str) -> Result<Option<CheckpointSetup>, Error> {
+    fn checkpoint_setup(&self, sql: &str) -> Result<Setup, Error> {
         let config = &self.session.config;
         let ckpt = CheckpointConfig::from_configuration(config).map_err(Error::Job)?;
         let dir = config.get_path("execution.checkpointing.dir");
@@ -163,7 +183,11 @@ impl Streamsql {
             None => None,
             Some(Restore::Path(p)) => Some(checkpointing::read_checkpoint(p).map_err(Error::Job)?),
             Some(Restore::Latest) => match &job_dir {
-                Some(d) => checkpointing::latest_checkpoint(d).map_err(Error::Job)?,
+                Some(d) => match job_result::resume_point(d).map_err(Error::Job)? {
+                    ResumePoint::Checkpoint(c) => Some(c),
+                    ResumePoint::Fresh => None,
+                    ResumePoint::Finished(r) => return Ok(Setup::Finished(r)),
+                },
                 None => return Err(Error::Job(EngineError::option(
                     "--resume latest needs 'execution.checkpointing.dir' (state.checkpoints.dir)",
                     None,
@@ -178,7 +202,7 @@ impl Streamsql {
             );
         }
         if !ckpt.is_enabled() && restore.is_none() {
-            return Ok(None);
+            return Ok(Setup::Run(None));
         }
         let job_dir = match job_dir {
             Some(d) => d,
@@ -190,12 +214,12 @@ impl Streamsql {
                 )))
             }
         };
-        Ok(Some(CheckpointSetup {
+        Ok(Setup::Run(Some(CheckpointSetup {
             config: ckpt,
             job_dir,
             restore: restore.map(std::sync::Arc::new),
             allow_non_restored_state: self.allow_non_restored_state,
-        }))
+        })))
     }
 
     /// The dataflow of a script's INSERTs and SELECTs, one operator per line.

@@ -186,6 +186,17 @@ fn run(args: &PipelineArgs, resume: &ResumeArgs) -> Result<ExitCode, Error> {
             }
         }
     }
+    if let Some(r) = &exec.already_finished {
+        let last = match r.final_checkpoint {
+            0 => String::new(),
+            id => format!(" with checkpoint {id}"),
+        };
+        eprintln!(
+            "streamsql: the last run of this pipeline finished{last} at {}; there is nothing to \
+             resume (run it without --resume to start it again)",
+            streamsql::checkpoints_cmd::format_timestamp(r.finished_ms)
+        );
+    }
     let Some(job) = exec.job else {
         return Ok(ExitCode::SUCCESS);
     };

@@ -135,8 +135,14 @@ fn sigkill_and_resume_loses_nothing_and_duplicates_nothing() {
 
     // The reference: one uninterrupted run.
     let reference = fresh(&root, "reference");
+    let started = std::time::Instant::now();
     let status = run(&reference, false).wait().expect("runs");
     assert!(status.success(), "the uninterrupted run succeeds");
+    // Kills land anywhere from early in a run to past its end, scaled to how long a run takes on
+    // this machine now (a loaded machine starts and runs processes slowly).
+    let run_ms = started.elapsed().as_millis() as u64;
+    let kill_after = (run_ms / 10).max(20)..(run_ms * 3 / 2).max(60);
+    eprintln!("crash test: an uninterrupted run took {run_ms} ms; kills after {kill_after:?} ms");
     let expected_windows = committed(&reference.join("out_windows"));
     let expected_sampled = committed(&reference.join("out_sampled"));
     assert_eq!(expected_sampled.len(), ROWS.div_ceil(7));
@@ -155,7 +161,7 @@ fn sigkill_and_resume_loses_nothing_and_duplicates_nothing() {
                 restored_runs += 1;
             }
             let mut child = run(&dir, true);
-            std::thread::sleep(Duration::from_millis(rng.gen_range(30..450)));
+            std::thread::sleep(Duration::from_millis(rng.gen_range(kill_after.clone())));
             if let Some(status) = child.try_wait().expect("status") {
                 assert!(status.success(), "a resumed run succeeds (seed {seed})");
                 finished = true;

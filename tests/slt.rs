@@ -436,6 +436,7 @@ impl Restorer {
             Ok(streamsql::Execution {
                 outputs,
                 job: Some(job),
+                ..
             }) => (outputs, job),
             other => {
                 // No job: the statement belongs to the script a resumed job re-runs.

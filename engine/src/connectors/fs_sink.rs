@@ -11,9 +11,10 @@
 //! default 128 MB; after `sink.rolling-policy.rollover-interval`, default 30 min) and closes at
 //! every checkpoint barrier and at the end of input. What happens to a closed file depends on
 //! whether the job checkpoints, as in Flink's `FileSink` two-phase commit:
-//! - Until the first checkpoint (snapshot or restore), a rolled file is published at once, and the
-//!   end of input publishes the rest: a job without checkpoints behaves as it always did.
-//! - From then on a closed file is *pending*: at the barrier of checkpoint `c` every file closed
+//! - In a job without checkpoints, a rolled file is published at once and the end of input
+//!   publishes the rest.
+//! - In a job with checkpoints, from its start, a closed file is *pending*: at the barrier of
+//!   checkpoint `c` every file closed
 //!   since the previous barrier is recorded as pending for `c` in the snapshot, and only when `c`
 //!   completes are the pending files of `c` and earlier checkpoints renamed to their final names.
 //!   A row written after the last completed checkpoint is therefore never visible; after a failure
@@ -23,7 +24,10 @@
 //!   means data was lost and is an error). Every other in-progress file of the restored sink uuid
 //!   and subtask (written after that checkpoint) is deleted, and the subtask keeps the restored
 //!   uuid and part counter so new names never collide with published ones.
-//! - The end of input (a bounded job finished) publishes everything, pending or not.
+//! - The end of input of a job without checkpoints publishes everything; with checkpoints, the
+//!   job's final checkpoint does, once it is durable. Publishing earlier would duplicate rows if
+//!   the process died before that checkpoint was written: a new run would start from the previous
+//!   checkpoint (or from the beginning) and write the published rows again.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -154,7 +158,7 @@ impl OperatorFactory for FileSystemSinkFactory {
             buffer: Vec::with_capacity(64 * 1024),
             file_size: self.file_size,
             rollover: self.rollover,
-            checkpointed: false,
+            checkpointed: ctx.state.checkpointing,
             unsnapshotted: Vec::new(),
             pending: BTreeMap::new(),
         }))
@@ -206,7 +210,8 @@ struct FileSystemSink {
     buffer: Vec<u8>,
     file_size: u64,
     rollover: Duration,
-    /// Set by the first snapshot or restore: from then on closed files wait for a checkpoint.
+    /// The job checkpoints (set from the start, and by any snapshot or restore): closed files wait
+    /// for a completed checkpoint.
     checkpointed: bool,
     /// Files closed (rolled) since the last barrier; they belong to the next checkpoint.
     unsnapshotted: Vec<PendingFile>,
@@ -663,9 +668,11 @@ mod tests {
     /// The end of a checkpointed job: end of input, then the final checkpoint completes.
     fn end_with_final_checkpoint(op: &mut dyn Operator, out: &mut Output) {
         op.on_end_of_input(out).unwrap();
-        op.snapshot_state(u64::MAX).unwrap();
-        op.notify_checkpoint_complete(u64::MAX).unwrap();
+        op.snapshot_state(FINAL).unwrap();
+        op.notify_checkpoint_complete(FINAL).unwrap();
     }
+
+    const FINAL: u64 = crate::runtime::checkpointing::FINAL_CHECKPOINT;
     use crate::metrics::TaskMetrics;
     use crate::types::{DataType, Field};
     use crate::value::Value;
@@ -922,6 +929,34 @@ mod tests {
         end_with_final_checkpoint(&mut *op, &mut out);
         assert_eq!(visible_ids(&d), vec![0, 1, 2, 3]);
         assert_eq!(visible(&d).len(), 3, "{:?}", visible(&d));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_checkpointing_job_publishes_nothing_before_a_checkpoint_completes() {
+        let d = temp_dir("ckptjob");
+        let o = Options::from_pairs([
+            ("path", d.to_str().unwrap()),
+            ("format", "csv"),
+            ("sink.rolling-policy.file-size", "5b"),
+        ]);
+        let mut c = ctx(0);
+        c.state.checkpointing = true;
+        let mut op = create_sink("out", &schema(), &o)
+            .unwrap()
+            .create(&c)
+            .unwrap();
+        let mut out = Output::new();
+        // Rolled files and the end of input, all before any barrier reached the sink.
+        op.on_batch(0, rows_from(0, 3), &mut out).unwrap();
+        op.on_end_of_input(&mut out).unwrap();
+        assert_eq!(visible_ids(&d), Vec::<i32>::new());
+        // The final checkpoint is written: only its completion publishes.
+        op.snapshot_state(FINAL).unwrap();
+        assert_eq!(visible_ids(&d), Vec::<i32>::new());
+        op.notify_checkpoint_complete(FINAL).unwrap();
+        assert_eq!(visible_ids(&d), vec![0, 1, 2]);
+        assert_eq!(hidden(&d), Vec::<String>::new());
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -175,6 +175,20 @@ pub fn read_checkpoint(path: &Path) -> Result<RestoredCheckpoint> {
     decode_metadata(&payload, &file)
 }
 
+/// Writes `<job dir>/chk-<n>/_metadata` through the durable write path: the commit point of
+/// checkpoint n.
+pub fn write_checkpoint_metadata(
+    job_dir: &Path,
+    checkpoint: &RestoredCheckpoint,
+) -> std::result::Result<(), streamsql_storage::StorageError> {
+    streamsql_storage::write_framed_atomic(
+        &checkpoint_dir(job_dir, checkpoint.checkpoint_id).join(METADATA_FILE),
+        METADATA_MAGIC,
+        METADATA_VERSION,
+        &encode_metadata(checkpoint),
+    )
+}
+
 /// The completed checkpoints of a job directory, newest first: `chk-<n>` directories with a
 /// `_metadata` file.
 pub fn completed_checkpoints(job_dir: &Path) -> Vec<(u64, PathBuf)> {
@@ -482,12 +496,7 @@ impl Coordinator {
         std::result::Result<(), streamsql_storage::StorageError>,
     ) {
         let dir = checkpoint_dir(&self.setup.job_dir, checkpoint.checkpoint_id);
-        let written = streamsql_storage::write_framed_atomic(
-            &dir.join(METADATA_FILE),
-            METADATA_MAGIC,
-            METADATA_VERSION,
-            &encode_metadata(checkpoint),
-        );
+        let written = write_checkpoint_metadata(&self.setup.job_dir, checkpoint);
         (dir, written)
     }
 

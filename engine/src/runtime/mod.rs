@@ -9,6 +9,7 @@
 pub mod checkpointing;
 pub mod clock;
 mod exchange;
+pub mod job_result;
 pub mod subtask_state;
 mod task;
 pub mod watermark;
@@ -89,7 +90,11 @@ fn state_context(
             &format!("{:016x}-{subtask}", node.id),
         ))
     });
-    crate::state::StateContext { config, store }
+    crate::state::StateContext {
+        config,
+        store,
+        checkpointing: settings.checkpointing.is_some(),
+    }
 }
 
 /// One input channel of a subtask and the operator input it feeds.
@@ -206,6 +211,10 @@ impl Attempt {
 /// Starts `graph` and supervises it: a failed attempt is restarted (from the latest completed
 /// checkpoint when the job checkpoints) as `settings.restart` allows.
 pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHandle> {
+    if let Some(setup) = &settings.checkpointing {
+        // A new run of the job: the record of an earlier run's end no longer applies.
+        job_result::clear(&setup.job_dir)?;
+    }
     let user_cancel = Arc::new(AtomicBool::new(false));
     let first = start_attempt(graph, settings, &user_cancel)?;
     let metrics = first.metrics.clone();
@@ -240,6 +249,20 @@ fn retire_checkpoints(settings: &RuntimeSettings, end: crate::checkpoint::JobEnd
     };
     if setup.config.retention.keeps(end) {
         return;
+    }
+    if end == crate::checkpoint::JobEnd::Finished {
+        // The record goes first: a process killed while the checkpoints are discarded must not
+        // look like one killed mid-job, or `--resume latest` would run the job again.
+        let result = job_result::JobResult {
+            final_checkpoint: checkpointing::completed_checkpoints(&setup.job_dir)
+                .first()
+                .map_or(0, |(id, _)| *id),
+            finished_ms: settings.clock.now_millis(),
+        };
+        if let Err(e) = job_result::write(&setup.job_dir, &result) {
+            eprintln!("streamsql: the job's checkpoints are kept: {e}");
+            return;
+        }
     }
     for (_, dir) in checkpointing::completed_checkpoints(&setup.job_dir) {
         if let Err(e) = std::fs::remove_dir_all(&dir) {

@@ -95,6 +95,8 @@ pub struct StateContext {
     pub config: StateBackendConfig,
     /// The subtask's byte-level store, when it needs one (checkpointing on, or the sled backend).
     pub store: Option<Arc<SubtaskStore>>,
+    /// The job checkpoints: transactional sinks publish only what a completed checkpoint covers.
+    pub checkpointing: bool,
 }
 
 /// How a state's keys and values become bytes. The operator implements it (values such as
@@ -598,6 +600,7 @@ pub fn standalone_context(kind: BackendKind, memory_budget: usize) -> StateConte
     StateContext {
         config,
         store: Some(Arc::new(store)),
+        checkpointing: false,
     }
 }
 
