@@ -62,6 +62,11 @@ pub enum Error {
     #[error("The job failed: {0}")]
     #[diagnostic(code(job::failed))]
     Job(EngineError),
+    /// A savepoint could not be taken (Flink's CLI: "Triggering a savepoint for the job ...
+    /// failed.").
+    #[error("Triggering a savepoint for the job failed: {0}")]
+    #[diagnostic(code(savepoint::failed))]
+    Savepoint(EngineError),
     /// A file could not be read.
     #[error("cannot read '{path}': {source}")]
     #[diagnostic(code(io))]
@@ -78,7 +83,7 @@ impl Error {
         match self {
             Error::Sql(d) if d.code == "sql::internal" => ErrorClass::Internal,
             Error::Sql(_) | Error::Config(_) => ErrorClass::User,
-            Error::Job(e) => e.class(),
+            Error::Job(e) | Error::Savepoint(e) => e.class(),
             Error::Read { .. } => ErrorClass::External,
         }
     }

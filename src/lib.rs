@@ -96,6 +96,22 @@ pub enum ResultEvent<'a> {
 pub struct RunningJob {
     handle: JobHandle,
     selects: Vec<SelectOutput>,
+    /// `execution.checkpointing.savepoint-dir`: where savepoints go unless told otherwise.
+    savepoint_dir: Option<std::path::PathBuf>,
+}
+
+/// Flink's answer to a savepoint request without a target directory when none is configured.
+const NO_SAVEPOINT_DIR: &str = "Config key [execution.checkpointing.savepoint-dir] is not set. \
+                                Property [target-directory] must be provided.";
+
+/// The directory a savepoint goes to: `target`, else the configured default.
+fn savepoint_target(
+    target: Option<std::path::PathBuf>,
+    configured: Option<std::path::PathBuf>,
+) -> Result<std::path::PathBuf, Error> {
+    target
+        .or(configured)
+        .ok_or_else(|| Error::Savepoint(EngineError::option(NO_SAVEPOINT_DIR, None)))
 }
 
 impl Streamsql {
@@ -160,6 +176,10 @@ impl Streamsql {
                 Some(RunningJob {
                     handle,
                     selects: plan.selects,
+                    savepoint_dir: self
+                        .session
+                        .config
+                        .get_path("execution.checkpointing.savepoint-dir"),
                 })
             }
             None => None,
@@ -222,6 +242,34 @@ impl Streamsql {
         })))
     }
 
+    /// Asks the running job of `sql` (started by another process with the same script and
+    /// configuration) for a savepoint in `target`, or in `execution.checkpointing.savepoint-dir`;
+    /// with `stop`, the job ends once the savepoint completed (stop-with-savepoint). Returns the
+    /// savepoint's directory.
+    pub fn request_savepoint(
+        &mut self,
+        name: &str,
+        sql: &str,
+        target: Option<std::path::PathBuf>,
+        stop: bool,
+    ) -> Result<std::path::PathBuf, Error> {
+        // The script's SET statements decide where its job keeps its checkpoints.
+        self.explain(name, sql)?;
+        let config = &self.session.config;
+        let Some(dir) = config.get_path("execution.checkpointing.dir") else {
+            return Err(Error::Savepoint(EngineError::option(
+                "savepoints need a job that checkpoints: 'execution.checkpointing.dir' (state.checkpoints.dir) is not set",
+                None,
+            )));
+        };
+        let target = savepoint_target(
+            target,
+            config.get_path("execution.checkpointing.savepoint-dir"),
+        )?;
+        runtime::control::request_savepoint(&dir.join(job_id(sql)), &target, stop)
+            .map_err(Error::Savepoint)
+    }
+
     /// The dataflow of a script's INSERTs and SELECTs, one operator per line.
     pub fn explain(&mut self, name: &str, sql: &str) -> Result<String, Error> {
         self.session
@@ -270,6 +318,26 @@ pub fn state_backend(config: &Configuration) -> streamsql_engine::state::StateBa
 }
 
 impl RunningJob {
+    /// Takes a savepoint of the job in `target` (else `execution.checkpointing.savepoint-dir`),
+    /// stopping the job once it completed when `stop`. Blocks until the savepoint completed or
+    /// failed; returns its directory. The job keeps running meanwhile (call this from another
+    /// thread than the one consuming results).
+    pub fn savepoint(
+        &self,
+        target: Option<std::path::PathBuf>,
+        stop: bool,
+    ) -> Result<std::path::PathBuf, Error> {
+        let target = savepoint_target(target, self.savepoint_dir.clone())?;
+        let answer = self.handle.trigger_savepoint(target, stop);
+        match answer.recv() {
+            Ok(Ok(dir)) => Ok(dir),
+            Ok(Err(message)) => Err(Error::Savepoint(EngineError::Task { message })),
+            Err(_) => Err(Error::Savepoint(EngineError::Task {
+                message: "the job ended before the savepoint completed".into(),
+            })),
+        }
+    }
+
     /// A handle to cancel the job from another thread.
     pub fn cancel_handle(&self) -> CancelHandle {
         self.handle.cancel_handle()
@@ -338,7 +406,9 @@ impl RunningJob {
                 Ok(Collected::End) | Err(_) => open[i] = false,
             }
         }
-        let RunningJob { handle, selects } = self;
+        let RunningJob {
+            handle, selects, ..
+        } = self;
         drop(selects);
         handle.wait().map_err(Error::Job)
     }

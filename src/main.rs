@@ -78,6 +78,23 @@ enum Command {
     },
     /// Print the dataflow of a pipeline: one operator per line with parallelism and exchanges.
     Explain(PipelineArgs),
+    /// Take a savepoint of the running job of a pipeline (started by `streamsql run` with the
+    /// same script and configuration); prints its directory.
+    Savepoint {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// The directory to create the savepoint in (default: execution.checkpointing.savepoint-dir).
+        target: Option<PathBuf>,
+    },
+    /// Stop the running job of a pipeline with a savepoint: the job ends once the savepoint
+    /// completed, and `run -s <savepoint>` resumes it.
+    Stop {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// The directory to create the savepoint in (default: execution.checkpointing.savepoint-dir).
+        #[arg(long = "savepointPath", alias = "savepoint-path", value_name = "DIR")]
+        savepoint_path: Option<PathBuf>,
+    },
     /// Show a job's checkpoint monitoring: overview, history, summary and configuration.
     Checkpoints {
         /// The job's checkpoint directory (<state.checkpoints.dir>/<job-id>), or a checkpoints
@@ -94,6 +111,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { pipeline, resume } => run(&pipeline, &resume),
         Command::Explain(args) => explain(&args),
+        Command::Savepoint { pipeline, target } => savepoint(&pipeline, target, false),
+        Command::Stop {
+            pipeline,
+            savepoint_path,
+        } => savepoint(&pipeline, savepoint_path, true),
         Command::Checkpoints { dir, json } => return checkpoints(&dir, json),
     };
     match result {
@@ -150,6 +172,15 @@ fn session(args: &PipelineArgs) -> Result<(Streamsql, String), Error> {
     }
     let sql = read(&args.pipeline)?;
     Ok((s, sql))
+}
+
+fn savepoint(args: &PipelineArgs, target: Option<PathBuf>, stop: bool) -> Result<ExitCode, Error> {
+    let (mut s, sql) = session(args)?;
+    let name = args.pipeline.display().to_string();
+    let dir = s.request_savepoint(&name, &sql, target, stop)?;
+    // Flink's CLI words.
+    println!("Savepoint completed. Path: {}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn explain(args: &PipelineArgs) -> Result<ExitCode, Error> {

@@ -441,7 +441,8 @@ static KEYS: &[KeySpec] = &[
         Kind::Path,
         "Default directory for savepoints.",
     )
-    .aliases(&["state.savepoints.dir", "savepoints.state.backend.fs.dir"]),
+    .aliases(&["state.savepoints.dir", "savepoints.state.backend.fs.dir"])
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.num-retained",
         int(1, INT_MAX),

@@ -12,8 +12,40 @@ pub struct CheckpointBarrier {
     pub id: u64,
     /// Milliseconds since the epoch when the coordinator triggered the checkpoint.
     pub timestamp: i64,
-    /// A savepoint rather than a checkpoint.
-    pub is_savepoint: bool,
+    /// Set for a savepoint rather than a checkpoint.
+    pub savepoint: Option<SavepointTarget>,
+}
+
+impl CheckpointBarrier {
+    /// A barrier of a periodic checkpoint.
+    pub fn checkpoint(id: u64, timestamp: i64) -> CheckpointBarrier {
+        CheckpointBarrier {
+            id,
+            timestamp,
+            savepoint: None,
+        }
+    }
+
+    /// Whether the barrier belongs to a savepoint.
+    pub fn is_savepoint(&self) -> bool {
+        self.savepoint.is_some()
+    }
+
+    /// Whether the barrier belongs to a savepoint that stops the job.
+    pub fn stops(&self) -> bool {
+        self.savepoint.as_ref().is_some_and(|s| s.stop)
+    }
+}
+
+/// Where a savepoint's files go, and whether the job stops after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavepointTarget {
+    /// The savepoint's own directory (`<target>/savepoint-<jobid6>-<random>`): every file of the
+    /// savepoint is inside it, so it can be moved.
+    pub dir: std::sync::Arc<std::path::PathBuf>,
+    /// Stop-with-savepoint: sources emit nothing after the barrier, and once the savepoint
+    /// completes every task ends without end-of-input processing.
+    pub stop: bool,
 }
 
 /// Flink's latency marker: emitted by sources every `metrics.latency.interval`, forwarded without
@@ -39,4 +71,7 @@ pub enum Message {
     LatencyMarker(LatencyMarker),
     /// The input is finished; nothing follows.
     EndOfStream,
+    /// The job stopped with a savepoint, which completed: nothing follows, but the input did not
+    /// end, so operators do not flush (no final watermark, no end-of-input).
+    Stop,
 }

@@ -615,11 +615,7 @@ mod tests {
     }
 
     fn barrier(id: u64) -> CheckpointBarrier {
-        CheckpointBarrier {
-            id,
-            timestamp: 0,
-            is_savepoint: false,
-        }
+        CheckpointBarrier::checkpoint(id, 0)
     }
 
     fn compact(actions: Vec<AlignerAction>) -> Vec<Act> {
@@ -859,7 +855,10 @@ mod tests {
         let b = CheckpointBarrier {
             id: 9,
             timestamp: 1_000,
-            is_savepoint: true,
+            savepoint: Some(crate::message::SavepointTarget {
+                dir: std::sync::Arc::new("/sp/savepoint-abc".into()),
+                stop: false,
+            }),
         };
         a.on_barrier(0, &b, 1_250).expect("ok");
         let out = a.on_barrier(1, &b, 1_300).expect("ok");

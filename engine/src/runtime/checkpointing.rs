@@ -36,7 +36,7 @@ use crate::error::{EngineError, Result};
 use crate::message::CheckpointBarrier;
 
 const METADATA_MAGIC: [u8; 4] = *b"SSCK";
-const METADATA_VERSION: u16 = 1;
+const METADATA_VERSION: u16 = 2;
 /// The name of the commit file of a checkpoint directory.
 pub const METADATA_FILE: &str = "_metadata";
 
@@ -61,6 +61,8 @@ pub struct RestoredCheckpoint {
     pub states: BTreeMap<TaskKey, Vec<u8>>,
     /// Where it was read from.
     pub path: PathBuf,
+    /// A savepoint rather than a checkpoint.
+    pub is_savepoint: bool,
 }
 
 impl RestoredCheckpoint {
@@ -110,6 +112,8 @@ pub(crate) enum TaskCommand {
     Trigger(CheckpointBarrier),
     /// The checkpoint completed.
     Complete(u64),
+    /// Sources only: the stop-with-savepoint of this id failed; go on with the job.
+    Abort(u64),
 }
 
 /// Encodes a checkpoint's metadata.
@@ -118,6 +122,7 @@ pub fn encode_metadata(checkpoint: &RestoredCheckpoint) -> Vec<u8> {
     codec::put_version(&mut out);
     codec::put_uvarint(&mut out, checkpoint.checkpoint_id);
     codec::put_ivarint(&mut out, checkpoint.trigger_ms);
+    out.push(u8::from(checkpoint.is_savepoint));
     codec::put_uvarint(&mut out, checkpoint.states.len() as u64);
     for (task, state) in &checkpoint.states {
         codec::put_uvarint(&mut out, task.operator_id);
@@ -134,6 +139,11 @@ pub fn decode_metadata(mut input: &[u8], path: &Path) -> Result<RestoredCheckpoi
     codec::check_version(input)?;
     let checkpoint_id = codec::get_uvarint(input)?;
     let trigger_ms = codec::get_ivarint(input)?;
+    let is_savepoint = match codec::get_bytes(input, 1)? {
+        [0] => false,
+        [1] => true,
+        _ => return Err(codec::corrupt("invalid checkpoint kind")),
+    };
     let n = codec::get_len(input)?;
     let mut states = BTreeMap::new();
     for _ in 0..n {
@@ -156,6 +166,7 @@ pub fn decode_metadata(mut input: &[u8], path: &Path) -> Result<RestoredCheckpoi
         trigger_ms,
         states,
         path: path.to_path_buf(),
+        is_savepoint,
     })
 }
 
@@ -233,8 +244,78 @@ pub fn latest_checkpoint(job_dir: &Path) -> Result<Option<RestoredCheckpoint>> {
     }
 }
 
-/// Checkpoints triggered and not yet complete, with the states acknowledged so far.
-type Pending = BTreeMap<u64, (PendingCheckpoint, BTreeMap<TaskKey, Vec<u8>>)>;
+/// Checkpoints triggered and not yet complete, with the states acknowledged so far and, for a
+/// savepoint, where it goes and who waits for it.
+type Pending = BTreeMap<
+    u64,
+    (
+        PendingCheckpoint,
+        BTreeMap<TaskKey, Vec<u8>>,
+        Option<SavepointInFlight>,
+    ),
+>;
+
+/// A request to take a savepoint of the running job (`streamsql savepoint`, `streamsql stop`).
+#[derive(Debug)]
+pub struct SavepointRequest {
+    /// The directory to create the savepoint's own directory in.
+    pub target: PathBuf,
+    /// Stop-with-savepoint: the job ends once the savepoint completes.
+    pub stop: bool,
+    /// Receives the savepoint's directory, or why it failed (Flink's message).
+    pub reply: Sender<std::result::Result<PathBuf, String>>,
+}
+
+/// A savepoint being taken.
+#[derive(Debug)]
+pub(crate) struct SavepointInFlight {
+    dir: PathBuf,
+    stop: bool,
+    reply: Sender<std::result::Result<PathBuf, String>>,
+}
+
+/// A checkpoint or savepoint that failed, as the coordinator removed it from the pending ones.
+struct FailedCheckpoint {
+    id: u64,
+    kind: CheckpointKind,
+    savepoint: Option<SavepointInFlight>,
+}
+
+/// The first six characters of the job id, as Flink names savepoint directories.
+fn job_id_prefix(job_dir: &Path) -> String {
+    let name = job_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    name.chars().take(6).collect()
+}
+
+/// Twelve random hex digits for a savepoint directory's name (unique, not reproducible).
+fn random_suffix() -> String {
+    use rand::{RngCore, SeedableRng};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(&nanos.to_le_bytes());
+    seed[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    let mut rng = rand_chacha::ChaCha8Rng::from_seed(seed);
+    let mut b = [0u8; 6];
+    rng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Removes pending checkpoint `id` for failing it.
+fn take_failed(pending: &mut Pending, id: u64) -> FailedCheckpoint {
+    let (p, _, savepoint) = pending
+        .remove(&id)
+        .expect("invariant: only a pending checkpoint fails");
+    FailedCheckpoint {
+        id,
+        kind: p.kind(),
+        savepoint,
+    }
+}
 
 /// The coordinator's side of the channels.
 pub(crate) struct Coordinator {
@@ -248,6 +329,8 @@ pub(crate) struct Coordinator {
     pub clock: Arc<dyn Clock>,
     /// Operator names by id, as monitoring shows them.
     pub operator_names: BTreeMap<u64, String>,
+    /// Savepoint requests of the running job.
+    pub savepoints: Receiver<SavepointRequest>,
 }
 
 impl Coordinator {
@@ -326,15 +409,24 @@ impl Coordinator {
                 in_progress: pending.len(),
                 all_tasks_running: finished.is_empty(),
             };
-            if let TriggerDecision::Trigger = policy.next_trigger(&facts) {
+            let stopping = pending
+                .values()
+                .any(|(p, _, _)| p.kind() == CheckpointKind::SynchronousSavepoint);
+            while let Ok(request) = self.savepoints.try_recv() {
+                self.trigger_savepoint(request, &mut next_id, pending, stats, &finished);
+            }
+            // Sources emit nothing after the barrier of a stop-with-savepoint, so no checkpoint
+            // could complete meanwhile.
+            let decision = if stopping {
+                TriggerDecision::WaitForInProgress
+            } else {
+                policy.next_trigger(&facts)
+            };
+            if let TriggerDecision::Trigger = decision {
                 let id = next_id;
                 next_id += 1;
                 last_trigger_ms = Some(now);
-                let barrier = CheckpointBarrier {
-                    id,
-                    timestamp: now,
-                    is_savepoint: false,
-                };
+                let barrier = CheckpointBarrier::checkpoint(id, now);
                 pending.insert(
                     id,
                     (
@@ -346,9 +438,10 @@ impl Coordinator {
                             self.tasks.iter().copied(),
                         ),
                         BTreeMap::new(),
+                        None,
                     ),
                 );
-                stats.pending(id, now);
+                stats.pending(id, now, CheckpointKind::Checkpoint);
                 for s in &self.sources {
                     // A source that already ended cannot take part: the checkpoint is declined
                     // below when that task's end is reported.
@@ -358,14 +451,14 @@ impl Coordinator {
             // Expired checkpoints.
             let expired: Vec<u64> = pending
                 .iter_mut()
-                .filter_map(|(id, (p, _))| p.check_expired(now).map(|_| *id))
+                .filter_map(|(id, (p, _, _))| p.check_expired(now).map(|_| *id))
                 .collect();
             for id in expired {
-                pending.remove(&id);
+                let failed = take_failed(pending, id);
                 self.fail_checkpoint(
                     &mut failures,
                     stats,
-                    id,
+                    failed,
                     CheckpointFailureReason::CheckpointExpired,
                     shared,
                 )?;
@@ -377,7 +470,7 @@ impl Coordinator {
                     state,
                     ack,
                 }) => {
-                    let Some((p, states)) = pending.get_mut(&checkpoint_id) else {
+                    let Some((p, states, _)) = pending.get_mut(&checkpoint_id) else {
                         continue;
                     };
                     let ack_ms = self.clock.now_millis();
@@ -389,14 +482,33 @@ impl Coordinator {
                     );
                     states.insert(task, state);
                     if p.is_complete() {
-                        let (p, states) = pending
+                        let (p, states, savepoint) = pending
                             .remove(&checkpoint_id)
                             .expect("invariant: the checkpoint was just found pending");
+                        if let Some(sp) = savepoint {
+                            let checkpoint = RestoredCheckpoint {
+                                checkpoint_id,
+                                trigger_ms: p.trigger_ms(),
+                                states,
+                                path: PathBuf::new(),
+                                is_savepoint: true,
+                            };
+                            self.complete_savepoint(
+                                &checkpoint,
+                                p.kind(),
+                                sp,
+                                &mut failures,
+                                stats,
+                                shared,
+                            )?;
+                            continue;
+                        }
                         let checkpoint = RestoredCheckpoint {
                             checkpoint_id,
                             trigger_ms: p.trigger_ms(),
                             states,
                             path: PathBuf::new(),
+                            is_savepoint: false,
                         };
                         let (dir, written) = self.write_metadata(&checkpoint);
                         if let Err(e) = written {
@@ -404,7 +516,11 @@ impl Coordinator {
                             self.fail_checkpoint(
                                 &mut failures,
                                 stats,
-                                checkpoint_id,
+                                FailedCheckpoint {
+                                    id: checkpoint_id,
+                                    kind: p.kind(),
+                                    savepoint: None,
+                                },
                                 CheckpointFailureReason::IoException,
                                 shared,
                             )?;
@@ -414,9 +530,12 @@ impl Coordinator {
                         let end_ms = self.clock.now_millis();
                         last_completed_end_ms = Some(end_ms);
                         completed.push(checkpoint_id);
-                        // Older pending checkpoints are subsumed.
-                        let older: Vec<u64> =
-                            pending.range(..checkpoint_id).map(|(id, _)| *id).collect();
+                        // Older pending checkpoints are subsumed; savepoints never are.
+                        let older: Vec<u64> = pending
+                            .range(..checkpoint_id)
+                            .filter(|(_, (p, _, _))| !p.kind().is_savepoint())
+                            .map(|(id, _)| *id)
+                            .collect();
                         for id in older {
                             pending.remove(&id);
                             stats.tracker.report_failed(
@@ -436,8 +555,9 @@ impl Coordinator {
                     checkpoint_id,
                     reason,
                 }) => {
-                    if pending.remove(&checkpoint_id).is_some() {
-                        self.fail_checkpoint(&mut failures, stats, checkpoint_id, reason, shared)?;
+                    if pending.contains_key(&checkpoint_id) {
+                        let failed = take_failed(pending, checkpoint_id);
+                        self.fail_checkpoint(&mut failures, stats, failed, reason, shared)?;
                     }
                 }
                 Ok(TaskEvent::FinalState { task, state }) => {
@@ -453,6 +573,7 @@ impl Coordinator {
                             trigger_ms: stats.final_trigger_ms.unwrap_or(now),
                             states: std::mem::take(&mut final_states),
                             path: PathBuf::new(),
+                            is_savepoint: false,
                         };
                         stats.final_pending(id);
                         let (dir, written) = self.write_metadata(&checkpoint);
@@ -509,6 +630,118 @@ impl Coordinator {
         }
     }
 
+    /// Triggers a savepoint for `request`: a barrier like a checkpoint's, whose snapshots go to
+    /// the savepoint's own directory. Savepoints are not held back by the periodic trigger's
+    /// limits (Flink forces them), but need every task running.
+    fn trigger_savepoint(
+        &self,
+        request: SavepointRequest,
+        next_id: &mut u64,
+        pending: &mut Pending,
+        stats: &mut StatsRecorder,
+        finished: &std::collections::BTreeSet<TaskKey>,
+    ) {
+        if !finished.is_empty() {
+            let reason = CheckpointFailureReason::NotAllRequiredTasksRunning;
+            let _ = request.reply.send(Err(reason.message().to_string()));
+            return;
+        }
+        let dir = request.target.join(format!(
+            "savepoint-{}-{}",
+            job_id_prefix(&self.setup.job_dir),
+            random_suffix()
+        ));
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            let _ = request.reply.send(Err(format!(
+                "cannot create the savepoint directory '{}': {e}",
+                dir.display()
+            )));
+            return;
+        }
+        let now = self.clock.now_millis();
+        let id = *next_id;
+        *next_id += 1;
+        let kind = if request.stop {
+            CheckpointKind::SynchronousSavepoint
+        } else {
+            CheckpointKind::Savepoint
+        };
+        let barrier = CheckpointBarrier {
+            id,
+            timestamp: now,
+            savepoint: Some(crate::message::SavepointTarget {
+                dir: Arc::new(dir.clone()),
+                stop: request.stop,
+            }),
+        };
+        pending.insert(
+            id,
+            (
+                PendingCheckpoint::new(
+                    id,
+                    kind,
+                    now,
+                    self.setup.config.timeout,
+                    self.tasks.iter().copied(),
+                ),
+                BTreeMap::new(),
+                Some(SavepointInFlight {
+                    dir,
+                    stop: request.stop,
+                    reply: request.reply,
+                }),
+            ),
+        );
+        stats.pending(id, now, kind);
+        for s in &self.sources {
+            let _ = s.try_send(TaskCommand::Trigger(barrier.clone()));
+        }
+    }
+
+    /// Writes a savepoint's `_metadata` in its own directory and answers its request. Only a
+    /// stop-with-savepoint notifies the tasks: as in Flink, an intermediate savepoint commits no
+    /// side effects (its sink files are published by the next checkpoint), because recovery
+    /// after a failure uses checkpoints, never savepoints.
+    fn complete_savepoint(
+        &self,
+        savepoint: &RestoredCheckpoint,
+        kind: CheckpointKind,
+        sp: SavepointInFlight,
+        failures: &mut FailureManager,
+        stats: &mut StatsRecorder,
+        shared: &JobShared,
+    ) -> Result<()> {
+        let id = savepoint.checkpoint_id;
+        let written = streamsql_storage::write_framed_atomic(
+            &sp.dir.join(METADATA_FILE),
+            METADATA_MAGIC,
+            METADATA_VERSION,
+            &encode_metadata(savepoint),
+        );
+        if let Err(e) = written {
+            eprintln!("streamsql: savepoint {id} failed: {e}");
+            return self.fail_checkpoint(
+                failures,
+                stats,
+                FailedCheckpoint {
+                    id,
+                    kind,
+                    savepoint: Some(sp),
+                },
+                CheckpointFailureReason::IoException,
+                shared,
+            );
+        }
+        if sp.stop {
+            for tx in &self.all {
+                let _ = tx.try_send(TaskCommand::Complete(id));
+            }
+        }
+        stats.completed(id, &sp.dir, self.clock.now_millis());
+        let _ = sp.reply.send(Ok(sp.dir));
+        Ok(())
+    }
+
     /// Aborts the checkpoints still waiting for `task`, which ended: they can never complete.
     fn abort_waiting_for(
         &self,
@@ -520,15 +753,15 @@ impl Coordinator {
     ) -> Result<()> {
         let waiting: Vec<u64> = pending
             .iter()
-            .filter(|(_, (p, _))| p.not_yet_acknowledged().any(|k| *k == task))
+            .filter(|(_, (p, _, _))| p.not_yet_acknowledged().any(|k| *k == task))
             .map(|(id, _)| *id)
             .collect();
         for id in waiting {
-            pending.remove(&id);
+            let failed = take_failed(pending, id);
             self.fail_checkpoint(
                 failures,
                 stats,
-                id,
+                failed,
                 CheckpointFailureReason::CheckpointDeclinedTaskClosing,
                 shared,
             )?;
@@ -540,14 +773,30 @@ impl Coordinator {
         &self,
         failures: &mut FailureManager,
         stats: &mut StatsRecorder,
-        id: u64,
+        failed: FailedCheckpoint,
         reason: CheckpointFailureReason,
         shared: &JobShared,
     ) -> Result<()> {
-        eprintln!("streamsql: checkpoint {id} failed: {}", reason.message());
-        let _ = std::fs::remove_dir_all(checkpoint_dir(&self.setup.job_dir, id));
+        let id = failed.id;
+        match failed.savepoint {
+            Some(sp) => {
+                eprintln!("streamsql: savepoint {id} failed: {}", reason.message());
+                let _ = std::fs::remove_dir_all(&sp.dir);
+                let _ = sp.reply.send(Err(reason.message().to_string()));
+                if sp.stop {
+                    // The sources wait after the barrier: they go on with the job.
+                    for tx in &self.sources {
+                        let _ = tx.try_send(TaskCommand::Abort(id));
+                    }
+                }
+            }
+            None => {
+                eprintln!("streamsql: checkpoint {id} failed: {}", reason.message());
+                let _ = std::fs::remove_dir_all(checkpoint_dir(&self.setup.job_dir, id));
+            }
+        }
         stats.failed(id, self.clock.now_millis(), reason);
-        match failures.on_failure(Some(id), CheckpointKind::Checkpoint, reason, false) {
+        match failures.on_failure(Some(id), failed.kind, reason, false) {
             FailureVerdict::Continue => Ok(()),
             FailureVerdict::FailJob { message } => {
                 shared.cancel.store(true, Ordering::SeqCst);
@@ -621,7 +870,7 @@ impl StatsRecorder {
             let path = dir.display().to_string();
             recorder
                 .tracker
-                .report_restored(r.checkpoint_id, now_ms, Some(&path), false);
+                .report_restored(r.checkpoint_id, now_ms, Some(&path), r.is_savepoint);
             recorder.save();
         }
         recorder
@@ -636,14 +885,15 @@ impl StatsRecorder {
             .map_or(1, |id| id.saturating_add(1))
     }
 
-    /// Checkpoint `id` was triggered at `trigger_ms`.
-    fn pending(&mut self, id: u64, trigger_ms: i64) {
-        self.tracker.report_pending(
-            id,
-            trigger_ms,
-            CheckpointType::Checkpoint,
-            self.num_subtasks,
-        );
+    /// Checkpoint (or savepoint) `id` was triggered at `trigger_ms`.
+    fn pending(&mut self, id: u64, trigger_ms: i64, kind: CheckpointKind) {
+        let checkpoint_type = match kind {
+            CheckpointKind::Checkpoint => CheckpointType::Checkpoint,
+            CheckpointKind::Savepoint => CheckpointType::Savepoint,
+            CheckpointKind::SynchronousSavepoint => CheckpointType::SyncSavepoint,
+        };
+        self.tracker
+            .report_pending(id, trigger_ms, checkpoint_type, self.num_subtasks);
         for (op, parallelism) in &self.operators {
             let name = self.name(*op);
             self.tracker.report_task(id, *op, &name, *parallelism);
@@ -675,7 +925,7 @@ impl StatsRecorder {
     /// The final checkpoint is `id`: registers it with every final state as an acknowledgement.
     fn final_pending(&mut self, id: u64) {
         let trigger_ms = self.final_trigger_ms.unwrap_or_default();
-        self.pending(id, trigger_ms);
+        self.pending(id, trigger_ms, CheckpointKind::Checkpoint);
         for (task, size, at) in std::mem::take(&mut self.final_acks) {
             let stats = SubtaskStats {
                 ack_timestamp: at,
@@ -780,6 +1030,7 @@ mod tests {
             trigger_ms: 1_700_000_000_000,
             states,
             path: PathBuf::from("x"),
+            is_savepoint: false,
         };
         let bytes = encode_metadata(&c);
         assert_eq!(decode_metadata(&bytes, Path::new("x")).unwrap(), c);
@@ -871,7 +1122,7 @@ mod tests {
         assert_eq!(config["mode"], "exactly_once");
         assert_eq!(config["checkpoint_storage"], "FileSystemCheckpointStorage");
 
-        stats.pending(1, 1_000);
+        stats.pending(1, 1_000, CheckpointKind::Checkpoint);
         let pending = stats.tracker.details_json(1).unwrap();
         assert_eq!(pending["num_subtasks"], 3);
         assert_eq!(pending["tasks"][vertex_id(2)]["num_subtasks"], 2);
@@ -882,7 +1133,7 @@ mod tests {
         }
         let chk = checkpoint_dir(&dir, 1);
         stats.completed(1, &chk, 1_006);
-        stats.pending(2, 1_020);
+        stats.pending(2, 1_020, CheckpointKind::Checkpoint);
         stats.failed(2, 1_030, CheckpointFailureReason::CheckpointExpired);
 
         let t = load(&dir);
@@ -911,14 +1162,14 @@ mod tests {
     fn a_resumed_job_keeps_the_history_and_records_the_restore() {
         let dir = temp_job_dir("resume");
         let mut first = StatsRecorder::open(&setup(&dir, None), &tasks(), 1_000);
-        first.pending(1, 1_000);
+        first.pending(1, 1_000, CheckpointKind::Checkpoint);
         for t in tasks() {
             first.ack(1, t, ack(1));
         }
         first.completed(1, &checkpoint_dir(&dir, 1), 1_010);
         // Checkpoint 2 was in progress (and saved so) when the run was killed; 3 had failed.
-        first.pending(2, 1_020);
-        first.pending(3, 1_040);
+        first.pending(2, 1_020, CheckpointKind::Checkpoint);
+        first.pending(3, 1_040, CheckpointKind::Checkpoint);
         first.failed(3, 1_050, CheckpointFailureReason::CheckpointDeclined);
 
         let restore = RestoredCheckpoint {
@@ -926,6 +1177,7 @@ mod tests {
             trigger_ms: 1_000,
             states: BTreeMap::new(),
             path: checkpoint_dir(&dir, 1).join(METADATA_FILE),
+            is_savepoint: false,
         };
         let second = StatsRecorder::open(&setup(&dir, Some(restore)), &tasks(), 5_000);
         // Ids continue past every checkpoint monitoring knows.
@@ -958,7 +1210,7 @@ mod tests {
     fn damaged_statistics_start_afresh_and_a_fresh_run_ignores_old_ones() {
         let dir = temp_job_dir("damaged");
         let mut first = StatsRecorder::open(&setup(&dir, None), &tasks(), 1_000);
-        first.pending(1, 1_000);
+        first.pending(1, 1_000, CheckpointKind::Checkpoint);
         first.failed(1, 1_010, CheckpointFailureReason::CheckpointExpired);
         // A run that does not resume starts with empty statistics.
         let fresh = StatsRecorder::open(&setup(&dir, None), &tasks(), 2_000);
@@ -968,6 +1220,7 @@ mod tests {
         let restore = RestoredCheckpoint {
             checkpoint_id: 7,
             path: checkpoint_dir(&dir, 7),
+            is_savepoint: false,
             ..RestoredCheckpoint::default()
         };
         let resumed = StatsRecorder::open(&setup(&dir, Some(restore)), &tasks(), 3_000);
@@ -1004,7 +1257,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let mut stats = StatsRecorder::open(&setup(&dir, None), &tasks(), 1_000);
         stats.names.insert(1, "TableSourceScan".into());
-        stats.pending(1, 1_000);
+        stats.pending(1, 1_000, CheckpointKind::Checkpoint);
         let names: Vec<String> = stats
             .tracker
             .task_names(1)

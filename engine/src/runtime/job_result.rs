@@ -138,6 +138,7 @@ mod tests {
             trigger_ms: 1,
             states: Default::default(),
             path: PathBuf::new(),
+            is_savepoint: false,
         };
         checkpointing::write_checkpoint_metadata(job_dir, &checkpoint).unwrap();
     }

@@ -8,6 +8,7 @@
 
 pub mod checkpointing;
 pub mod clock;
+pub mod control;
 mod exchange;
 pub mod job_result;
 pub mod subtask_state;
@@ -140,6 +141,8 @@ pub struct SubtaskMetrics {
 pub struct JobHandle {
     supervisor: JoinHandle<Result<JobOutcome>>,
     user_cancel: Arc<AtomicBool>,
+    /// Savepoint requests to the job's coordinator (a job that checkpoints).
+    savepoints: Option<crossbeam_channel::Sender<checkpointing::SavepointRequest>>,
     /// Per-subtask counters of the first attempt, readable while the job runs.
     pub metrics: Vec<SubtaskMetrics>,
 }
@@ -175,6 +178,36 @@ impl JobHandle {
     /// Cancels the job; `wait` then returns `Cancelled`.
     pub fn cancel(&self) {
         self.cancel_handle().cancel();
+    }
+
+    /// Asks the job for a savepoint in a new directory inside `target` (Flink's
+    /// `savepoint-<jobid6>-<random>`), stopping the job once it completed when `stop`
+    /// (stop-with-savepoint). The answer arrives on the returned channel: the savepoint's
+    /// directory, or Flink's message for why it failed. Savepoints need a job that checkpoints.
+    pub fn trigger_savepoint(
+        &self,
+        target: std::path::PathBuf,
+        stop: bool,
+    ) -> crossbeam_channel::Receiver<std::result::Result<std::path::PathBuf, String>> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let request = checkpointing::SavepointRequest {
+            target,
+            stop,
+            reply,
+        };
+        match &self.savepoints {
+            Some(tx) => {
+                if let Err(e) = tx.send(request) {
+                    let _ = e.0.reply.send(Err("the job has ended".into()));
+                }
+            }
+            None => {
+                let _ = request.reply.send(Err(
+                    "savepoints need checkpointing: set 'execution.checkpointing.interval'".into(),
+                ));
+            }
+        }
+        answer
     }
 
     /// True once the job ended (after its last attempt).
@@ -216,15 +249,23 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
         job_result::clear(&setup.job_dir)?;
     }
     let user_cancel = Arc::new(AtomicBool::new(false));
-    let first = start_attempt(graph, settings, &user_cancel)?;
+    let (savepoint_tx, savepoint_rx) = crossbeam_channel::unbounded();
+    let first = start_attempt(graph, settings, &user_cancel, &savepoint_rx)?;
+    // Other processes reach the job through its control socket while it runs.
+    let control = settings
+        .checkpointing
+        .as_ref()
+        .and_then(|setup| control::serve(&setup.job_dir, savepoint_tx.clone()));
     let metrics = first.metrics.clone();
+    let checkpoints = settings.checkpointing.is_some();
     let graph = graph.clone();
     let settings = settings.clone();
     let cancel = user_cancel.clone();
     let supervisor = std::thread::Builder::new()
         .name("job-supervisor".into())
         .spawn(move || {
-            let result = supervise(first, &graph, settings.clone(), &cancel);
+            let result = supervise(first, &graph, settings.clone(), &cancel, &savepoint_rx);
+            drop(control);
             let end = match &result {
                 Ok(JobOutcome::Finished) => crate::checkpoint::JobEnd::Finished,
                 Ok(JobOutcome::Cancelled) => crate::checkpoint::JobEnd::Cancelled,
@@ -237,6 +278,7 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
     Ok(JobHandle {
         supervisor,
         user_cancel,
+        savepoints: checkpoints.then_some(savepoint_tx),
         metrics,
     })
 }
@@ -279,6 +321,7 @@ fn supervise(
     graph: &DataflowGraph,
     settings: RuntimeSettings,
     user_cancel: &Arc<AtomicBool>,
+    savepoints: &crossbeam_channel::Receiver<checkpointing::SavepointRequest>,
 ) -> Result<JobOutcome> {
     let mut strategy = settings.restart.clone();
     loop {
@@ -329,7 +372,7 @@ fn supervise(
                         setup.restore = Some(Arc::new(latest));
                     }
                 }
-                attempt = start_attempt(graph, &next, user_cancel)?;
+                attempt = start_attempt(graph, &next, user_cancel, savepoints)?;
             }
         }
     }
@@ -340,6 +383,7 @@ fn start_attempt(
     graph: &DataflowGraph,
     settings: &RuntimeSettings,
     user_cancel: &Arc<AtomicBool>,
+    savepoints: &crossbeam_channel::Receiver<checkpointing::SavepointRequest>,
 ) -> Result<Attempt> {
     let shared = Arc::new(JobShared {
         cancel: Arc::new(AtomicBool::new(false)),
@@ -520,6 +564,7 @@ fn start_attempt(
             events: event_rx,
             clock: settings.clock.clone(),
             operator_names: graph.nodes.iter().map(|n| (n.id, n.name.clone())).collect(),
+            savepoints: savepoints.clone(),
         };
         let shared_c = shared.clone();
         match std::thread::Builder::new()

@@ -160,7 +160,8 @@ pub struct WriteSettings {
     /// `<job dir>/chk-<n>` of the checkpoint, or `None` to inline whatever the size (the final
     /// checkpoint, whose id is not known to the subtask).
     pub checkpoint_dir: Option<PathBuf>,
-    /// File name below `taskowned/`.
+    /// The file's path relative to the checkpoint directory (`taskowned/<name>` in a checkpoint,
+    /// `<name>` in a savepoint).
     pub file_name: String,
     pub compression: bool,
     pub inline_threshold: usize,
@@ -183,7 +184,7 @@ pub fn write_keyed(snapshot: &Snapshot, settings: &WriteSettings) -> Result<Writ
     let state_size = snapshot.data_size() as u64;
     let keyed = match &settings.checkpoint_dir {
         Some(dir) if bytes.len() >= settings.inline_threshold => {
-            let rel = format!("taskowned/{}", settings.file_name);
+            let rel = settings.file_name.clone();
             let path = dir.join(&rel);
             // Flink's write buffer is at least the inline threshold.
             let buffer = settings.write_buffer_size.max(settings.inline_threshold);
@@ -244,7 +245,7 @@ mod tests {
     fn settings(dir: &Path, threshold: usize) -> WriteSettings {
         WriteSettings {
             checkpoint_dir: Some(dir.to_path_buf()),
-            file_name: "op-0".into(),
+            file_name: "taskowned/op-0".into(),
             compression: true,
             inline_threshold: threshold,
             write_buffer_size: 4096,

@@ -23,7 +23,7 @@ use crate::checkpoint::{
 use crate::connectors::SourceStatus;
 use crate::error::{EngineError, Result};
 use crate::graph::NodeKind;
-use crate::message::Message;
+use crate::message::{Message, SavepointTarget};
 use crate::metrics::TaskMetrics;
 use crate::operator::{Operator, Output, TaskContext};
 use crate::state::KeyedDelta;
@@ -52,11 +52,29 @@ pub(crate) struct TaskCheckpointing {
 }
 
 impl TaskCheckpointing {
-    /// The end of a task that finished its input, once its final state is on its way to the
-    /// coordinator: wait until the final checkpoint is durable, calling `notify` for every
-    /// completion seen.
-    fn await_final_checkpoint(
+    /// A source after the barrier of stop-with-savepoint `id`: emits nothing until the savepoint
+    /// completed (true: the job stops) or failed (false: the job goes on).
+    fn await_stop(&self, id: u64, shared: &JobShared) -> Result<bool> {
+        loop {
+            if shared.is_cancelled() {
+                return Err(EngineError::Cancelled);
+            }
+            match self.commands.recv_timeout(POLL) {
+                Ok(TaskCommand::Complete(done)) if done >= id => return Ok(true),
+                Ok(TaskCommand::Abort(aborted)) if aborted == id => return Ok(false),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Err(EngineError::Cancelled),
+            }
+        }
+    }
+
+    /// The end of a task whose last snapshot is on its way to the coordinator (its final state,
+    /// or a stop-with-savepoint): wait until checkpoint `id` (or a later one) completed, calling
+    /// `notify` for every completion seen.
+    fn await_completion(
         &self,
+        id: u64,
         shared: &JobShared,
         notify: &mut dyn FnMut(u64) -> Result<()>,
     ) -> Result<()> {
@@ -65,13 +83,13 @@ impl TaskCheckpointing {
                 return Err(EngineError::Cancelled);
             }
             match self.commands.recv_timeout(POLL) {
-                Ok(TaskCommand::Complete(id)) => {
-                    notify(id)?;
-                    if id == FINAL_CHECKPOINT {
+                Ok(TaskCommand::Complete(done)) => {
+                    notify(done)?;
+                    if done >= id {
                         return Ok(());
                     }
                 }
-                Ok(TaskCommand::Trigger(_)) => {}
+                Ok(TaskCommand::Trigger(_) | TaskCommand::Abort(_)) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Err(EngineError::Cancelled),
             }
@@ -87,6 +105,7 @@ impl TaskCheckpointing {
         op: &mut dyn Operator,
         ctx: &TaskContext,
         id: u64,
+        savepoint: Option<&SavepointTarget>,
         timing: SnapshotTiming,
         after_sync: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
@@ -107,10 +126,18 @@ impl TaskCheckpointing {
                 return Ok(());
             }
         };
+        let name = format!("{:016x}-{}.state", self.key.operator_id, self.key.subtask);
+        // A savepoint keeps every file in its own directory, so that it can be moved.
+        let (checkpoint_dir, file_name) = match savepoint {
+            Some(sp) => (Some(sp.dir.as_ref().clone()), name),
+            None => (
+                (id != FINAL_CHECKPOINT).then(|| self.job_dir.join(format!("chk-{id}"))),
+                format!("taskowned/{name}"),
+            ),
+        };
         let settings = WriteSettings {
-            checkpoint_dir: (id != FINAL_CHECKPOINT)
-                .then(|| self.job_dir.join(format!("chk-{id}"))),
-            file_name: format!("{:016x}-{}.state", self.key.operator_id, self.key.subtask),
+            checkpoint_dir,
+            file_name,
             compression: self.compression,
             inline_threshold: self.inline_threshold,
             write_buffer_size: self.write_buffer_size,
@@ -355,6 +382,11 @@ fn run_source(
                         start_delay_ms: start_delay.max(0),
                     };
                     c.send(barrier.id, state, 0, sync, Duration::ZERO, timing);
+                    if barrier.stops() && c.await_stop(barrier.id, shared)? {
+                        // The savepoint completed: the job ends here, without end of input.
+                        router.broadcast(|| Message::Stop)?;
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -383,7 +415,7 @@ fn run_source(
                         Duration::ZERO,
                         SnapshotTiming::default(),
                     );
-                    c.await_final_checkpoint(shared, &mut |_| Ok(()))?;
+                    c.await_completion(FINAL_CHECKPOINT, shared, &mut |_| Ok(()))?;
                 }
                 return Ok(());
             }
@@ -409,6 +441,9 @@ fn run_operator(
     let timer_every = settings.timer_interval.max(Duration::from_millis(1));
     let mut next_timer = Instant::now() + timer_every;
     let mut records_in = 0u64;
+    // The id of a stop-with-savepoint whose barrier arrived, and the newest completed checkpoint.
+    let mut stop_savepoint: Option<u64> = None;
+    let mut completed = 0u64;
 
     if inputs.is_empty() {
         // An operator without inputs (a constant VALUES) only ever sees the end.
@@ -430,6 +465,7 @@ fn run_operator(
             while let Ok(command) = c.commands.try_recv() {
                 if let TaskCommand::Complete(id) = command {
                     op.notify_checkpoint_complete(id)?;
+                    completed = completed.max(id);
                 }
             }
         }
@@ -464,9 +500,29 @@ fn run_operator(
                                 b.id
                             )));
                         };
+                        if b.stops() {
+                            stop_savepoint = Some(b.id);
+                        }
                         let now = settings.clock.now_millis();
                         let actions = a.on_barrier(ch, &b, now)?;
                         apply_alignment(actions, op.as_mut(), ctx, router, c, &mut blocked)?;
+                    }
+                    Message::Stop => {
+                        open[ch] = false;
+                        if open.iter().all(|o| !o) {
+                            // Every input stopped after the stop-with-savepoint: once it is
+                            // complete here too (a sink commits), the task ends, unflushed.
+                            TaskMetrics::add(&ctx.metrics.records_in, records_in);
+                            if let (Some(c), Some(id)) = (ckpt, stop_savepoint) {
+                                if completed < id {
+                                    c.await_completion(id, shared, &mut |done| {
+                                        op.notify_checkpoint_complete(done)
+                                    })?;
+                                }
+                            }
+                            router.broadcast(|| Message::Stop)?;
+                            return Ok(());
+                        }
                     }
                     Message::EndOfStream => {
                         open[ch] = false;
@@ -484,10 +540,11 @@ fn run_operator(
                                     op.as_mut(),
                                     ctx,
                                     FINAL_CHECKPOINT,
+                                    None,
                                     SnapshotTiming::default(),
                                     || Ok(()),
                                 )?;
-                                c.await_final_checkpoint(shared, &mut |id| {
+                                c.await_completion(FINAL_CHECKPOINT, shared, &mut |id| {
                                     op.notify_checkpoint_complete(id)
                                 })?;
                             }
@@ -542,7 +599,8 @@ fn apply_alignment(
                     start_delay_ms: t.start_delay_ms,
                 };
                 let barrier = t.barrier.clone();
-                ckpt.snapshot_operator(op, ctx, t.barrier.id, timing, || {
+                let savepoint = t.barrier.savepoint.as_ref();
+                ckpt.snapshot_operator(op, ctx, t.barrier.id, savepoint, timing, || {
                     router.broadcast(|| Message::Barrier(barrier.clone()))
                 })?;
             }
