@@ -439,9 +439,6 @@ fn num_retained_keeps_exactly_the_newest_n_checkpoints_while_running_and_after_c
 }
 
 #[test]
-#[ignore = "once any task has finished (here the VALUES source, at once) the coordinator declines \
-            every periodic checkpoint with NOT_ALL_REQUIRED_TASKS_RUNNING, whatever \
-            checkpoints-after-tasks-finish says; Flink keeps checkpointing the running tasks"]
 fn checkpoints_after_tasks_finish_keeps_checkpointing_after_a_source_ended() {
     let dir = temp_dir("after-tasks-finish");
     let mut s = session(

@@ -65,6 +65,20 @@ pub struct RestoredCheckpoint {
     pub is_savepoint: bool,
 }
 
+/// The acknowledgement a task's final state stands for in a checkpoint triggered after its input
+/// ended: nothing was synchronously or asynchronously written for it.
+fn final_state_ack(state: &[u8]) -> Acknowledgement {
+    let size = state.len() as u64;
+    Acknowledgement {
+        state_size: size,
+        checkpointed_size: size,
+        sync_duration_ms: 0,
+        async_duration_ms: 0,
+        alignment_duration_ms: 0,
+        start_delay_ms: 0,
+    }
+}
+
 impl RestoredCheckpoint {
     /// The `chk-<n>` (or savepoint) directory: files of the checkpoint are named relative to it.
     pub fn checkpoint_dir(&self) -> PathBuf {
@@ -407,7 +421,13 @@ impl Coordinator {
                 last_trigger_ms,
                 last_completed_end_ms,
                 in_progress: pending.len(),
-                all_tasks_running: finished.is_empty(),
+                // With checkpoints-after-tasks-finish (Flink's default), a task whose input ended
+                // takes part with its final state; otherwise any ended task declines.
+                all_tasks_running: if config.checkpoints_after_tasks_finish {
+                    finished.iter().all(|t| final_states.contains_key(t))
+                } else {
+                    finished.is_empty()
+                },
             };
             let stopping = pending
                 .values()
@@ -442,6 +462,16 @@ impl Coordinator {
                     ),
                 );
                 stats.pending(id, now, CheckpointKind::Checkpoint);
+                // Tasks whose input ended already hold the state of every later checkpoint.
+                let (p, states, _) = pending
+                    .get_mut(&id)
+                    .expect("invariant: the checkpoint was just registered");
+                for (task, state) in &final_states {
+                    let ack = final_state_ack(state);
+                    p.acknowledge(*task, ack, now);
+                    stats.ack(id, *task, SubtaskStats::from_acknowledgement(&ack, now));
+                    states.insert(*task, state.clone());
+                }
                 for s in &self.sources {
                     // A source that already ended cannot take part: the checkpoint is declined
                     // below when that task's end is reported.
@@ -482,73 +512,15 @@ impl Coordinator {
                     );
                     states.insert(task, state);
                     if p.is_complete() {
-                        let (p, states, savepoint) = pending
-                            .remove(&checkpoint_id)
-                            .expect("invariant: the checkpoint was just found pending");
-                        if let Some(sp) = savepoint {
-                            let checkpoint = RestoredCheckpoint {
-                                checkpoint_id,
-                                trigger_ms: p.trigger_ms(),
-                                states,
-                                path: PathBuf::new(),
-                                is_savepoint: true,
-                            };
-                            self.complete_savepoint(
-                                &checkpoint,
-                                p.kind(),
-                                sp,
-                                &mut failures,
-                                stats,
-                                shared,
-                            )?;
-                            continue;
-                        }
-                        let checkpoint = RestoredCheckpoint {
+                        self.commit(
                             checkpoint_id,
-                            trigger_ms: p.trigger_ms(),
-                            states,
-                            path: PathBuf::new(),
-                            is_savepoint: false,
-                        };
-                        let (dir, written) = self.write_metadata(&checkpoint);
-                        if let Err(e) = written {
-                            eprintln!("streamsql: checkpoint {checkpoint_id} failed: {e}");
-                            self.fail_checkpoint(
-                                &mut failures,
-                                stats,
-                                FailedCheckpoint {
-                                    id: checkpoint_id,
-                                    kind: p.kind(),
-                                    savepoint: None,
-                                },
-                                CheckpointFailureReason::IoException,
-                                shared,
-                            )?;
-                            continue;
-                        }
-                        failures.on_success(checkpoint_id);
-                        let end_ms = self.clock.now_millis();
-                        last_completed_end_ms = Some(end_ms);
-                        completed.push(checkpoint_id);
-                        // Older pending checkpoints are subsumed; savepoints never are.
-                        let older: Vec<u64> = pending
-                            .range(..checkpoint_id)
-                            .filter(|(_, (p, _, _))| !p.kind().is_savepoint())
-                            .map(|(id, _)| *id)
-                            .collect();
-                        for id in older {
-                            pending.remove(&id);
-                            stats.tracker.report_failed(
-                                id,
-                                end_ms,
-                                CheckpointFailureReason::CheckpointSubsumed,
-                            );
-                        }
-                        for tx in &self.all {
-                            let _ = tx.try_send(TaskCommand::Complete(checkpoint_id));
-                        }
-                        self.retain(&mut completed, stats);
-                        stats.completed(checkpoint_id, &dir, end_ms);
+                            pending,
+                            &mut failures,
+                            stats,
+                            &mut completed,
+                            &mut last_completed_end_ms,
+                            shared,
+                        )?;
                     }
                 }
                 Ok(TaskEvent::Decline {
@@ -594,6 +566,31 @@ impl Coordinator {
                         self.retain(&mut completed, stats);
                         stats.completed(id, &dir, self.clock.now_millis());
                     }
+                    let state = final_states.get(&task).cloned();
+                    if let (true, Some(state)) = (config.checkpoints_after_tasks_finish, state) {
+                        // The task never snapshotted the pending checkpoints it did not
+                        // acknowledge (its acknowledgements arrive in order, before its final
+                        // state): all its input preceded their barriers, so its final state is
+                        // its state at each of them.
+                        {
+                            let complete = self
+                                .acknowledge_with_final_state(pending, task, &state, stats, now);
+                            // The newest one subsumes the others.
+                            if let Some(&id) = complete.last() {
+                                self.commit(
+                                    id,
+                                    pending,
+                                    &mut failures,
+                                    stats,
+                                    &mut completed,
+                                    &mut last_completed_end_ms,
+                                    shared,
+                                )?;
+                            }
+                        }
+                    }
+                    // What still waits for the task can never complete: every checkpoint when
+                    // it cannot take part with its final state, and savepoints in any case.
                     self.abort_waiting_for(pending, task, &mut failures, stats, shared)?;
                     finished.insert(task);
                 }
@@ -740,6 +737,106 @@ impl Coordinator {
         stats.completed(id, &sp.dir, self.clock.now_millis());
         let _ = sp.reply.send(Ok(sp.dir));
         Ok(())
+    }
+
+    /// Commits checkpoint `checkpoint_id`, which every task acknowledged: writes `_metadata`,
+    /// subsumes older pending checkpoints, notifies the tasks and applies retention.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        checkpoint_id: u64,
+        pending: &mut Pending,
+        failures: &mut FailureManager,
+        stats: &mut StatsRecorder,
+        completed: &mut Vec<u64>,
+        last_completed_end_ms: &mut Option<i64>,
+        shared: &JobShared,
+    ) -> Result<()> {
+        let (p, states, savepoint) = pending
+            .remove(&checkpoint_id)
+            .expect("invariant: the checkpoint was just found pending");
+        if let Some(sp) = savepoint {
+            let checkpoint = RestoredCheckpoint {
+                checkpoint_id,
+                trigger_ms: p.trigger_ms(),
+                states,
+                path: PathBuf::new(),
+                is_savepoint: true,
+            };
+            self.complete_savepoint(&checkpoint, p.kind(), sp, failures, stats, shared)?;
+            return Ok(());
+        }
+        let checkpoint = RestoredCheckpoint {
+            checkpoint_id,
+            trigger_ms: p.trigger_ms(),
+            states,
+            path: PathBuf::new(),
+            is_savepoint: false,
+        };
+        let (dir, written) = self.write_metadata(&checkpoint);
+        if let Err(e) = written {
+            eprintln!("streamsql: checkpoint {checkpoint_id} failed: {e}");
+            self.fail_checkpoint(
+                failures,
+                stats,
+                FailedCheckpoint {
+                    id: checkpoint_id,
+                    kind: p.kind(),
+                    savepoint: None,
+                },
+                CheckpointFailureReason::IoException,
+                shared,
+            )?;
+            return Ok(());
+        }
+        failures.on_success(checkpoint_id);
+        let end_ms = self.clock.now_millis();
+        *last_completed_end_ms = Some(end_ms);
+        completed.push(checkpoint_id);
+        // Older pending checkpoints are subsumed; savepoints never are.
+        let older: Vec<u64> = pending
+            .range(..checkpoint_id)
+            .filter(|(_, (p, _, _))| !p.kind().is_savepoint())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in older {
+            pending.remove(&id);
+            stats
+                .tracker
+                .report_failed(id, end_ms, CheckpointFailureReason::CheckpointSubsumed);
+        }
+        for tx in &self.all {
+            let _ = tx.try_send(TaskCommand::Complete(checkpoint_id));
+        }
+        self.retain(completed, stats);
+        stats.completed(checkpoint_id, &dir, end_ms);
+        Ok(())
+    }
+
+    /// Acknowledges every pending checkpoint still waiting for `task` with the task's final state;
+    /// returns the checkpoints this completed, oldest first, for the caller to commit.
+    fn acknowledge_with_final_state(
+        &self,
+        pending: &mut Pending,
+        task: TaskKey,
+        state: &[u8],
+        stats: &mut StatsRecorder,
+        now: i64,
+    ) -> Vec<u64> {
+        let mut complete = Vec::new();
+        for (id, (p, states, savepoint)) in pending.iter_mut() {
+            // A savepoint needs every task running: it fails instead (see `abort_waiting_for`).
+            if savepoint.is_none() && p.not_yet_acknowledged().any(|k| *k == task) {
+                let ack = final_state_ack(state);
+                p.acknowledge(task, ack, now);
+                stats.ack(*id, task, SubtaskStats::from_acknowledgement(&ack, now));
+                states.insert(task, state.to_vec());
+                if p.is_complete() {
+                    complete.push(*id);
+                }
+            }
+        }
+        complete
     }
 
     /// Aborts the checkpoints still waiting for `task`, which ended: they can never complete.

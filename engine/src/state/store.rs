@@ -57,6 +57,10 @@ struct Inner {
 /// The keyed-state store of one subtask (see the module documentation).
 pub struct SubtaskStore {
     inner: Mutex<Inner>,
+    /// Held while snapshot continuations run, taken before `inner` is released: continuations run
+    /// in the order their jobs were applied, so a subtask's acknowledgements reach the coordinator
+    /// in checkpoint order (its final state last).
+    continuations: Mutex<()>,
     config: StateBackendConfig,
     key_groups: KeyGroupRange,
     /// Working directory of a sled store opened under `state.backend.sled.localdir`, removed
@@ -103,6 +107,7 @@ impl SubtaskStore {
                 broken: None,
                 track_changes: false,
             }),
+            continuations: Mutex::new(()),
             config,
             key_groups,
             work_dir,
@@ -193,10 +198,12 @@ impl SubtaskStore {
         let mut inner = self.lock();
         let done = self.drain(&mut inner);
         let result = Self::check(&inner).and_then(|()| f(&mut inner, self));
+        let order = self.order();
         drop(inner);
         for (d, r) in done {
             d(r);
         }
+        drop(order);
         result
     }
 
@@ -242,10 +249,18 @@ impl SubtaskStore {
     pub fn run_queued(&self) {
         let mut inner = self.lock();
         let done = self.drain(&mut inner);
+        let order = self.order();
         drop(inner);
         for (d, r) in done {
             d(r);
         }
+        drop(order);
+    }
+
+    fn order(&self) -> MutexGuard<'_, ()> {
+        self.continuations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Replaces the state by a full snapshot (restore), keeping the key groups this subtask owns.
