@@ -34,6 +34,7 @@ use crate::codec;
 use crate::config::Configuration;
 use crate::error::{EngineError, Result};
 use crate::message::CheckpointBarrier;
+use crate::runtime::subtask_state::{KeyedHandle, SubtaskState};
 
 const METADATA_MAGIC: [u8; 4] = *b"SSCK";
 const METADATA_VERSION: u16 = 2;
@@ -198,6 +199,55 @@ pub fn read_checkpoint(path: &Path) -> Result<RestoredCheckpoint> {
     let payload = streamsql_storage::read_framed(&file, METADATA_MAGIC, METADATA_VERSION)
         .map_err(|e| EngineError::data(format!("cannot restore from '{}': {e}", file.display())))?;
     decode_metadata(&payload, &file)
+}
+
+/// Where a subtask whose input ended writes the keyed-state file of its final state
+/// (`<job dir>/chk-final/taskowned/...`): the id of the checkpoints that will include that state
+/// (the final one, and with checkpoints-after-tasks-finish every periodic one until then) is not
+/// known to it. Each such checkpoint gets a hard link (or a copy) of the file under its own
+/// directory, so every `chk-<n>` stays self-contained.
+pub const FINAL_STATE_DIR: &str = "chk-final";
+
+/// Gives checkpoint `checkpoint` its own link to every keyed-state file it names that a task
+/// wrote as its final state, then syncs the directories: `_metadata` may name them afterwards.
+pub fn link_final_state_files(
+    job_dir: &Path,
+    checkpoint: &RestoredCheckpoint,
+) -> std::result::Result<(), streamsql_storage::StorageError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| streamsql_storage::StorageError::Io { path, source }
+    };
+    let dir = checkpoint_dir(job_dir, checkpoint.checkpoint_id);
+    let staged = job_dir.join(FINAL_STATE_DIR);
+    let mut synced: Vec<PathBuf> = Vec::new();
+    for state in checkpoint.states.values() {
+        let Ok(SubtaskState {
+            keyed: KeyedHandle::File { path, .. },
+            ..
+        }) = SubtaskState::decode(state)
+        else {
+            continue;
+        };
+        let target = dir.join(&path);
+        let source = staged.join(&path);
+        if target.exists() || !source.exists() {
+            // The task wrote this checkpoint's file itself (or the restore will report it).
+            continue;
+        }
+        let parent = target.parent().unwrap_or(&dir).to_path_buf();
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        if std::fs::hard_link(&source, &target).is_err() {
+            std::fs::copy(&source, &target).map_err(io(&target))?;
+        }
+        if !synced.contains(&parent) {
+            synced.push(parent);
+        }
+    }
+    for d in synced {
+        streamsql_storage::file::sync_dir(&d)?;
+    }
+    Ok(())
 }
 
 /// Writes `<job dir>/chk-<n>/_metadata` through the durable write path: the commit point of
@@ -614,7 +664,8 @@ impl Coordinator {
         std::result::Result<(), streamsql_storage::StorageError>,
     ) {
         let dir = checkpoint_dir(&self.setup.job_dir, checkpoint.checkpoint_id);
-        let written = write_checkpoint_metadata(&self.setup.job_dir, checkpoint);
+        let written = link_final_state_files(&self.setup.job_dir, checkpoint)
+            .and_then(|()| write_checkpoint_metadata(&self.setup.job_dir, checkpoint));
         (dir, written)
     }
 
@@ -1164,6 +1215,63 @@ mod tests {
             operator_id,
             subtask,
         }
+    }
+
+    #[test]
+    fn a_final_state_file_gets_a_link_in_every_checkpoint_that_names_it() {
+        let job = temp_job_dir("final-links");
+        let staged = job.join(FINAL_STATE_DIR).join("taskowned");
+        std::fs::create_dir_all(&staged).unwrap();
+        std::fs::write(staged.join("a-0.state"), b"final state of a").unwrap();
+        let file = |path: &str| {
+            SubtaskState {
+                operator: vec![1],
+                keyed: KeyedHandle::File {
+                    path: path.into(),
+                    size: 16,
+                },
+            }
+            .encode()
+        };
+        let key = |op| TaskKey {
+            operator_id: op,
+            subtask: 0,
+        };
+        // Task 2 wrote its own file for checkpoint 7; task 1 had ended.
+        let own = job.join("chk-7").join("taskowned");
+        std::fs::create_dir_all(&own).unwrap();
+        std::fs::write(own.join("b-0.state"), b"own").unwrap();
+        std::fs::write(staged.join("b-0.state"), b"stale final").unwrap();
+        for id in [7, 8] {
+            let checkpoint = RestoredCheckpoint {
+                checkpoint_id: id,
+                trigger_ms: 1,
+                states: [
+                    (key(1), file("taskowned/a-0.state")),
+                    (key(2), file("taskowned/b-0.state")),
+                ]
+                .into_iter()
+                .collect(),
+                path: PathBuf::new(),
+                is_savepoint: false,
+            };
+            link_final_state_files(&job, &checkpoint).unwrap();
+            let dir = job.join(format!("chk-{id}")).join("taskowned");
+            assert_eq!(
+                std::fs::read(dir.join("a-0.state")).unwrap(),
+                b"final state of a"
+            );
+            let b = std::fs::read(dir.join("b-0.state")).ok();
+            if id == 7 {
+                assert_eq!(b.as_deref(), Some(&b"own"[..]), "a task's own file is kept");
+            } else {
+                assert_eq!(b.as_deref(), Some(&b"stale final"[..]));
+            }
+        }
+        // The staging directory can go: each checkpoint has its own link.
+        std::fs::remove_dir_all(job.join(FINAL_STATE_DIR)).unwrap();
+        assert!(job.join("chk-8/taskowned/a-0.state").is_file());
+        let _ = std::fs::remove_dir_all(job.parent().unwrap());
     }
 
     fn temp_job_dir(name: &str) -> PathBuf {

@@ -289,6 +289,8 @@ fn retire_checkpoints(settings: &RuntimeSettings, end: crate::checkpoint::JobEnd
     let Some(setup) = &settings.checkpointing else {
         return;
     };
+    // Every checkpoint that included a final state has its own link to its file.
+    let _ = std::fs::remove_dir_all(setup.job_dir.join(checkpointing::FINAL_STATE_DIR));
     if setup.config.retention.keeps(end) {
         return;
     }
@@ -390,6 +392,10 @@ fn start_attempt(
         user_cancel: user_cancel.clone(),
         error: Mutex::new(None),
     });
+    if let Some(setup) = &settings.checkpointing {
+        // Final states of an earlier attempt are in the checkpoints that included them.
+        let _ = std::fs::remove_dir_all(setup.job_dir.join(checkpointing::FINAL_STATE_DIR));
+    }
     let n = graph.nodes.len();
     // receivers[node][subtask] = (channel receiver, input index)
     let mut receivers: Vec<Vec<Vec<TaskInput>>> = graph

@@ -157,8 +157,8 @@ fn is_relative_file_name(path: &str) -> bool {
 /// How the asynchronous part writes keyed state.
 #[derive(Clone, Debug)]
 pub struct WriteSettings {
-    /// `<job dir>/chk-<n>` of the checkpoint, or `None` to inline whatever the size (the final
-    /// checkpoint, whose id is not known to the subtask).
+    /// The directory the file goes to (`<job dir>/chk-<n>`, `<job dir>/chk-final` for a final
+    /// state, or a savepoint's directory), or `None` to inline whatever the size.
     pub checkpoint_dir: Option<PathBuf>,
     /// The file's path relative to the checkpoint directory (`taskowned/<name>` in a checkpoint,
     /// `<name>` in a savepoint).

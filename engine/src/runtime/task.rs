@@ -131,7 +131,11 @@ impl TaskCheckpointing {
         let (checkpoint_dir, file_name) = match savepoint {
             Some(sp) => (Some(sp.dir.as_ref().clone()), name),
             None => (
-                (id != FINAL_CHECKPOINT).then(|| self.job_dir.join(format!("chk-{id}"))),
+                Some(if id == FINAL_CHECKPOINT {
+                    self.job_dir.join(super::checkpointing::FINAL_STATE_DIR)
+                } else {
+                    self.job_dir.join(format!("chk-{id}"))
+                }),
                 format!("taskowned/{name}"),
             ),
         };
