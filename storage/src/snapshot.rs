@@ -189,9 +189,7 @@ fn encode_body(s: &Snapshot) -> Vec<u8> {
     // Sorting references, not records: encoding runs in the asynchronous part, from a snapshot
     // that may still be shared.
     let mut order: Vec<&SnapshotRecord> = s.records.iter().collect();
-    order.sort_unstable_by(|a, b| {
-        (a.key_group, a.state, &a.key).cmp(&(b.key_group, b.state, &b.key))
-    });
+    order.sort_unstable_by(|a, b| record_order(a, b));
     put_varint(&mut out, len_u64(order.len()));
     for r in order {
         out.extend_from_slice(&r.key_group.to_le_bytes());
@@ -208,6 +206,27 @@ fn encode_body(s: &Snapshot) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The order of records in a file: (key group, state, key bytes).
+pub fn record_order(a: &SnapshotRecord, b: &SnapshotRecord) -> std::cmp::Ordering {
+    a.key_group
+        .cmp(&b.key_group)
+        .then(a.state.cmp(&b.state))
+        .then_with(|| key_order(&a.key, &b.key))
+}
+
+/// Byte order of two keys. Most keys are at least 8 bytes long and differ in their first 8, which
+/// one integer comparison decides without a call to `memcmp` (a million-entry snapshot sorts
+/// twenty million times).
+fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    if let (Some(x), Some(y)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
+        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.cmp(b)
 }
 
 fn len_u64(n: usize) -> u64 {

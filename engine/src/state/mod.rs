@@ -556,10 +556,14 @@ pub fn snapshot_now(
         }),
     );
     store.run_queued();
-    let snapshot = rx
+    let mut snapshot = rx
         .recv()
         .map_err(|_| EngineError::internal("a snapshot job ended without a result"))?
         .map_err(|message| EngineError::Task { message })?;
+    // In the order files hold them, so snapshots compare equal whatever the backend.
+    snapshot
+        .records
+        .sort_unstable_by(streamsql_storage::snapshot::record_order);
     Ok((operator, Some(snapshot)))
 }
 

@@ -161,15 +161,9 @@ impl SubtaskStore {
                             .full_snapshot(checkpoint_id)
                             .map_err(|e| storage_error("cannot snapshot keyed state", e))
                     });
+                    // Records stay in the backend's order: encoding sorts them, once.
                     let result = match result {
-                        Ok(mut s) => {
-                            // The hash map backend lists entries in hash order; files are
-                            // deterministic.
-                            s.records.sort_unstable_by(|a, b| {
-                                (a.key_group, a.state, &a.key).cmp(&(b.key_group, b.state, &b.key))
-                            });
-                            Ok(s)
-                        }
+                        Ok(s) => Ok(s),
                         Err(e) => {
                             let msg = e.to_string();
                             inner.broken.get_or_insert(msg.clone());
@@ -310,7 +304,9 @@ impl SubtaskStore {
 
 fn open(store: &SubtaskStore, inner: &mut Inner) -> Result<()> {
     if inner.backend.is_none() {
-        inner.backend = Some(store.open_backend()?);
+        let mut backend = store.open_backend()?;
+        backend.set_change_tracking(inner.track_changes);
+        inner.backend = Some(backend);
     }
     Ok(())
 }

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
+use fxhash::FxBuildHasher;
+
 use super::{
     composite_key, replay_restore, split_composite, KeyGroup, KeyGroupRange, KeyedStateBackend,
     Lineage, StateEntry, StateId, StateRegistry, StateStats,
@@ -31,8 +33,11 @@ struct Slot {
 /// Keyed state held entirely in memory.
 #[derive(Debug)]
 pub struct HashMapBackend {
-    map: HashMap<Vec<u8>, Slot>,
+    /// Keys are composite byte strings written by this process, so a fast non-keyed hash serves.
+    map: HashMap<Vec<u8>, Slot, FxBuildHasher>,
     changed: Vec<Vec<u8>>,
+    /// Whether writes are recorded in `changed` (see `set_change_tracking`).
+    tracking: bool,
     registry: StateRegistry,
     lineage: Lineage,
     key_groups: KeyGroupRange,
@@ -52,8 +57,9 @@ impl HashMapBackend {
     /// An empty backend owning `key_groups`.
     pub fn new(key_groups: KeyGroupRange) -> Self {
         HashMapBackend {
-            map: HashMap::new(),
+            map: HashMap::default(),
             changed: Vec::new(),
+            tracking: true,
             registry: StateRegistry::default(),
             lineage: Lineage::Empty,
             key_groups,
@@ -79,6 +85,10 @@ impl HashMapBackend {
     /// Sets a slot's value (`None` deletes), marking it changed.
     fn write(&mut self, key_group: KeyGroup, state: StateId, key: &[u8], value: Option<&[u8]>) {
         composite_key(&mut self.scratch, key_group, state, key);
+        if !self.tracking {
+            self.write_untracked(value);
+            return;
+        }
         if let Some(slot) = self.map.get_mut(self.scratch.as_slice()) {
             let old = slot.value.as_ref().map_or(0, Vec::len);
             match (&mut slot.value, value) {
@@ -109,6 +119,36 @@ impl HashMapBackend {
             Slot {
                 value: value.map(<[u8]>::to_vec),
                 changed: true,
+            },
+        );
+    }
+
+    /// `write` without change tracking: no tombstones, nothing recorded.
+    fn write_untracked(&mut self, value: Option<&[u8]>) {
+        let Some(v) = value else {
+            let composite = std::mem::take(&mut self.scratch);
+            self.remove_slot(&composite);
+            self.scratch = composite;
+            return;
+        };
+        if let Some(slot) = self.map.get_mut(self.scratch.as_slice()) {
+            let old = slot.value.as_ref().map_or(0, Vec::len);
+            match &mut slot.value {
+                Some(buf) => {
+                    buf.clear();
+                    buf.extend_from_slice(v);
+                }
+                none => *none = Some(v.to_vec()),
+            }
+            self.memory_bytes = self.memory_bytes - old + v.len();
+            return;
+        }
+        self.memory_bytes += self.scratch.len() + v.len() + SLOT_OVERHEAD;
+        self.map.insert(
+            self.scratch.clone(),
+            Slot {
+                value: Some(v.to_vec()),
+                changed: false,
             },
         );
     }
@@ -206,6 +246,10 @@ impl KeyedStateBackend for HashMapBackend {
     }
 
     fn snapshot(&mut self, checkpoint_id: u64) -> Result<Snapshot, StorageError> {
+        if !self.tracking {
+            // Writes were not recorded: only a full snapshot is exact.
+            return self.full_snapshot(checkpoint_id);
+        }
         let (kind, base) = match self.lineage {
             Lineage::NeedsFull => return self.full_snapshot(checkpoint_id),
             Lineage::Empty => (SnapshotKind::Full, None),
@@ -262,6 +306,13 @@ impl KeyedStateBackend for HashMapBackend {
         self.changed = changed;
         self.changed.clear();
         self.lineage = Lineage::NeedsFull;
+    }
+
+    fn set_change_tracking(&mut self, on: bool) {
+        if !on {
+            self.discard_changes();
+        }
+        self.tracking = on;
     }
 
     fn full_snapshot(&mut self, checkpoint_id: u64) -> Result<Snapshot, StorageError> {

@@ -229,6 +229,13 @@ pub trait KeyedStateBackend {
     /// snapshotted as deltas. The next `snapshot` is a full one.
     fn discard_changes(&mut self);
 
+    /// Whether writes are recorded for the next delta snapshot (on when the backend is created).
+    /// Off, a write costs no bookkeeping, deletions leave no tombstone, and the next `snapshot`
+    /// is a full one. A backend may ignore this and keep recording.
+    fn set_change_tracking(&mut self, on: bool) {
+        let _ = on;
+    }
+
     /// A full snapshot of all state (O(state)); later deltas are relative to it.
     fn full_snapshot(&mut self, checkpoint_id: u64) -> Result<Snapshot, StorageError>;
 
