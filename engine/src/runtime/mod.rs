@@ -14,7 +14,7 @@ pub mod subtask_state;
 mod task;
 pub mod watermark;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -216,7 +216,8 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
         job_result::clear(&setup.job_dir)?;
     }
     let user_cancel = Arc::new(AtomicBool::new(false));
-    let first = start_attempt(graph, settings, &user_cancel)?;
+    let checkpoint_ids = Arc::new(AtomicU64::new(0));
+    let first = start_attempt(graph, settings, &user_cancel, &checkpoint_ids)?;
     let metrics = first.metrics.clone();
     let graph = graph.clone();
     let settings = settings.clone();
@@ -224,7 +225,7 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
     let supervisor = std::thread::Builder::new()
         .name("job-supervisor".into())
         .spawn(move || {
-            let result = supervise(first, &graph, settings.clone(), &cancel);
+            let result = supervise(first, &graph, settings.clone(), &cancel, &checkpoint_ids);
             let end = match &result {
                 Ok(JobOutcome::Finished) => crate::checkpoint::JobEnd::Finished,
                 Ok(JobOutcome::Cancelled) => crate::checkpoint::JobEnd::Cancelled,
@@ -253,19 +254,27 @@ fn retire_checkpoints(settings: &RuntimeSettings, end: crate::checkpoint::JobEnd
     if end == crate::checkpoint::JobEnd::Finished {
         // The record goes first: a process killed while the checkpoints are discarded must not
         // look like one killed mid-job, or `--resume latest` would run the job again.
-        let result = job_result::JobResult {
-            final_checkpoint: checkpointing::completed_checkpoints(&setup.job_dir)
-                .first()
-                .map_or(0, |(id, _)| *id),
-            finished_ms: settings.clock.now_millis(),
-        };
-        if let Err(e) = job_result::write(&setup.job_dir, &result) {
+        let written = checkpointing::completed_checkpoints(&setup.job_dir).and_then(|c| {
+            let result = job_result::JobResult {
+                final_checkpoint: c.first().map_or(0, |(id, _)| *id),
+                finished_ms: settings.clock.now_millis(),
+            };
+            job_result::write(&setup.job_dir, &result)
+        });
+        if let Err(e) = written {
             eprintln!("streamsql: the job's checkpoints are kept: {e}");
             return;
         }
     }
-    for (_, dir) in checkpointing::completed_checkpoints(&setup.job_dir) {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
+    let completed = match checkpointing::completed_checkpoints(&setup.job_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("streamsql: the job's checkpoints are kept: {e}");
+            return;
+        }
+    };
+    for (_, dir) in completed {
+        if let Err(e) = checkpointing::discard_checkpoint(&dir) {
             eprintln!(
                 "streamsql: cannot delete checkpoint '{}': {e}",
                 dir.display()
@@ -279,6 +288,7 @@ fn supervise(
     graph: &DataflowGraph,
     settings: RuntimeSettings,
     user_cancel: &Arc<AtomicBool>,
+    checkpoint_ids: &Arc<AtomicU64>,
 ) -> Result<JobOutcome> {
     let mut strategy = settings.restart.clone();
     loop {
@@ -329,17 +339,19 @@ fn supervise(
                         setup.restore = Some(Arc::new(latest));
                     }
                 }
-                attempt = start_attempt(graph, &next, user_cancel)?;
+                attempt = start_attempt(graph, &next, user_cancel, checkpoint_ids)?;
             }
         }
     }
 }
 
-/// Starts every subtask of `graph` on its own thread.
+/// Starts every subtask of `graph` on its own thread; `checkpoint_ids` is the job's checkpoint
+/// id counter, which every attempt continues.
 fn start_attempt(
     graph: &DataflowGraph,
     settings: &RuntimeSettings,
     user_cancel: &Arc<AtomicBool>,
+    checkpoint_ids: &Arc<AtomicU64>,
 ) -> Result<Attempt> {
     let shared = Arc::new(JobShared {
         cancel: Arc::new(AtomicBool::new(false)),
@@ -520,6 +532,7 @@ fn start_attempt(
             events: event_rx,
             clock: settings.clock.clone(),
             operator_names: graph.nodes.iter().map(|n| (n.id, n.name.clone())).collect(),
+            next_id: checkpoint_ids.clone(),
         };
         let shared_c = shared.clone();
         match std::thread::Builder::new()
