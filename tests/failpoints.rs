@@ -348,16 +348,16 @@ fn play(root: &Path, n: usize, s: &Scenario, expected: &[Vec<String>]) -> Outcom
     let spec = format!("{}={}", s.point, s.action);
     let mode = if s.base.is_some() { "resume" } else { "fresh" };
     let what = format!("{mode} run with {spec}");
-    let dir = root.join(format!("scenario-{n}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    match &s.base {
-        Some(base) => copy_dir(base, &dir),
-        None => {
-            std::fs::create_dir_all(&dir).expect("scenario dir");
-            write_input(&dir);
-            std::fs::write(dir.join("p.sql"), PIPELINE).expect("pipeline");
+    let name = format!("scenario-{n}");
+    let dir = match &s.base {
+        Some(base) => {
+            let dir = root.join(&name);
+            let _ = std::fs::remove_dir_all(&dir);
+            copy_dir(base, &dir);
+            dir
         }
-    }
+        None => fresh(root, &name),
+    };
 
     let injected = run(&dir, s.base.is_some(), &spec);
     let fired = injected
@@ -460,8 +460,8 @@ fn a_storage_failure_at_any_point_never_loses_duplicates_or_tears() {
         }
     }
 
-    // Two at a time: a run is mostly waiting on its checkpoints' fsyncs. A failed scenario
-    // stops both workers; the scope then re-raises its panic.
+    // Two runs at a time: each spends part of its time waiting (start-up, fsyncs, restart
+    // delays). A failed scenario stops both workers; the scope then re-raises its panic.
     let queue = Mutex::new(scenarios.iter().enumerate());
     let outcomes = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
