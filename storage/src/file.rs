@@ -1,13 +1,17 @@
-//! Durable, checksummed files.
+//! Durable, checksummed files, and every other file-system call of checkpoint storage.
 //!
 //! Invariants: a file written by [`write_atomic`] is either absent or complete under its final
 //! name (tmp, fsync, rename, fsync directory); a file written by [`write_framed_atomic`] starts
 //! with a magic number and a format version and ends with a CRC-32 of everything before it, and
-//! [`read_framed`] refuses a file whose checksum, magic or version is wrong.
+//! [`read_framed`] refuses a file whose checksum, magic or version is wrong. Each I/O call here
+//! first passes its own [`failpoint`](crate::failpoint) (free without the `failpoints` feature),
+//! so a test can fail any one of them and watch the error take its normal path.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::failpoint::{check, Point};
 
 /// An error of the storage layer, naming the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -59,33 +63,101 @@ pub fn write_atomic_buffered(
     write_buffer_size: usize,
 ) -> Result<(), StorageError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    check(Point::WriteAtomicCreateDir)
+        .and_then(|()| fs::create_dir_all(dir))
+        .map_err(io_err(dir))?;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
     {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
+        let mut f = check(Point::WriteAtomicCreateTmp)
+            .and_then(|()| {
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&tmp)
+            })
             .map_err(io_err(&tmp))?;
         for chunk in bytes.chunks(write_buffer_size.max(1)) {
-            f.write_all(chunk).map_err(io_err(&tmp))?;
+            check(Point::WriteAtomicWrite)
+                .and_then(|()| f.write_all(chunk))
+                .map_err(io_err(&tmp))?;
         }
-        f.sync_all().map_err(io_err(&tmp))?;
+        check(Point::WriteAtomicFsyncFile)
+            .and_then(|()| f.sync_all())
+            .map_err(io_err(&tmp))?;
     }
-    fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(dir)
+    check(Point::WriteAtomicRename)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(io_err(path))?;
+    fsync_dir(dir, Point::WriteAtomicOpenDir, Point::WriteAtomicFsyncDir)
 }
 
-/// Fsyncs a directory so that renames and creations inside it are durable.
+/// Fsyncs a directory so that renames, creations and deletions inside it are durable.
 pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    fsync_dir(dir, Point::SyncDirOpen, Point::SyncDirFsync)
+}
+
+/// [`sync_dir`] with the failpoints of its caller.
+fn fsync_dir(dir: &Path, open: Point, fsync: Point) -> Result<(), StorageError> {
+    check(open)
+        .and_then(|()| File::open(dir))
+        .and_then(|d| check(fsync).and_then(|()| d.sync_all()))
         .map_err(io_err(dir))
+}
+
+/// Reads a whole file (one without framing, or whose framing the caller checks).
+pub fn read(path: &Path) -> Result<Vec<u8>, StorageError> {
+    check(Point::Read)
+        .and_then(|()| fs::read(path))
+        .map_err(io_err(path))
+}
+
+/// Whether `path` is a file (following symbolic links); unlike `Path::is_file`, a failure to find
+/// out is an error, not `false`.
+pub fn is_file(path: &Path) -> Result<bool, StorageError> {
+    match check(Point::IsFile).and_then(|()| fs::metadata(path)) {
+        Ok(m) => Ok(m.is_file()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// The entries of directory `dir`, in no particular order; a directory that does not exist has
+/// none.
+pub fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
+    let entries = match check(Point::ListDir).and_then(|()| fs::read_dir(dir)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    entries
+        .map(|e| e.map(|e| e.path()).map_err(io_err(dir)))
+        .collect()
+}
+
+/// Removes a file; returns whether it existed (a file already gone is no error). The deletion is
+/// durable only once the directory is synced ([`sync_dir`]).
+pub fn remove_file(path: &Path) -> Result<bool, StorageError> {
+    match check(Point::RemoveFile).and_then(|()| fs::remove_file(path)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Removes a directory and everything below it; a directory already gone is no error. A failure
+/// can leave any part of it behind: a caller that needs an order (a commit file before the files
+/// it names) removes those first.
+pub fn remove_dir_all(dir: &Path) -> Result<(), StorageError> {
+    match check(Point::RemoveDirAll).and_then(|()| fs::remove_dir_all(dir)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(dir)(e)),
+    }
 }
 
 const TRAILER: usize = 4;
@@ -137,7 +209,9 @@ pub fn write_framed_atomic(
 /// Reads a file written by [`write_framed_atomic`], checking magic, version and checksum; returns
 /// the payload.
 pub fn read_framed(path: &Path, magic: [u8; 4], version: u16) -> Result<Vec<u8>, StorageError> {
-    let bytes = fs::read(path).map_err(io_err(path))?;
+    let bytes = check(Point::ReadFramedRead)
+        .and_then(|()| fs::read(path))
+        .map_err(io_err(path))?;
     unframe(&bytes, magic, version)
         .map(<[u8]>::to_vec)
         .map_err(|reason| StorageError::Corrupt {
@@ -172,6 +246,25 @@ mod tests {
             Err(StorageError::Corrupt { .. })
         ));
         let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn listing_lookup_and_removal_take_a_missing_path_as_empty_or_gone() {
+        let d = tmpdir("missing");
+        assert!(list_dir(&d).unwrap().is_empty());
+        assert!(!is_file(&d.join("f")).unwrap());
+        assert!(!remove_file(&d.join("f")).unwrap());
+        remove_dir_all(&d).unwrap();
+
+        write_atomic(&d.join("f"), b"x").unwrap();
+        assert_eq!(list_dir(&d).unwrap(), vec![d.join("f")]);
+        assert!(is_file(&d.join("f")).unwrap());
+        assert!(!is_file(&d).unwrap(), "a directory is no file");
+        assert_eq!(read(&d.join("f")).unwrap(), b"x");
+        assert!(remove_file(&d.join("f")).unwrap());
+        assert!(matches!(read(&d.join("f")), Err(StorageError::Io { .. })));
+        remove_dir_all(&d).unwrap();
+        assert!(!d.exists());
     }
 
     #[test]

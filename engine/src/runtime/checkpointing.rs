@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -189,15 +189,24 @@ fn checkpoint_dir(job_dir: &Path, id: u64) -> PathBuf {
     job_dir.join(format!("chk-{id}"))
 }
 
-/// Reads a checkpoint from its directory or its `_metadata` file, verifying the checksum.
+/// Reads a checkpoint from its directory or its `_metadata` file, verifying the checksum. A
+/// damaged checkpoint is an [`EngineError::Data`]; a failure to read it at all is an
+/// [`EngineError::Io`], which says nothing about the checkpoint.
 pub fn read_checkpoint(path: &Path) -> Result<RestoredCheckpoint> {
     let file = if path.is_dir() {
         path.join(METADATA_FILE)
     } else {
         path.to_path_buf()
     };
-    let payload = streamsql_storage::read_framed(&file, METADATA_MAGIC, METADATA_VERSION)
-        .map_err(|e| EngineError::data(format!("cannot restore from '{}': {e}", file.display())))?;
+    let context = || format!("cannot restore from '{}'", file.display());
+    let payload = streamsql_storage::read_framed(&file, METADATA_MAGIC, METADATA_VERSION).map_err(
+        |e| match e {
+            streamsql_storage::StorageError::Io { source, .. } => {
+                EngineError::io(context(), source)
+            }
+            other => EngineError::data(format!("{}: {other}", context())),
+        },
+    )?;
     decode_metadata(&payload, &file)
 }
 
@@ -265,28 +274,48 @@ pub fn write_checkpoint_metadata(
 }
 
 /// The completed checkpoints of a job directory, newest first: `chk-<n>` directories with a
-/// `_metadata` file.
-pub fn completed_checkpoints(job_dir: &Path) -> Vec<(u64, PathBuf)> {
-    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(job_dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let id: u64 = name.strip_prefix("chk-")?.parse().ok()?;
-            let dir = e.path();
-            dir.join(METADATA_FILE).is_file().then_some((id, dir))
-        })
-        .collect();
+/// `_metadata` file (none when the directory does not exist). A directory that cannot be listed
+/// is an error, never an empty list: taken for "no checkpoint", it would make `--resume latest`
+/// run the job again from its beginning.
+pub fn completed_checkpoints(job_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let storage = |e| crate::state::storage_error("cannot list the checkpoints", e);
+    let mut found = Vec::new();
+    for dir in streamsql_storage::file::list_dir(job_dir).map_err(storage)? {
+        let Some(id) = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("chk-"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if streamsql_storage::file::is_file(&dir.join(METADATA_FILE)).map_err(storage)? {
+            found.push((id, dir));
+        }
+    }
     found.sort_by_key(|e| std::cmp::Reverse(e.0));
-    found
+    Ok(found)
+}
+
+/// Discards a checkpoint directory, `_metadata` first and durably: a discard cut short leaves a
+/// directory without its commit file, which no restore considers, never a `_metadata` whose state
+/// files are gone (Flink's `CompletedCheckpoint` discards its metadata first too).
+pub fn discard_checkpoint(dir: &Path) -> std::result::Result<(), streamsql_storage::StorageError> {
+    use streamsql_storage::file;
+    if file::remove_file(&dir.join(METADATA_FILE))? {
+        file::sync_dir(dir)?;
+    }
+    file::remove_dir_all(dir)
 }
 
 /// The newest checkpoint of a job directory that reads back intact, falling back to older ones
-/// when the newest is damaged; `None` when there is none.
+/// when the newest is damaged; `None` when there is none. A checkpoint that cannot be read (an
+/// I/O error, not a failed check) is an error: falling back past it would restore an older
+/// checkpoint than the newest completed one, whose sink output was already published, and
+/// publish that output a second time.
 pub fn latest_checkpoint(job_dir: &Path) -> Result<Option<RestoredCheckpoint>> {
     let mut damaged = Vec::new();
-    for (_, dir) in completed_checkpoints(job_dir) {
+    for (_, dir) in completed_checkpoints(job_dir)? {
         match read_checkpoint(&dir) {
             Ok(c) => {
                 for d in damaged {
@@ -294,6 +323,7 @@ pub fn latest_checkpoint(job_dir: &Path) -> Result<Option<RestoredCheckpoint>> {
                 }
                 return Ok(Some(c));
             }
+            Err(e @ EngineError::Io { .. }) => return Err(e),
             Err(e) => damaged.push(e.to_string()),
         }
     }
@@ -395,6 +425,11 @@ pub(crate) struct Coordinator {
     pub operator_names: BTreeMap<u64, String>,
     /// Savepoint requests of the running job.
     pub savepoints: Receiver<SavepointRequest>,
+    /// The smallest checkpoint id no attempt of this job has used (Flink's
+    /// `CheckpointIDCounter`), shared by the attempts: a restarted attempt never reuses an id of
+    /// the attempt before it, whose asynchronous parts may still be writing into that id's
+    /// directory and would mix their files into the new checkpoint.
+    pub next_id: Arc<AtomicU64>,
 }
 
 impl Coordinator {
@@ -449,7 +484,7 @@ impl Coordinator {
         let mut last_completed_end_ms: Option<i64> = None;
         let mut finished: std::collections::BTreeSet<TaskKey> = std::collections::BTreeSet::new();
         let mut final_states: BTreeMap<TaskKey, Vec<u8>> = BTreeMap::new();
-        let mut completed: Vec<u64> = completed_checkpoints(&self.setup.job_dir)
+        let mut completed: Vec<u64> = completed_checkpoints(&self.setup.job_dir)?
             .into_iter()
             .map(|(id, _)| id)
             .collect();
@@ -460,6 +495,7 @@ impl Coordinator {
         if let Some(last) = completed.last() {
             next_id = next_id.max(last.saturating_add(1));
         }
+        next_id = next_id.max(self.next_id.load(Ordering::SeqCst));
         loop {
             if shared.is_cancelled() || finished.len() >= self.tasks.len() {
                 return Ok(());
@@ -495,6 +531,7 @@ impl Coordinator {
             if let TriggerDecision::Trigger = decision {
                 let id = next_id;
                 next_id += 1;
+                self.next_id.fetch_max(next_id, Ordering::SeqCst);
                 last_trigger_ms = Some(now);
                 let barrier = CheckpointBarrier::checkpoint(id, now);
                 pending.insert(
@@ -590,6 +627,8 @@ impl Coordinator {
                         // Every task reached the end of its input: the final checkpoint makes the
                         // end durable before any sink publishes its last files.
                         let id = next_id;
+                        self.next_id
+                            .fetch_max(id.saturating_add(1), Ordering::SeqCst);
                         let checkpoint = RestoredCheckpoint {
                             checkpoint_id: id,
                             trigger_ms: stats.final_trigger_ms.unwrap_or(now),
@@ -672,7 +711,7 @@ impl Coordinator {
     /// Deletes the completed checkpoints beyond `execution.checkpointing.num-retained`.
     fn retain(&self, completed: &mut Vec<u64>, stats: &mut StatsRecorder) {
         for id in which_to_delete(completed, self.setup.config.num_retained.max(1)) {
-            let _ = std::fs::remove_dir_all(checkpoint_dir(&self.setup.job_dir, id));
+            self.discard(id);
             completed.retain(|c| *c != id);
             stats.tracker.report_discarded(id);
         }
@@ -709,6 +748,7 @@ impl Coordinator {
         let now = self.clock.now_millis();
         let id = *next_id;
         *next_id += 1;
+        self.next_id.fetch_max(*next_id, Ordering::SeqCst);
         let kind = if request.stop {
             CheckpointKind::SynchronousSavepoint
         } else {
@@ -890,6 +930,15 @@ impl Coordinator {
         complete
     }
 
+    /// Discards checkpoint `id`'s directory, best effort as Flink's discard: a failure is
+    /// reported and leaves files behind, never a `_metadata` without its state.
+    fn discard(&self, id: u64) {
+        let dir = checkpoint_dir(&self.setup.job_dir, id);
+        if let Err(e) = discard_checkpoint(&dir) {
+            eprintln!("streamsql: cannot discard checkpoint {id}: {e}");
+        }
+    }
+
     /// Aborts the checkpoints still waiting for `task`, which ended: they can never complete.
     fn abort_waiting_for(
         &self,
@@ -940,7 +989,7 @@ impl Coordinator {
             }
             None => {
                 eprintln!("streamsql: checkpoint {id} failed: {}", reason.message());
-                let _ = std::fs::remove_dir_all(checkpoint_dir(&self.setup.job_dir, id));
+                self.discard(id);
             }
         }
         stats.failed(id, self.clock.now_millis(), reason);
@@ -978,9 +1027,13 @@ impl StatsRecorder {
     fn open(setup: &CheckpointSetup, tasks: &[TaskKey], now_ms: i64) -> Self {
         let file = stats_file(&setup.job_dir);
         let mut tracker = None;
-        if setup.restore.is_some() && file.is_file() {
-            match CheckpointStatsTracker::load(&file) {
-                Ok(t) => tracker = Some(t),
+        if setup.restore.is_some() {
+            match streamsql_storage::file::is_file(&file) {
+                Ok(false) => {}
+                Ok(true) => match CheckpointStatsTracker::load(&file) {
+                    Ok(t) => tracker = Some(t),
+                    Err(e) => eprintln!("streamsql: checkpoint statistics start afresh: {e}"),
+                },
                 Err(e) => eprintln!("streamsql: checkpoint statistics start afresh: {e}"),
             }
         }

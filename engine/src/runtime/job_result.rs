@@ -56,8 +56,7 @@ pub fn write(job_dir: &Path, result: &JobResult) -> Result<()> {
     codec::put_version(&mut payload);
     codec::put_uvarint(&mut payload, result.final_checkpoint);
     codec::put_ivarint(&mut payload, result.finished_ms);
-    std::fs::create_dir_all(job_dir)
-        .map_err(|e| EngineError::io(format!("cannot create '{}'", job_dir.display()), e))?;
+    // The durable write creates the job directory if need be.
     streamsql_storage::write_framed_atomic(&path(job_dir), MAGIC, VERSION, &payload)
         .map_err(storage_error)
 }
@@ -87,22 +86,18 @@ pub fn read(job_dir: &Path) -> Result<Option<JobResult>> {
 
 /// Removes the record durably: a new run of the job starts.
 pub fn clear(job_dir: &Path) -> Result<()> {
-    let file = path(job_dir);
-    match std::fs::remove_file(&file) {
-        Ok(()) => streamsql_storage::file::sync_dir(job_dir).map_err(storage_error),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(EngineError::io(
-            format!("cannot delete '{}'", file.display()),
-            e,
-        )),
+    use streamsql_storage::file;
+    if file::remove_file(&path(job_dir)).map_err(storage_error)? {
+        file::sync_dir(job_dir).map_err(storage_error)?;
     }
+    Ok(())
 }
 
 /// Where `--resume latest` resumes the job of `job_dir`: its newest intact checkpoint (falling
 /// back to older ones when the newest is damaged), unless the job finished after it.
 pub fn resume_point(job_dir: &Path) -> Result<ResumePoint> {
     let finished = read(job_dir)?;
-    let newest = checkpointing::completed_checkpoints(job_dir)
+    let newest = checkpointing::completed_checkpoints(job_dir)?
         .first()
         .map(|(id, _)| *id);
     if let Some(result) = finished {

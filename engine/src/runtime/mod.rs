@@ -15,7 +15,7 @@ pub mod subtask_state;
 mod task;
 pub mod watermark;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -250,7 +250,14 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
     }
     let user_cancel = Arc::new(AtomicBool::new(false));
     let (savepoint_tx, savepoint_rx) = crossbeam_channel::unbounded();
-    let first = start_attempt(graph, settings, &user_cancel, &savepoint_rx)?;
+    let checkpoint_ids = Arc::new(AtomicU64::new(0));
+    let first = start_attempt(
+        graph,
+        settings,
+        &user_cancel,
+        &savepoint_rx,
+        &checkpoint_ids,
+    )?;
     // Other processes reach the job through its control socket while it runs.
     let control = settings
         .checkpointing
@@ -264,7 +271,14 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
     let supervisor = std::thread::Builder::new()
         .name("job-supervisor".into())
         .spawn(move || {
-            let result = supervise(first, &graph, settings.clone(), &cancel, &savepoint_rx);
+            let result = supervise(
+                first,
+                &graph,
+                settings.clone(),
+                &cancel,
+                &savepoint_rx,
+                &checkpoint_ids,
+            );
             drop(control);
             let end = match &result {
                 Ok(JobOutcome::Finished) => crate::checkpoint::JobEnd::Finished,
@@ -297,19 +311,27 @@ fn retire_checkpoints(settings: &RuntimeSettings, end: crate::checkpoint::JobEnd
     if end == crate::checkpoint::JobEnd::Finished {
         // The record goes first: a process killed while the checkpoints are discarded must not
         // look like one killed mid-job, or `--resume latest` would run the job again.
-        let result = job_result::JobResult {
-            final_checkpoint: checkpointing::completed_checkpoints(&setup.job_dir)
-                .first()
-                .map_or(0, |(id, _)| *id),
-            finished_ms: settings.clock.now_millis(),
-        };
-        if let Err(e) = job_result::write(&setup.job_dir, &result) {
+        let written = checkpointing::completed_checkpoints(&setup.job_dir).and_then(|c| {
+            let result = job_result::JobResult {
+                final_checkpoint: c.first().map_or(0, |(id, _)| *id),
+                finished_ms: settings.clock.now_millis(),
+            };
+            job_result::write(&setup.job_dir, &result)
+        });
+        if let Err(e) = written {
             eprintln!("streamsql: the job's checkpoints are kept: {e}");
             return;
         }
     }
-    for (_, dir) in checkpointing::completed_checkpoints(&setup.job_dir) {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
+    let completed = match checkpointing::completed_checkpoints(&setup.job_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("streamsql: the job's checkpoints are kept: {e}");
+            return;
+        }
+    };
+    for (_, dir) in completed {
+        if let Err(e) = checkpointing::discard_checkpoint(&dir) {
             eprintln!(
                 "streamsql: cannot delete checkpoint '{}': {e}",
                 dir.display()
@@ -324,6 +346,7 @@ fn supervise(
     settings: RuntimeSettings,
     user_cancel: &Arc<AtomicBool>,
     savepoints: &crossbeam_channel::Receiver<checkpointing::SavepointRequest>,
+    checkpoint_ids: &Arc<AtomicU64>,
 ) -> Result<JobOutcome> {
     let mut strategy = settings.restart.clone();
     loop {
@@ -374,18 +397,20 @@ fn supervise(
                         setup.restore = Some(Arc::new(latest));
                     }
                 }
-                attempt = start_attempt(graph, &next, user_cancel, savepoints)?;
+                attempt = start_attempt(graph, &next, user_cancel, savepoints, checkpoint_ids)?;
             }
         }
     }
 }
 
-/// Starts every subtask of `graph` on its own thread.
+/// Starts every subtask of `graph` on its own thread; `checkpoint_ids` is the job's checkpoint
+/// id counter, which every attempt continues.
 fn start_attempt(
     graph: &DataflowGraph,
     settings: &RuntimeSettings,
     user_cancel: &Arc<AtomicBool>,
     savepoints: &crossbeam_channel::Receiver<checkpointing::SavepointRequest>,
+    checkpoint_ids: &Arc<AtomicU64>,
 ) -> Result<Attempt> {
     let shared = Arc::new(JobShared {
         cancel: Arc::new(AtomicBool::new(false)),
@@ -571,6 +596,7 @@ fn start_attempt(
             clock: settings.clock.clone(),
             operator_names: graph.nodes.iter().map(|n| (n.id, n.name.clone())).collect(),
             savepoints: savepoints.clone(),
+            next_id: checkpoint_ids.clone(),
         };
         let shared_c = shared.clone();
         match std::thread::Builder::new()

@@ -126,8 +126,11 @@ impl SubtaskState {
             KeyedHandle::Inline(b) => std::borrow::Cow::Borrowed(b.as_slice()),
             KeyedHandle::File { path, size } => {
                 let file = checkpoint_dir.join(path);
-                let bytes = std::fs::read(&file).map_err(|e| {
-                    EngineError::io(format!("cannot read keyed state '{}'", file.display()), e)
+                let bytes = streamsql_storage::file::read(&file).map_err(|e| {
+                    crate::state::storage_error(
+                        &format!("cannot read keyed state '{}'", file.display()),
+                        e,
+                    )
                 })?;
                 if bytes.len() as u64 != *size {
                     return Err(EngineError::data(format!(
