@@ -116,10 +116,13 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("copy target");
     for entry in std::fs::read_dir(from).expect("copy source").flatten() {
         let target = to.join(entry.file_name());
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => copy_dir(&entry.path(), &target),
+            // The control socket of a running job is no file to copy.
+            Ok(t) if t.is_file() => {
+                std::fs::copy(entry.path(), target).expect("copy");
+            }
+            _ => {}
         }
     }
 }

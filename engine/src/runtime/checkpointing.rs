@@ -114,6 +114,8 @@ pub(crate) enum TaskEvent {
     /// The subtask's input is exhausted and this is its state at the end (the final checkpoint);
     /// it waits for `TaskCommand::Complete(FINAL_CHECKPOINT)` before it exits.
     FinalState { task: TaskKey, state: Vec<u8> },
+    /// The subtask's input is exhausted but its final state could not be written.
+    FinalStateFailed { message: String },
 }
 
 /// The checkpoint id tasks use for the final checkpoint of a finished job: every transactional
@@ -618,6 +620,13 @@ impl Coordinator {
                         let failed = take_failed(pending, checkpoint_id);
                         self.fail_checkpoint(&mut failures, stats, failed, reason, shared)?;
                     }
+                }
+                Ok(TaskEvent::FinalStateFailed { message }) => {
+                    // The job cannot end cleanly: it fails, and the restart strategy takes over
+                    // (Flink fails the task).
+                    return Err(EngineError::Task {
+                        message: format!("a task could not write its final state: {message}"),
+                    });
                 }
                 Ok(TaskEvent::FinalState { task, state }) => {
                     let now = self.clock.now_millis();

@@ -172,6 +172,11 @@ impl TaskCheckpointing {
                             timing,
                         );
                     }
+                    Err(e) if id == FINAL_CHECKPOINT => {
+                        let _ = events.send(TaskEvent::FinalStateFailed {
+                            message: e.to_string(),
+                        });
+                    }
                     Err(e) => {
                         report_async_failure(&format!(
                             "checkpoint {id}: asynchronous part failed: {e}"
