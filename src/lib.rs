@@ -168,8 +168,18 @@ impl Streamsql {
                     seed,
                 )
                 .map_err(Error::Job)?;
+                // A job that never asked for restarts fails with its task's error alone; one
+                // configured with 'none' fails as Flink words it ("Recovery is suppressed by
+                // NoRestartBackoffTimeStrategy").
+                let explicit = self
+                    .session
+                    .config
+                    .get_str("restart-strategy.type")
+                    .is_some();
                 settings.restart = match strategy {
-                    streamsql_engine::checkpoint::RestartStrategy::NoRestart(_) => None,
+                    streamsql_engine::checkpoint::RestartStrategy::NoRestart(_) if !explicit => {
+                        None
+                    }
                     s => Some(s),
                 };
                 let handle = runtime::start(&plan.graph, &settings).map_err(Error::Job)?;

@@ -617,9 +617,6 @@ fn restart_strategy_none_fails_the_job_at_the_first_failure() {
 }
 
 #[test]
-#[ignore = "with restart-strategy 'none' the facade runs the job without a strategy, so it fails \
-            with the task's error alone, not Flink's 'Recovery is suppressed by \
-            NoRestartBackoffTimeStrategy'"]
 fn restart_strategy_none_fails_with_recovery_suppressed_by_no_restart() {
     let (ok, _, stderr) = run_failing_job(
         "restart-none-msg",
