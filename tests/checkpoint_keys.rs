@@ -800,3 +800,35 @@ fn restarted_attempts_resume_the_select_result_where_their_checkpoint_left_it() 
     assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<i64>>());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn web_checkpoints_history_bounds_the_history_and_the_configuration_shows_the_backend() {
+    let dir = temp_dir("history");
+    let mut s = session(
+        &dir,
+        "10 ms",
+        &[
+            ("web.checkpoints.history", "3"),
+            ("state.backend.type", "hashmap"),
+        ],
+    );
+    let (job, job_dir) = start(&mut s, &dir, PACED_INSERT);
+    let v = wait_for_stats(&job_dir, "six completed checkpoints", |v| {
+        count(v, "completed") >= 6
+    });
+    cancel(job);
+    let entries = history(&v);
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    // The newest three, with no gap.
+    let newest = v["latest"]["completed"]["id"].as_u64().expect("latest id");
+    assert!(
+        entries.last().is_some_and(|e| e.id >= newest),
+        "{entries:?}"
+    );
+    assert_eq!(entries[2].id - entries[0].id, 2, "{entries:?}");
+    let config = CheckpointStatsTracker::load(&stats_file(&job_dir))
+        .expect("statistics")
+        .config_json();
+    assert_eq!(config["state_backend"], "HashMapStateBackend", "{config:#}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -201,7 +201,17 @@ fn stop_with_savepoint_then_resume_from_the_moved_savepoint_is_exact() {
     std::fs::remove_dir_all(dir.join("checkpoints")).expect("delete the checkpoints");
     std::fs::remove_dir_all(&elsewhere).expect("delete the rest");
     std::fs::remove_dir_all(dir.join("savepoints")).expect("delete the other savepoint");
-    let out = output(streamsql(&["run", "-s", moved.to_str().unwrap()], &dir));
+    // Canonical: taken with the sled backend, restored into the hashmap one.
+    let out = output(streamsql(
+        &[
+            "run",
+            "-s",
+            moved.to_str().unwrap(),
+            "-D",
+            "state.backend.type=hashmap",
+        ],
+        &dir,
+    ));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(committed(&dir), expected, "nothing lost, nothing twice");
     let _ = std::fs::remove_dir_all(&moved);

@@ -657,7 +657,8 @@ static KEYS: &[KeySpec] = &[
         int(0, INT_MAX),
         "Number of recent checkpoints kept in the checkpoint history.",
     )
-    .default("10"),
+    .default("10")
+    .honoured(),
     KeySpec::new(
         "metrics.latency.interval",
         DURATION,

@@ -67,6 +67,10 @@ pub struct CheckpointConfig {
     /// `execution.checkpointing.write-buffer-size` (`state.storage.fs.write-buffer-size`, 4096):
     /// the write buffer of state files; Flink uses at least the inline threshold.
     pub write_buffer_size: usize,
+    /// `web.checkpoints.history` (10): checkpoints kept in the statistics' history.
+    pub history_size: usize,
+    /// `state.backend.type` (`sled`), as the statistics' configuration shows it.
+    pub state_backend: String,
 }
 
 /// What happens to completed checkpoints when the job ends (Flink's
@@ -118,6 +122,8 @@ impl Default for CheckpointConfig {
             compression: false,
             inline_threshold: 20 * 1024,
             write_buffer_size: 4096,
+            history_size: 10,
+            state_backend: "sled".into(),
         }
     }
 }
@@ -170,6 +176,13 @@ impl CheckpointConfig {
                 .get_int("execution.checkpointing.write-buffer-size")
                 .and_then(|v| usize::try_from(v).ok())
                 .unwrap_or(d.write_buffer_size),
+            history_size: config
+                .get_int("web.checkpoints.history")
+                .and_then(|v| usize::try_from(v).ok())
+                .unwrap_or(d.history_size),
+            state_backend: config
+                .get_str("state.backend.type")
+                .map_or(d.state_backend, str::to_string),
         };
         cfg.validate()?;
         Ok(cfg)

@@ -565,6 +565,17 @@ impl CheckpointStatsTracker {
             return;
         }
         self.history.push_front(id);
+        self.trim_history();
+    }
+
+    /// Changes the number of checkpoints the history keeps (`web.checkpoints.history` of a
+    /// resumed job), dropping the oldest beyond it.
+    pub fn set_history_size(&mut self, size: usize) {
+        self.history_size = size;
+        self.trim_history();
+    }
+
+    fn trim_history(&mut self) {
         while self.history.len() > self.history_size {
             if let Some(old) = self.history.pop_back() {
                 let finished = self

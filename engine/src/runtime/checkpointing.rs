@@ -1047,6 +1047,7 @@ impl StatsRecorder {
             }
         }
         let mut tracker = tracker.unwrap_or_else(|| fresh_tracker(setup));
+        tracker.set_history_size(setup.config.history_size);
         // Checkpoints in progress when the previous run stopped were aborted by its end.
         if tracker.counts().in_progress > 0 {
             for id in tracker.history_ids() {
@@ -1166,7 +1167,7 @@ impl StatsRecorder {
 }
 
 /// A tracker for a job of `setup`: its configuration body shows the job's checkpointing
-/// settings; the history keeps `web.checkpoints.history`'s default.
+/// settings; the history keeps `web.checkpoints.history` checkpoints.
 fn fresh_tracker(setup: &CheckpointSetup) -> CheckpointStatsTracker {
     let c = &setup.config;
     let ms = |d: Duration| format!("{} ms", d.as_millis());
@@ -1194,9 +1195,8 @@ fn fresh_tracker(setup: &CheckpointSetup) -> CheckpointStatsTracker {
     if let Some(i) = c.interval {
         entries.push(("execution.checkpointing.interval", ms(i)));
     }
-    // Operators keep their state in their own memory and snapshot all of it (the sled backend
-    // is not wired to them yet): monitoring names what actually runs.
-    entries.push(("state.backend.type", "hashmap".to_string()));
+    entries.push(("state.backend.type", c.state_backend.clone()));
+    entries.push(("web.checkpoints.history", c.history_size.to_string()));
     // Checkpoints are always files on disk.
     if let Some(dir) = setup.job_dir.parent() {
         entries.push(("execution.checkpointing.dir", dir.display().to_string()));
