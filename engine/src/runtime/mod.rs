@@ -108,6 +108,36 @@ pub(crate) struct JobShared {
     /// Raised when the user cancels the job: every attempt, current and future, stops.
     user_cancel: Arc<AtomicBool>,
     error: Mutex<Option<EngineError>>,
+    /// Progress of restoring a checkpoint, when this attempt restores one.
+    restore: Option<RestoreProgress>,
+}
+
+/// How far the operator subtasks of an attempt are with restoring a checkpoint: the last one to
+/// finish reports the restore's duration and size, as Flink logs a completed restore.
+pub(crate) struct RestoreProgress {
+    checkpoint_id: u64,
+    started: std::time::Instant,
+    remaining: std::sync::atomic::AtomicUsize,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl JobShared {
+    /// An operator subtask restored `bytes` of state.
+    pub fn restored(&self, bytes: u64) {
+        let Some(r) = &self.restore else {
+            return;
+        };
+        r.bytes.fetch_add(bytes, Ordering::SeqCst);
+        if r.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let total = r.bytes.load(Ordering::SeqCst);
+            eprintln!(
+                "streamsql: restored checkpoint {} ({:.1} MB of state) in {} ms",
+                r.checkpoint_id,
+                total as f64 / 1e6,
+                r.started.elapsed().as_millis()
+            );
+        }
+    }
 }
 
 impl JobShared {
@@ -412,10 +442,28 @@ fn start_attempt(
     savepoints: &crossbeam_channel::Receiver<checkpointing::SavepointRequest>,
     checkpoint_ids: &Arc<AtomicU64>,
 ) -> Result<Attempt> {
+    let restoring = settings
+        .checkpointing
+        .as_ref()
+        .and_then(|c| c.restore.as_ref())
+        .map(|r| RestoreProgress {
+            checkpoint_id: r.checkpoint_id,
+            started: std::time::Instant::now(),
+            remaining: std::sync::atomic::AtomicUsize::new(
+                graph
+                    .nodes
+                    .iter()
+                    .filter(|n| matches!(n.kind, crate::graph::NodeKind::Operator(_)))
+                    .map(|n| n.parallelism)
+                    .sum(),
+            ),
+            bytes: std::sync::atomic::AtomicU64::new(0),
+        });
     let shared = Arc::new(JobShared {
         cancel: Arc::new(AtomicBool::new(false)),
         user_cancel: user_cancel.clone(),
         error: Mutex::new(None),
+        restore: restoring,
     });
     if let Some(setup) = &settings.checkpointing {
         // Final states of an earlier attempt are in the checkpoints that included them.

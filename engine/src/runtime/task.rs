@@ -115,6 +115,9 @@ impl TaskCheckpointing {
         op.snapshot_keyed(&mut delta)?;
         let sync = start.elapsed();
         after_sync()?;
+        // Flink's asynchronous duration: from the end of the synchronous part until the state is
+        // written, including the wait for earlier snapshots of the subtask and applying the flush.
+        let async_start = Instant::now();
         let store = match &ctx.state.store {
             Some(store) if !delta.is_empty() || store.is_open() => store,
             _ => {
@@ -168,7 +171,7 @@ impl TaskCheckpointing {
                             state,
                             w.state_size,
                             sync,
-                            w.async_duration,
+                            async_start.elapsed(),
                             timing,
                         );
                     }
@@ -269,13 +272,14 @@ fn report_async_failure(message: &str) {
 }
 
 /// Restores a freshly created operator from its encoded [`SubtaskState`]: operator state first,
-/// then every keyed entry (through the subtask's store, which keeps the byte form).
+/// then every keyed entry (through the subtask's store, which keeps the byte form). Returns the
+/// bytes of state the checkpoint held for it.
 fn restore_operator(
     op: &mut dyn Operator,
     ctx: &TaskContext,
     restore: Option<&[u8]>,
     checkpoint_dir: &Path,
-) -> Result<()> {
+) -> Result<u64> {
     let state = match restore {
         Some(bytes) => SubtaskState::decode(bytes).map_err(|e| {
             EngineError::data(format!(
@@ -287,7 +291,8 @@ fn restore_operator(
         None => SubtaskState::empty(),
     };
     let keyed = state.load_keyed(checkpoint_dir)?;
-    crate::state::restore_operator(op, ctx.state.store.as_ref(), &state.operator, keyed)
+    crate::state::restore_operator(op, ctx.state.store.as_ref(), &state.operator, keyed)?;
+    Ok(state.checkpointed_size())
 }
 
 /// Runs one subtask to its end and records how it ended in `shared`. A failure (error or panic)
@@ -319,7 +324,9 @@ pub(crate) fn run(
                 // Always called when the job checkpoints, with an empty blob when there is no
                 // state: a transactional sink then holds its output for checkpoints from the
                 // first row on.
-                restore_operator(op.as_mut(), ctx, c.restore.as_deref(), &c.restore_dir)?;
+                let bytes =
+                    restore_operator(op.as_mut(), ctx, c.restore.as_deref(), &c.restore_dir)?;
+                shared.restored(bytes);
             }
             run_operator(
                 op,
