@@ -65,20 +65,6 @@ fn streamsql(dir: &Path) -> Command {
     cmd
 }
 
-fn has_checkpoint(dir: &Path) -> bool {
-    std::fs::read_dir(dir.join("checkpoints"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|job| {
-            std::fs::read_dir(job.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|c| c.path().join("_metadata").is_file())
-        })
-}
-
 /// The (k, window_start) groups of the windowed output and their counts, summed per group.
 fn windows(dir: &Path) -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();
@@ -110,7 +96,7 @@ fn at_least_once_checkpoints_lose_nothing_across_a_kill_and_resume() {
             if child.try_wait().expect("status").is_some() {
                 break;
             }
-            if has_checkpoint(&dir) {
+            if common::has_checkpoint(&dir.join("checkpoints")) {
                 let _ = child.kill();
                 killed = true;
                 break;

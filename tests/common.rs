@@ -178,3 +178,39 @@ pub fn committed_rows(dir: &std::path::Path) -> Vec<String> {
     rows.sort();
     rows
 }
+
+/// The newest `chk-<n>` directory with a `_metadata` under `<checkpoints>/<job-id>/` (the first
+/// job directory found).
+pub fn newest_checkpoint(checkpoints: &std::path::Path) -> Option<std::path::PathBuf> {
+    let job = std::fs::read_dir(checkpoints)
+        .ok()?
+        .flatten()
+        .next()?
+        .path();
+    std::fs::read_dir(job)
+        .ok()?
+        .flatten()
+        .filter(|e| e.path().join("_metadata").is_file())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id: u64 = name.strip_prefix("chk-")?.parse().ok()?;
+            Some((id, e.path()))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
+/// True when a completed checkpoint (`chk-<n>/_metadata`) exists under `<checkpoints>/<job-id>/`.
+pub fn has_checkpoint(checkpoints: &std::path::Path) -> bool {
+    std::fs::read_dir(checkpoints)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|job| {
+            std::fs::read_dir(job.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|c| c.path().join("_metadata").is_file())
+        })
+}

@@ -91,21 +91,6 @@ fn run(dir: &Path, resume: bool) -> std::process::Child {
         .expect("streamsql starts")
 }
 
-/// True when a completed checkpoint (`chk-<n>/_metadata`) exists under `dir/<job-id>/`.
-fn has_checkpoint(dir: &Path) -> bool {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|job| {
-            std::fs::read_dir(job.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|c| c.path().join("_metadata").is_file())
-        })
-}
-
 fn fresh(root: &Path, name: &str) -> PathBuf {
     let dir = root.join(name);
     let _ = std::fs::remove_dir_all(&dir);
@@ -157,7 +142,7 @@ fn sigkill_and_resume_loses_nothing_and_duplicates_nothing() {
         let dir = fresh(&root, &format!("crashed-{scenario}"));
         let mut finished = false;
         while !finished && kills < kills_wanted {
-            if has_checkpoint(&dir.join("checkpoints")) {
+            if common::has_checkpoint(&dir.join("checkpoints")) {
                 restored_runs += 1;
             }
             let mut child = run(&dir, true);

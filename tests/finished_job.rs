@@ -111,7 +111,7 @@ fn resume_latest_after_the_job_finished_runs_nothing_again() {
             .expect("starts");
         let mut saved = None;
         while child.try_wait().expect("status").is_none() {
-            if let Some(chk) = newest_checkpoint(&second.join("checkpoints")) {
+            if let Some(chk) = common::newest_checkpoint(&second.join("checkpoints")) {
                 let copy_to = second.join("saved-chk");
                 let _ = std::fs::remove_dir_all(&copy_to);
                 if copy_dir(&chk, &copy_to).is_ok() {
@@ -149,26 +149,6 @@ fn resume_latest_after_the_job_finished_runs_nothing_again() {
     );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&second);
-}
-
-/// The newest `chk-<n>` directory with `_metadata` under `checkpoints/<job>/`.
-fn newest_checkpoint(checkpoints: &Path) -> Option<PathBuf> {
-    let job = std::fs::read_dir(checkpoints)
-        .ok()?
-        .flatten()
-        .next()?
-        .path();
-    std::fs::read_dir(job)
-        .ok()?
-        .flatten()
-        .filter(|e| e.path().join("_metadata").is_file())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let id: u64 = name.strip_prefix("chk-")?.parse().ok()?;
-            Some((id, e.path()))
-        })
-        .max()
-        .map(|(_, p)| p)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {

@@ -71,26 +71,6 @@ fn streamsql(dir: &Path) -> Command {
     cmd
 }
 
-/// The newest `chk-<n>` directory with `_metadata` under `checkpoints/<job>/`.
-fn newest_checkpoint(checkpoints: &Path) -> Option<PathBuf> {
-    let job = std::fs::read_dir(checkpoints)
-        .ok()?
-        .flatten()
-        .next()?
-        .path();
-    std::fs::read_dir(job)
-        .ok()?
-        .flatten()
-        .filter(|e| e.path().join("_metadata").is_file())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let id: u64 = name.strip_prefix("chk-")?.parse().ok()?;
-            Some((id, e.path()))
-        })
-        .max()
-        .map(|(_, p)| p)
-}
-
 fn has_state_file(chk: &Path) -> bool {
     std::fs::read_dir(chk.join("taskowned"))
         .map(|d| d.flatten().next().is_some())
@@ -125,7 +105,7 @@ fn a_moved_checkpoint_directory_restores_exactly() {
             if child.try_wait().expect("status").is_some() {
                 break;
             }
-            if let Some(chk) = newest_checkpoint(&dir.join("checkpoints")) {
+            if let Some(chk) = common::newest_checkpoint(&dir.join("checkpoints")) {
                 if has_state_file(&chk) {
                     found = Some(chk);
                     break;
@@ -137,7 +117,7 @@ fn a_moved_checkpoint_directory_restores_exactly() {
         let _ = child.wait();
         let Some(_) = found else { continue };
         // The newest checkpoint after the kill: the one a resume must use for the sink.
-        let chk = newest_checkpoint(&dir.join("checkpoints")).expect("a checkpoint");
+        let chk = common::newest_checkpoint(&dir.join("checkpoints")).expect("a checkpoint");
         let target = root.join(format!("elsewhere-{attempt}"));
         let _ = std::fs::remove_dir_all(&target);
         std::fs::create_dir_all(&target).expect("target");

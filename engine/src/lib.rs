@@ -33,6 +33,7 @@ pub mod runtime;
 pub mod state;
 pub mod suggest;
 pub mod types;
+pub mod unique;
 pub mod value;
 pub mod window;
 

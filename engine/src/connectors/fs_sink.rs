@@ -35,9 +35,6 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
 use crate::codec;
 use crate::connectors::csv::CsvEncoder;
 use crate::connectors::filesystem::{read_common, FileFormat};
@@ -73,21 +70,10 @@ pub struct FileSystemSinkFactory {
 /// A random version-4 uuid in its usual text form, from a generator seeded by the clock and the
 /// process (part file names must differ between runs, not be reproducible).
 fn random_uuid(salt: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut seed = [0u8; 32];
-    seed[..16].copy_from_slice(&nanos.to_le_bytes());
-    seed[16..20].copy_from_slice(&std::process::id().to_le_bytes());
-    for (i, b) in salt.bytes().enumerate() {
-        seed[20 + i % 12] ^= b;
-    }
-    let mut rng = ChaCha8Rng::from_seed(seed);
-    let mut b = [0u8; 16];
-    rng.fill_bytes(&mut b);
+    let mut b: [u8; 16] = crate::unique::random_bytes(salt);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = crate::unique::hex(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],

@@ -388,17 +388,7 @@ fn job_id_prefix(job_dir: &Path) -> String {
 
 /// Twelve random hex digits for a savepoint directory's name (unique, not reproducible).
 fn random_suffix() -> String {
-    use rand::{RngCore, SeedableRng};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut seed = [0u8; 32];
-    seed[..16].copy_from_slice(&nanos.to_le_bytes());
-    seed[16..20].copy_from_slice(&std::process::id().to_le_bytes());
-    let mut rng = rand_chacha::ChaCha8Rng::from_seed(seed);
-    let mut b = [0u8; 6];
-    rng.fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::unique::hex(&crate::unique::random_bytes::<6>("savepoint"))
 }
 
 /// Removes pending checkpoint `id` for failing it.
