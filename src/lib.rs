@@ -324,6 +324,9 @@ pub fn state_backend(config: &Configuration) -> streamsql_engine::state::StateBa
             .and_then(|v| usize::try_from(v).ok())
             .unwrap_or(DEFAULT_MEMORY_BUDGET),
         local_dir: config.get_path("state.backend.sled.localdir"),
+        incremental: config
+            .get_bool("execution.checkpointing.incremental")
+            .unwrap_or(false),
     }
 }
 

@@ -20,9 +20,10 @@ use rand_chacha::ChaCha8Rng;
 
 const ROWS: usize = 60_000;
 
-fn pipeline(dir: &Path) -> String {
+fn pipeline(dir: &Path, incremental: bool) -> String {
     format!(
         "SET 'execution.checkpointing.interval' = '50 ms';
+SET 'execution.checkpointing.incremental' = '{incremental}';
 SET 'state.checkpoints.dir' = '{dir}/checkpoints';
 SET 'parallelism.default' = '2';
 SET 'state.storage.fs.memory-threshold' = '0 b';
@@ -91,17 +92,28 @@ fn run(dir: &Path, resume: bool) -> std::process::Child {
         .expect("streamsql starts")
 }
 
-fn fresh(root: &Path, name: &str) -> PathBuf {
+fn fresh(root: &Path, name: &str, incremental: bool) -> PathBuf {
     let dir = root.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     write_input(&dir);
-    std::fs::write(dir.join("p.sql"), pipeline(&dir)).expect("pipeline");
+    std::fs::write(dir.join("p.sql"), pipeline(&dir, incremental)).expect("pipeline");
     dir
 }
 
 #[test]
 fn sigkill_and_resume_loses_nothing_and_duplicates_nothing() {
+    crash_loop(false, 50);
+}
+
+/// The same with incremental checkpoints: chains of delta files in `shared/`, referenced by the
+/// retained checkpoint, must restore exactly whatever moment the kill hits.
+#[test]
+fn sigkill_and_resume_with_incremental_checkpoints_loses_nothing_and_duplicates_nothing() {
+    crash_loop(true, 30);
+}
+
+fn crash_loop(incremental: bool, default_kills: usize) {
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -113,13 +125,16 @@ fn sigkill_and_resume_loses_nothing_and_duplicates_nothing() {
     let kills_wanted: usize = std::env::var("CRASH_KILLS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(default_kills);
     eprintln!("crash test seed: {seed} (replay with CRASH_SEED={seed})");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let root = std::env::temp_dir().join(format!("streamsql-crash-{}", std::process::id()));
+    let root = std::env::temp_dir().join(format!(
+        "streamsql-crash-{}-{incremental}",
+        std::process::id()
+    ));
 
     // The reference: one uninterrupted run.
-    let reference = fresh(&root, "reference");
+    let reference = fresh(&root, "reference", incremental);
     let started = std::time::Instant::now();
     let status = run(&reference, false).wait().expect("runs");
     assert!(status.success(), "the uninterrupted run succeeds");
@@ -139,7 +154,7 @@ fn sigkill_and_resume_loses_nothing_and_duplicates_nothing() {
     let mut restored_runs = 0;
     while kills < kills_wanted {
         scenario += 1;
-        let dir = fresh(&root, &format!("crashed-{scenario}"));
+        let dir = fresh(&root, &format!("crashed-{scenario}"), incremental);
         let mut finished = false;
         while !finished && kills < kills_wanted {
             if common::has_checkpoint(&dir.join("checkpoints")) {

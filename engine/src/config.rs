@@ -457,7 +457,8 @@ static KEYS: &[KeySpec] = &[
         "Incremental checkpoints: only state changed since the previous checkpoint is written.",
     )
     .aliases(&["state.backend.incremental"])
-    .default("false"),
+    .default("false")
+    .honoured(),
     KeySpec::new(
         "execution.state-recovery.from-local",
         BOOL,
@@ -1591,11 +1592,11 @@ mod tests {
             c.unimplemented_settings().is_empty(),
             "checkpointing is honoured"
         );
-        c.set("execution.checkpointing.incremental", "true")
+        c.set("execution.checkpointing.unaligned.enabled", "true")
             .unwrap();
         assert_eq!(
             c.unimplemented_settings(),
-            vec![("execution.checkpointing.incremental", "true")]
+            vec![("execution.checkpointing.unaligned.enabled", "true")]
         );
         c.set("parallelism.default", "4").unwrap();
         assert_eq!(

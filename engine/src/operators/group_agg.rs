@@ -572,7 +572,7 @@ mod tests {
                 &mut b,
                 ctx_b.state.store.as_ref(),
                 &blob,
-                Some(snap.clone()),
+                vec![snap.clone()],
             )
             .unwrap();
             let (_, snap_b) = checkpoint(&mut b, &ctx_b, 1);
@@ -660,7 +660,7 @@ mod tests {
         let mut fresh = GroupAggregate::new(spec.clone(), &ctx()).unwrap();
         let ctx_r = ctx_with(BackendKind::Sled, 1 << 20);
         let mut restored = GroupAggregate::new(spec.clone(), &ctx_r).unwrap();
-        restore_operator(&mut restored, ctx_r.state.store.as_ref(), &[], None).unwrap();
+        restore_operator(&mut restored, ctx_r.state.store.as_ref(), &[], vec![]).unwrap();
         assert_eq!(feed(&mut fresh, &batches), feed(&mut restored, &batches));
         // A snapshot of an operator without keys round-trips too.
         let ctx_e = ctx_with(BackendKind::HashMap, 1 << 20);
@@ -672,7 +672,7 @@ mod tests {
         assert!(snap.records.is_empty());
         let ctx_b = ctx_with(BackendKind::HashMap, 1 << 20);
         let mut b = GroupAggregate::new(spec, &ctx_b).unwrap();
-        restore_operator(&mut b, ctx_b.state.store.as_ref(), &blob, Some(snap)).unwrap();
+        restore_operator(&mut b, ctx_b.state.store.as_ref(), &blob, vec![snap]).unwrap();
         assert_eq!(b.hot_keys(), 0);
     }
 

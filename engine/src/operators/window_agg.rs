@@ -970,7 +970,7 @@ mod tests {
                     &mut b,
                     ctx_b.state.store.as_ref(),
                     &blob,
-                    Some(snap.clone()),
+                    vec![snap.clone()],
                 )
                 .unwrap();
                 assert_eq!(b.current_watermark(), a.current_watermark());
@@ -1030,7 +1030,7 @@ mod tests {
             let mut fresh = snapshot_op(window.clone());
             let ctx_r = store_ctx(1);
             let mut restored = snapshot_op_in(window.clone(), &ctx_r);
-            restore_operator(&mut restored, ctx_r.state.store.as_ref(), &[], None).unwrap();
+            restore_operator(&mut restored, ctx_r.state.store.as_ref(), &[], vec![]).unwrap();
             assert_eq!(restored.current_watermark(), i64::MIN);
             let (mut out_f, mut out_r) = (Output::new(), Output::new());
             feed_steps(&mut fresh, &steps, &mut out_f);

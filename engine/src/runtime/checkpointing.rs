@@ -422,6 +422,9 @@ pub(crate) struct Coordinator {
     /// the attempt before it, whose asynchronous parts may still be writing into that id's
     /// directory and would mix their files into the new checkpoint.
     pub next_id: Arc<AtomicU64>,
+    /// The files of `shared/` each retained completed checkpoint uses (incremental
+    /// checkpoints), by checkpoint id: a file is deleted once no retained checkpoint uses it.
+    pub shared_refs: std::cell::RefCell<BTreeMap<u64, Vec<String>>>,
 }
 
 impl Coordinator {
@@ -481,6 +484,7 @@ impl Coordinator {
             .map(|(id, _)| id)
             .collect();
         completed.sort_unstable();
+        self.sweep_shared(&completed);
         // A fresh run of the same pipeline shares its job directory with earlier runs: its ids
         // continue past theirs, so that retention keeps the newest checkpoints and
         // `--resume latest` finds this run's, never an older run's end state.
@@ -648,6 +652,21 @@ impl Coordinator {
                             )));
                         }
                         completed.push(id);
+                        self.reference_shared(&checkpoint);
+                        // The final checkpoint subsumes the periodic ones still in progress.
+                        let older: Vec<u64> = pending
+                            .iter()
+                            .filter(|(_, (p, _, _))| !p.kind().is_savepoint())
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for old in older {
+                            pending.remove(&old);
+                            stats.tracker.report_failed(
+                                old,
+                                now,
+                                CheckpointFailureReason::CheckpointSubsumed,
+                            );
+                        }
                         for tx in &self.all {
                             let _ = tx.try_send(TaskCommand::Complete(FINAL_CHECKPOINT));
                         }
@@ -707,12 +726,69 @@ impl Coordinator {
         (dir, written)
     }
 
-    /// Deletes the completed checkpoints beyond `execution.checkpointing.num-retained`.
+    /// Deletes the completed checkpoints beyond `execution.checkpointing.num-retained`, and the
+    /// shared files only they used.
     fn retain(&self, completed: &mut Vec<u64>, stats: &mut StatsRecorder) {
         for id in which_to_delete(completed, self.setup.config.num_retained.max(1)) {
             self.discard(id);
             completed.retain(|c| *c != id);
             stats.tracker.report_discarded(id);
+            let mut refs = self.shared_refs.borrow_mut();
+            let Some(files) = refs.remove(&id) else {
+                continue;
+            };
+            for f in files {
+                if !refs.values().any(|used| used.contains(&f)) {
+                    if let Err(e) =
+                        streamsql_storage::file::remove_file(&self.setup.job_dir.join(&f))
+                    {
+                        eprintln!("streamsql: cannot delete the shared state file '{f}': {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records the shared files completed checkpoint `checkpoint` uses.
+    fn reference_shared(&self, checkpoint: &RestoredCheckpoint) {
+        let mut files: Vec<String> = Vec::new();
+        for state in checkpoint.states.values() {
+            if let Ok(s) = SubtaskState::decode(state) {
+                files.extend(s.shared_files().iter().map(|f| f.path.clone()));
+            }
+        }
+        if !files.is_empty() {
+            self.shared_refs
+                .borrow_mut()
+                .insert(checkpoint.checkpoint_id, files);
+        }
+    }
+
+    /// When the coordinator starts (no snapshot of this attempt is in flight): learns which
+    /// shared files the retained checkpoints use and deletes the others, left by checkpoints that
+    /// failed or were in progress when an earlier run stopped.
+    fn sweep_shared(&self, completed: &[u64]) {
+        let shared = self.setup.job_dir.join(super::subtask_state::SHARED_DIR);
+        let Ok(present) = streamsql_storage::file::list_dir(&shared) else {
+            return;
+        };
+        if present.is_empty() {
+            return;
+        }
+        for id in completed {
+            if let Ok(c) = read_checkpoint(&checkpoint_dir(&self.setup.job_dir, *id)) {
+                self.reference_shared(&c);
+            }
+        }
+        let refs = self.shared_refs.borrow();
+        for path in present {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let rel = format!("{}/{name}", super::subtask_state::SHARED_DIR);
+            if !refs.values().any(|used| used.contains(&rel)) {
+                let _ = streamsql_storage::file::remove_file(&path);
+            }
         }
     }
 
@@ -880,6 +956,7 @@ impl Coordinator {
             return Ok(());
         }
         failures.on_success(checkpoint_id);
+        self.reference_shared(&checkpoint);
         let end_ms = self.clock.now_millis();
         *last_completed_end_ms = Some(end_ms);
         completed.push(checkpoint_id);

@@ -360,12 +360,21 @@ fn retire_checkpoints(settings: &RuntimeSettings, end: crate::checkpoint::JobEnd
             return;
         }
     };
+    let mut all_gone = true;
     for (_, dir) in completed {
         if let Err(e) = checkpointing::discard_checkpoint(&dir) {
+            all_gone = false;
             eprintln!(
                 "streamsql: cannot delete checkpoint '{}': {e}",
                 dir.display()
             );
+        }
+    }
+    if all_gone {
+        // No checkpoint is left to use the files incremental checkpoints shared.
+        let shared = setup.job_dir.join(subtask_state::SHARED_DIR);
+        if let Err(e) = streamsql_storage::file::remove_dir_all(&shared) {
+            eprintln!("streamsql: cannot delete '{}': {e}", shared.display());
         }
     }
 }
@@ -609,6 +618,8 @@ fn start_attempt(
                     compression: setup.config.compression,
                     inline_threshold: setup.config.inline_threshold,
                     write_buffer_size: setup.config.write_buffer_size,
+                    incremental: settings.state_backend.incremental,
+                    chain: Arc::default(),
                 }
             });
             let spawned = std::thread::Builder::new()
@@ -645,6 +656,7 @@ fn start_attempt(
             operator_names: graph.nodes.iter().map(|n| (n.id, n.name.clone())).collect(),
             savepoints: savepoints.clone(),
             next_id: checkpoint_ids.clone(),
+            shared_refs: Default::default(),
         };
         let shared_c = shared.clone();
         match std::thread::Builder::new()

@@ -24,6 +24,18 @@ const MARKER: u8 = b'S';
 const KEYED_NONE: u8 = 0;
 const KEYED_INLINE: u8 = 1;
 const KEYED_FILE: u8 = 2;
+const KEYED_CHAIN: u8 = 3;
+
+/// The directory of the job (`<checkpoint dir>/..`) where incremental checkpoints keep the files
+/// they share.
+pub const SHARED_DIR: &str = "shared";
+
+/// One file of an incremental chain: a path relative to the job directory, and its length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainFile {
+    pub path: String,
+    pub size: u64,
+}
 
 /// Where a subtask's keyed state is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +46,9 @@ pub enum KeyedHandle {
     Inline(Vec<u8>),
     /// A snapshot file, relative to the checkpoint directory, and its length.
     File { path: String, size: u64 },
+    /// An incremental chain in the job's `shared/` directory: a full snapshot and the deltas
+    /// after it, in order; the last file is the one this checkpoint wrote.
+    Chain(Vec<ChainFile>),
 }
 
 /// A subtask's part of a checkpoint.
@@ -65,6 +80,14 @@ impl SubtaskState {
                 codec::put_str(&mut out, path);
                 codec::put_uvarint(&mut out, *size);
             }
+            KeyedHandle::Chain(files) => {
+                out.push(KEYED_CHAIN);
+                codec::put_uvarint(&mut out, files.len() as u64);
+                for f in files {
+                    codec::put_str(&mut out, &f.path);
+                    codec::put_uvarint(&mut out, f.size);
+                }
+            }
         }
         out
     }
@@ -94,6 +117,24 @@ impl SubtaskState {
                 }
                 KeyedHandle::File { path, size }
             }
+            KEYED_CHAIN => {
+                let n = codec::get_len(input)?;
+                let mut files = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    let path = codec::get_str(input)?.to_string();
+                    let size = codec::get_uvarint(input)?;
+                    if !is_shared_file_name(&path) {
+                        return Err(corrupt(format!(
+                            "state file '{path}' is not in the job's shared directory"
+                        )));
+                    }
+                    files.push(ChainFile { path, size });
+                }
+                if files.is_empty() {
+                    return Err(corrupt("an incremental chain without files"));
+                }
+                KeyedHandle::Chain(files)
+            }
             t => return Err(corrupt(format!("unknown keyed-state handle {t}"))),
         };
         codec::expect_end(input)?;
@@ -114,38 +155,66 @@ impl SubtaskState {
             KeyedHandle::None => 0,
             KeyedHandle::Inline(b) => b.len() as u64,
             KeyedHandle::File { size, .. } => *size,
+            // Only the file this checkpoint added; the rest was written by earlier ones.
+            KeyedHandle::Chain(files) => files.last().map_or(0, |f| f.size),
         };
         self.operator.len() as u64 + keyed
     }
 
-    /// Reads the keyed snapshot, resolving a file against `checkpoint_dir` and verifying its
-    /// length and checksum.
-    pub fn load_keyed(&self, checkpoint_dir: &Path) -> Result<Option<Snapshot>> {
-        let bytes = match &self.keyed {
-            KeyedHandle::None => return Ok(None),
-            KeyedHandle::Inline(b) => std::borrow::Cow::Borrowed(b.as_slice()),
-            KeyedHandle::File { path, size } => {
-                let file = checkpoint_dir.join(path);
-                let bytes = streamsql_storage::file::read(&file).map_err(|e| {
-                    crate::state::storage_error(
-                        &format!("cannot read keyed state '{}'", file.display()),
-                        e,
-                    )
-                })?;
-                if bytes.len() as u64 != *size {
-                    return Err(EngineError::data(format!(
-                        "keyed state '{}' has {} bytes, the checkpoint recorded {size}",
-                        file.display(),
-                        bytes.len()
-                    )));
-                }
-                std::borrow::Cow::Owned(bytes)
-            }
-        };
-        snapshot::decode(&bytes)
-            .map(Some)
-            .map_err(|e| EngineError::data(format!("cannot restore keyed state: {e}")))
+    /// The files of the job's `shared/` directory this state needs (relative to the job dir).
+    pub fn shared_files(&self) -> &[ChainFile] {
+        match &self.keyed {
+            KeyedHandle::Chain(files) => files,
+            _ => &[],
+        }
     }
+
+    /// Reads the keyed snapshots (none, one, or an incremental chain), resolving a file against
+    /// `checkpoint_dir` (a chain's files against its parent, the job directory) and verifying
+    /// lengths and checksums.
+    pub fn load_keyed(&self, checkpoint_dir: &Path) -> Result<Vec<Snapshot>> {
+        let decode = |bytes: &[u8]| {
+            snapshot::decode(bytes)
+                .map_err(|e| EngineError::data(format!("cannot restore keyed state: {e}")))
+        };
+        match &self.keyed {
+            KeyedHandle::None => Ok(Vec::new()),
+            KeyedHandle::Inline(b) => Ok(vec![decode(b)?]),
+            KeyedHandle::File { path, size } => Ok(vec![decode(&read_sized(
+                &checkpoint_dir.join(path),
+                *size,
+            )?)?]),
+            KeyedHandle::Chain(files) => {
+                let job_dir = checkpoint_dir.parent().unwrap_or(checkpoint_dir);
+                files
+                    .iter()
+                    .map(|f| decode(&read_sized(&job_dir.join(&f.path), f.size)?))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Reads `file`, which must have `size` bytes.
+fn read_sized(file: &Path, size: u64) -> Result<Vec<u8>> {
+    let bytes = streamsql_storage::file::read(file).map_err(|e| {
+        crate::state::storage_error(&format!("cannot read keyed state '{}'", file.display()), e)
+    })?;
+    if bytes.len() as u64 != size {
+        return Err(EngineError::data(format!(
+            "keyed state '{}' has {} bytes, the checkpoint recorded {size}",
+            file.display(),
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Whether `path` names a file of the job's `shared/` directory (`shared/<name>`).
+fn is_shared_file_name(path: &str) -> bool {
+    path.strip_prefix(SHARED_DIR)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| !name.is_empty() && is_relative_file_name(name) && !name.contains('/'))
 }
 
 /// Whether `path` names a file below the checkpoint directory (no absolute path, no `..`).
@@ -273,12 +342,12 @@ mod tests {
         };
         let back = SubtaskState::decode(&state.encode()).unwrap();
         assert_eq!(back, state);
-        assert!(back.load_keyed(&dir).unwrap().unwrap() == snapshot(5000));
+        assert!(back.load_keyed(&dir).unwrap() == vec![snapshot(5000)]);
         // Relocated: the same handle resolves against the new directory.
         let moved = temp_dir("threshold-moved");
         std::fs::remove_dir_all(&moved).unwrap();
         std::fs::rename(&dir, &moved).unwrap();
-        assert!(back.load_keyed(&moved).unwrap().unwrap() == snapshot(5000));
+        assert!(back.load_keyed(&moved).unwrap() == vec![snapshot(5000)]);
         let _ = std::fs::remove_dir_all(&moved);
     }
 

@@ -7,13 +7,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
 use super::checkpointing::{TaskCommand, TaskEvent, FINAL_CHECKPOINT};
 use super::exchange::OutputRouter;
-use super::subtask_state::{write_keyed, KeyedHandle, SubtaskState, WriteSettings};
+use super::subtask_state::{
+    write_keyed, ChainFile, KeyedHandle, SubtaskState, WriteSettings, SHARED_DIR,
+};
 use super::watermark::{ValveOutput, WatermarkValve};
 use super::{JobShared, RuntimeSettings};
 use crate::checkpoint::{
@@ -49,6 +52,11 @@ pub(crate) struct TaskCheckpointing {
     pub compression: bool,
     pub inline_threshold: usize,
     pub write_buffer_size: usize,
+    /// `execution.checkpointing.incremental`: checkpoints write deltas chained in `shared/`.
+    pub incremental: bool,
+    /// The subtask's current chain (a full snapshot and its deltas), extended by each chained
+    /// snapshot's continuation, which run in checkpoint order.
+    pub chain: Arc<std::sync::Mutex<Vec<ChainFile>>>,
 }
 
 impl TaskCheckpointing {
@@ -130,9 +138,19 @@ impl TaskCheckpointing {
             }
         };
         let name = format!("{:016x}-{}.state", self.key.operator_id, self.key.subtask);
-        // A savepoint keeps every file in its own directory, so that it can be moved.
+        // Savepoints and final states are full snapshots outside the incremental chain.
+        let chained = self.incremental && savepoint.is_none() && id != FINAL_CHECKPOINT;
+        // A savepoint keeps every file in its own directory, so that it can be moved; a chained
+        // snapshot goes to the job's `shared/` directory, where later checkpoints find it.
         let (checkpoint_dir, file_name) = match savepoint {
             Some(sp) => (Some(sp.dir.as_ref().clone()), name),
+            None if chained => (
+                Some(self.job_dir.clone()),
+                format!(
+                    "{SHARED_DIR}/{:016x}-{}-{id}.state",
+                    self.key.operator_id, self.key.subtask
+                ),
+            ),
             None => (
                 Some(if id == FINAL_CHECKPOINT {
                     self.job_dir.join(super::checkpointing::FINAL_STATE_DIR)
@@ -146,30 +164,51 @@ impl TaskCheckpointing {
             checkpoint_dir,
             file_name,
             compression: self.compression,
-            inline_threshold: self.inline_threshold,
+            // A chain's files are shared by later checkpoints: always files.
+            inline_threshold: if chained { 0 } else { self.inline_threshold },
             write_buffer_size: self.write_buffer_size,
         };
         let events = self.events.clone();
         let key = self.key;
+        let chain = Arc::clone(&self.chain);
         store.submit_snapshot(
             id,
             delta,
-            Box::new(move |snapshot| {
+            !chained,
+            Box::new(move |snapshot: crate::state::store::SnapshotResult| {
                 let written = snapshot
                     .map_err(|e| EngineError::Task { message: e })
-                    .and_then(|s| write_keyed(&s, &settings));
-                match written {
-                    Ok(w) => {
-                        let state = SubtaskState {
-                            operator,
-                            keyed: w.keyed,
+                    .and_then(|s| {
+                        let full = s.kind == streamsql_storage::SnapshotKind::Full;
+                        write_keyed(&s, &settings).map(|w| (w, full))
+                    })
+                    .and_then(|(w, full)| {
+                        if !chained {
+                            return Ok((w.keyed, w.state_size));
+                        }
+                        let KeyedHandle::File { path, size } = w.keyed else {
+                            return Err(EngineError::internal(
+                                "a chained snapshot was not written to a file",
+                            ));
                         };
+                        let mut files = chain.lock().unwrap_or_else(|p| p.into_inner());
+                        if full {
+                            files.clear();
+                        }
+                        files.push(ChainFile { path, size });
+                        // Flink's full size of an incremental checkpoint: every file it uses.
+                        let total = files.iter().map(|f| f.size).sum();
+                        Ok((KeyedHandle::Chain(files.clone()), total))
+                    });
+                match written {
+                    Ok((keyed, keyed_size)) => {
+                        let state = SubtaskState { operator, keyed };
                         send_state(
                             &events,
                             key,
                             id,
                             state,
-                            w.state_size,
+                            keyed_size,
                             sync,
                             async_start.elapsed(),
                             timing,

@@ -73,6 +73,9 @@ pub struct StateBackendConfig {
     /// `state.backend.sled.localdir`: where sled's working files go (a temporary directory when
     /// unset).
     pub local_dir: Option<PathBuf>,
+    /// `execution.checkpointing.incremental` (`state.backend.incremental`): checkpoints write the
+    /// changes since the previous one, chained to a full snapshot.
+    pub incremental: bool,
 }
 
 impl Default for StateBackendConfig {
@@ -81,6 +84,7 @@ impl Default for StateBackendConfig {
             kind: BackendKind::Sled,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             local_dir: None,
+            incremental: false,
         }
     }
 }
@@ -551,6 +555,7 @@ pub fn snapshot_now(
     store.submit_snapshot(
         checkpoint_id,
         delta,
+        true,
         Box::new(move |r| {
             let _ = tx.send(r);
         }),
@@ -573,18 +578,18 @@ pub fn restore_operator(
     op: &mut dyn crate::operator::Operator,
     store: Option<&Arc<SubtaskStore>>,
     operator: &[u8],
-    keyed: Option<streamsql_storage::Snapshot>,
+    keyed: Vec<streamsql_storage::Snapshot>,
 ) -> Result<()> {
     op.restore_state(operator)?;
-    let Some(snapshot) = keyed else {
+    if keyed.is_empty() {
         return Ok(());
-    };
+    }
     let Some(store) = store else {
         return Err(EngineError::internal(
             "a subtask with keyed state to restore has no state store",
         ));
     };
-    store.restore(snapshot)?;
+    store.restore(keyed)?;
     store.scan(&mut |name, _group, key, value| op.restore_keyed(name, key, value))?;
     op.keyed_restored()
 }
@@ -595,6 +600,7 @@ pub fn standalone_context(kind: BackendKind, memory_budget: usize) -> StateConte
         kind,
         memory_budget,
         local_dir: None,
+        incremental: false,
     };
     let store = SubtaskStore::new(
         config.clone(),

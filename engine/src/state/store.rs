@@ -19,7 +19,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use streamsql_storage::{
-    HashMapBackend, KeyGroupRange, KeyedStateBackend, SledBackend, Snapshot, StateId,
+    HashMapBackend, KeyGroupRange, KeyedStateBackend, SledBackend, Snapshot, SnapshotKind,
+    SnapshotRecord, StateId,
 };
 
 use super::{storage_error, BackendKind, KeyedDelta, StateBackendConfig};
@@ -39,8 +40,37 @@ enum Job {
     Snapshot {
         checkpoint_id: u64,
         delta: KeyedDelta,
+        /// A full snapshot outside the incremental chain (a savepoint, a final state).
+        full: bool,
         done: SnapshotDone,
     },
+}
+
+/// The longest chain of deltas after a full snapshot before the next checkpoint writes a full one
+/// again: bounds the files a restore reads.
+const MAX_CHAIN_DELTAS: usize = 20;
+
+/// Where the incremental chain of the subtask's checkpoints stands.
+#[derive(Debug, Default)]
+struct Chain {
+    /// The checkpoint of the chain's newest snapshot, `None` before the first (or after a
+    /// restore): the next one is full.
+    last: Option<u64>,
+    deltas: usize,
+    /// Data bytes of the full snapshot and of the deltas since.
+    base_bytes: usize,
+    delta_bytes: usize,
+}
+
+impl Chain {
+    /// Whether the next chained snapshot may be a delta: the chain is short and its deltas
+    /// hold less than half the full snapshot, so the files of a retained checkpoint stay within
+    /// 1.5 times one compact full snapshot (plus one delta).
+    fn delta_allowed(&self) -> bool {
+        self.last.is_some()
+            && self.deltas < MAX_CHAIN_DELTAS
+            && self.delta_bytes.saturating_mul(2) <= self.base_bytes
+    }
 }
 
 struct Inner {
@@ -49,9 +79,10 @@ struct Inner {
     queue: VecDeque<Job>,
     /// Why the store no longer matches the operator's state, once an apply failed.
     broken: Option<String>,
-    /// Whether a delta-based (incremental) snapshot will ever be asked for: when not, the
-    /// backend's change tracking is discarded after each apply so it does not grow.
+    /// Whether the backend's own change tracking is kept: deltas come from the operator's
+    /// flushes, so it never is; it is discarded after each apply so it does not grow.
     track_changes: bool,
+    chain: Chain,
 }
 
 /// The keyed-state store of one subtask (see the module documentation).
@@ -106,6 +137,7 @@ impl SubtaskStore {
                 queue: VecDeque::new(),
                 broken: None,
                 track_changes: false,
+                chain: Chain::default(),
             }),
             continuations: Mutex::new(()),
             config,
@@ -151,16 +183,11 @@ impl SubtaskStore {
                 Job::Snapshot {
                     checkpoint_id,
                     delta,
+                    full,
                     done: d,
                 } => {
-                    let result = apply(self, inner, &delta).and_then(|()| {
-                        let backend = inner.backend.as_mut().ok_or_else(|| {
-                            EngineError::internal("keyed-state store used before it was opened")
-                        })?;
-                        backend
-                            .full_snapshot(checkpoint_id)
-                            .map_err(|e| storage_error("cannot snapshot keyed state", e))
-                    });
+                    let result = apply(self, inner, &delta)
+                        .and_then(|()| self.snapshot(inner, checkpoint_id, &delta, full));
                     // Records stay in the backend's order: encoding sorts them, once.
                     let result = match result {
                         Ok(s) => Ok(s),
@@ -175,6 +202,61 @@ impl SubtaskStore {
             }
         }
         done
+    }
+
+    /// The snapshot of checkpoint `checkpoint_id`, right after its `delta` was applied: with
+    /// incremental checkpoints and a chain that allows it, the delta itself, relative to the
+    /// chain's newest snapshot; otherwise a full snapshot of the store.
+    fn snapshot(
+        &self,
+        inner: &mut Inner,
+        checkpoint_id: u64,
+        delta: &KeyedDelta,
+        full: bool,
+    ) -> Result<Snapshot> {
+        let chained = self.config.incremental && !full;
+        if chained && inner.chain.delta_allowed() {
+            let mut records = Vec::with_capacity(delta.len());
+            for r in delta.records() {
+                records.push(SnapshotRecord {
+                    key_group: r.key_group,
+                    state: state_id(self, inner, r.state)?,
+                    key: r.key.to_vec(),
+                    value: r.value.map(<[u8]>::to_vec),
+                });
+            }
+            let backend = inner.backend.as_mut().ok_or_else(|| {
+                EngineError::internal("keyed-state store used before it was opened")
+            })?;
+            let snapshot = Snapshot {
+                checkpoint_id,
+                kind: SnapshotKind::Delta,
+                base: inner.chain.last,
+                key_groups: self.key_groups,
+                states: backend.registry().entries(),
+                records,
+            };
+            inner.chain.last = Some(checkpoint_id);
+            inner.chain.deltas += 1;
+            inner.chain.delta_bytes += snapshot.data_size();
+            return Ok(snapshot);
+        }
+        let backend = inner
+            .backend
+            .as_mut()
+            .ok_or_else(|| EngineError::internal("keyed-state store used before it was opened"))?;
+        let snapshot = backend
+            .full_snapshot(checkpoint_id)
+            .map_err(|e| storage_error("cannot snapshot keyed state", e))?;
+        if chained {
+            inner.chain = Chain {
+                last: Some(checkpoint_id),
+                deltas: 0,
+                base_bytes: snapshot.data_size(),
+                delta_bytes: 0,
+            };
+        }
+        Ok(snapshot)
     }
 
     fn check(inner: &Inner) -> Result<()> {
@@ -228,11 +310,13 @@ impl SubtaskStore {
         self: &Arc<Self>,
         checkpoint_id: u64,
         delta: KeyedDelta,
+        full: bool,
         done: SnapshotDone,
     ) {
         self.lock().queue.push_back(Job::Snapshot {
             checkpoint_id,
             delta,
+            full,
             done,
         });
         let store = Arc::clone(self);
@@ -257,8 +341,9 @@ impl SubtaskStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Replaces the state by a full snapshot (restore), keeping the key groups this subtask owns.
-    pub fn restore(&self, snapshot: Snapshot) -> Result<()> {
+    /// Replaces the state by `snapshots` (a full snapshot, or a chain of a full one and its
+    /// deltas), keeping the key groups this subtask owns. The next chained snapshot is full.
+    pub fn restore(&self, snapshots: Vec<Snapshot>) -> Result<()> {
         self.with_drained(|inner, store| {
             open(store, inner)?;
             let backend = inner
@@ -266,9 +351,10 @@ impl SubtaskStore {
                 .as_mut()
                 .expect("invariant: open() opened the backend");
             backend
-                .restore(std::slice::from_ref(&snapshot), store.key_groups)
+                .restore(&snapshots, store.key_groups)
                 .map_err(|e| storage_error("cannot restore keyed state", e))?;
             backend.discard_changes();
+            inner.chain = Chain::default();
             Ok(())
         })
     }
