@@ -1,13 +1,15 @@
-//! The control socket of a running job: `<job dir>/_control`, a Unix domain socket through which
-//! another process (`streamsql savepoint`, `streamsql stop`) asks the job for a savepoint.
+//! The control socket of a running job: a Unix domain socket through which another process
+//! (`streamsql savepoint`, `streamsql stop`) asks the job for a savepoint. The socket lives in the
+//! temporary directory (`streamsql-<job id>-<pid>.sock`: socket paths are limited to about 100
+//! bytes, checkpoint directories are not), and `<job dir>/_control` names it.
 //!
 //! One request per connection, one line each way, tab-separated:
 //! `savepoint\t<0|1 stop>\t<target directory>\n` is answered by `ok\t<savepoint directory>\n`
 //! or `error\t<message>\n`. Every request gets an answer, also when the job ends first.
 //!
-//! The socket exists while the job runs and is removed when it ends. A socket file left by a
-//! killed process is replaced; one that still answers belongs to another running job of the same
-//! pipeline, which keeps it.
+//! The socket and `_control` exist while the job runs and are removed when it ends. A `_control`
+//! left by a killed process is replaced; one whose socket still answers belongs to another
+//! running job of the same pipeline, which keeps it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +21,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use super::checkpointing::SavepointRequest;
 use crate::error::{EngineError, Result};
 
-/// The socket's file name inside the job directory.
+/// The file in the job directory that names the socket.
 pub const CONTROL_FILE: &str = "_control";
 
 /// How often the accept loop looks at the stop flag.
@@ -29,7 +31,8 @@ const POLL: Duration = Duration::from_millis(50);
 pub(crate) struct ControlServer {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-    path: PathBuf,
+    socket: PathBuf,
+    control: PathBuf,
 }
 
 impl Drop for ControlServer {
@@ -38,12 +41,19 @@ impl Drop for ControlServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(&self.socket);
+        // Only our own: another run may have taken over the name meanwhile.
+        if socket_named_in(&self.control).as_deref() == Some(self.socket.as_path()) {
+            let _ = std::fs::remove_file(&self.control);
+        }
     }
 }
 
-fn socket_path(job_dir: &Path) -> PathBuf {
-    job_dir.join(CONTROL_FILE)
+/// The socket `<job dir>/_control` names, if it names one.
+fn socket_named_in(control: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(control).ok()?;
+    let line = text.lines().next()?.trim();
+    (!line.is_empty()).then(|| PathBuf::from(line))
 }
 
 /// Starts serving `<job dir>/_control`, forwarding requests to `requests`. `None` (with the reason
@@ -51,7 +61,12 @@ fn socket_path(job_dir: &Path) -> PathBuf {
 #[cfg(unix)]
 pub(crate) fn serve(job_dir: &Path, requests: Sender<SavepointRequest>) -> Option<ControlServer> {
     use std::os::unix::net::{UnixListener, UnixStream};
-    let path = socket_path(job_dir);
+    let control = job_dir.join(CONTROL_FILE);
+    let job = job_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = std::env::temp_dir().join(format!("streamsql-{job}-{}.sock", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(job_dir) {
         eprintln!(
             "streamsql: no control socket (savepoints cannot be requested): cannot create '{}': {e}",
@@ -59,12 +74,20 @@ pub(crate) fn serve(job_dir: &Path, requests: Sender<SavepointRequest>) -> Optio
         );
         return None;
     }
-    if UnixStream::connect(&path).is_ok() {
-        eprintln!(
-            "streamsql: another job of this pipeline serves '{}'; `streamsql savepoint` reaches that one",
-            path.display()
-        );
-        return None;
+    if let Some(other) = socket_named_in(&control) {
+        if UnixStream::connect(&other).is_ok() {
+            eprintln!(
+                "streamsql: another job of this pipeline serves '{}'; `streamsql savepoint` reaches that one",
+                other.display()
+            );
+            return None;
+        }
+        // A killed run's socket; anything that is no socket is left alone.
+        use std::os::unix::fs::FileTypeExt;
+        let is_socket = std::fs::symlink_metadata(&other).is_ok_and(|m| m.file_type().is_socket());
+        if is_socket {
+            let _ = std::fs::remove_file(&other);
+        }
     }
     let _ = std::fs::remove_file(&path);
     let listener = match UnixListener::bind(&path).and_then(|l| {
@@ -80,6 +103,19 @@ pub(crate) fn serve(job_dir: &Path, requests: Sender<SavepointRequest>) -> Optio
             return None;
         }
     };
+    // Named through a temporary file renamed into place: a reader never sees half a path.
+    let tmp = job_dir.join(format!("{CONTROL_FILE}.{}", std::process::id()));
+    let named = std::fs::write(&tmp, format!("{}\n", path.display()))
+        .and_then(|()| std::fs::rename(&tmp, &control));
+    if let Err(e) = named {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(&path);
+        eprintln!(
+            "streamsql: no control socket (savepoints cannot be requested): cannot write '{}': {e}",
+            control.display()
+        );
+        return None;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let stop_t = stop.clone();
     let thread = std::thread::Builder::new()
@@ -104,7 +140,8 @@ pub(crate) fn serve(job_dir: &Path, requests: Sender<SavepointRequest>) -> Optio
     Some(ControlServer {
         stop,
         thread: Some(thread),
-        path,
+        socket: path,
+        control,
     })
 }
 
@@ -188,7 +225,16 @@ fn savepoint(
 #[cfg(unix)]
 pub fn request_savepoint(job_dir: &Path, target: &Path, stop: bool) -> Result<PathBuf> {
     use std::io::{BufRead, BufReader, Write};
-    let path = socket_path(job_dir);
+    let control = job_dir.join(CONTROL_FILE);
+    let path = socket_named_in(&control).ok_or_else(|| {
+        EngineError::io(
+            format!(
+                "no running job of this pipeline: '{}' does not name its control socket",
+                control.display()
+            ),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })?;
     let target = target
         .to_str()
         .filter(|t| !t.contains(['\n', '\t']))
@@ -292,7 +338,10 @@ mod tests {
         );
         job.join().unwrap();
         drop(server);
-        assert!(!dir.join(CONTROL_FILE).exists(), "the socket is removed");
+        assert!(
+            !dir.join(CONTROL_FILE).exists(),
+            "the socket's name is removed"
+        );
         let err = request_savepoint(&dir, Path::new("/sp"), false).unwrap_err();
         assert!(err.to_string().contains("no running job"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
