@@ -2,10 +2,11 @@
 //! keys), measured directly on the operator and its store (figures go to docs/performance.md).
 //!
 //! For each total state size, the state is built and checkpointed once; then, ten times, 10 000
-//! keys are updated and a checkpoint is taken: the synchronous part (`snapshot_state` and the
-//! flush of the written keys, `snapshot_keyed`) and the asynchronous part (applying the flush to
-//! the store and producing the snapshot: full, or the delta with incremental checkpoints) are
-//! timed separately. Printed: p50 and max in milliseconds.
+//! keys are updated and a checkpoint is taken. Timed separately: the synchronous part
+//! (`snapshot_state` and `begin_keyed_snapshot`), the flush of the written keys that the task
+//! then encodes between batches (`continue_keyed_snapshot`), and the asynchronous part (applying
+//! the flush to the store and producing the snapshot: full, or the delta with incremental
+//! checkpoints). Printed: p50 and max in milliseconds.
 //!
 //! `cargo bench --bench checkpoint_parts` (set `SIZES=100000,1000000` to choose the state sizes).
 
@@ -79,13 +80,23 @@ fn feed(op: &mut GroupAggregate, keys: impl Iterator<Item = i64>, out: &mut Outp
     }
 }
 
-/// One checkpoint: (synchronous part, asynchronous part).
-fn checkpoint(op: &mut GroupAggregate, store: &Arc<SubtaskStore>, id: u64) -> (Duration, Duration) {
+/// One checkpoint: (synchronous part, deferred flush, asynchronous part).
+fn checkpoint(
+    op: &mut GroupAggregate,
+    store: &Arc<SubtaskStore>,
+    id: u64,
+) -> (Duration, Duration, Duration) {
     let start = Instant::now();
     op.snapshot_state(id).expect("operator state");
-    let mut delta = KeyedDelta::new();
-    op.snapshot_keyed(&mut delta).expect("flush");
+    op.begin_keyed_snapshot().expect("flush begins");
     let sync = start.elapsed();
+    let start = Instant::now();
+    let mut delta = KeyedDelta::new();
+    while !op
+        .continue_keyed_snapshot(4096, &mut delta)
+        .expect("flush continues")
+    {}
+    let flush = start.elapsed();
     let start = Instant::now();
     let (tx, rx) = std::sync::mpsc::channel();
     store.submit_snapshot(
@@ -98,7 +109,7 @@ fn checkpoint(op: &mut GroupAggregate, store: &Arc<SubtaskStore>, id: u64) -> (D
     );
     store.run_queued();
     rx.recv().expect("a result").expect("a snapshot");
-    (sync, start.elapsed())
+    (sync, flush, start.elapsed())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -110,8 +121,10 @@ fn main() {
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![100_000, 1_000_000]);
-    println!("| state keys | backend | checkpoints | sync p50 / max (ms) | async p50 / max (ms) |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| state keys | backend | checkpoints | sync p50 / max (ms) | flush between batches p50 / max (ms) | async p50 / max (ms) |"
+    );
+    println!("|---|---|---|---|---|---|");
     for &size in &sizes {
         for (kind, incremental) in [
             (BackendKind::HashMap, false),
@@ -129,7 +142,7 @@ fn main() {
             let mut out = Output::new();
             feed(&mut op, 0..size, &mut out);
             checkpoint(&mut op, &store, 1);
-            let (mut syncs, mut asyncs) = (Vec::new(), Vec::new());
+            let (mut syncs, mut flushes, mut asyncs) = (Vec::new(), Vec::new(), Vec::new());
             for round in 0..ROUNDS {
                 // A different stretch of keys each round, spread over the whole state.
                 let offset = (round as i64 * 7919) % size.max(1);
@@ -138,11 +151,13 @@ fn main() {
                     (0..CHANGED).map(|i| (offset + i * (size / CHANGED).max(1)) % size),
                     &mut out,
                 );
-                let (s, a) = checkpoint(&mut op, &store, round as u64 + 2);
+                let (s, f, a) = checkpoint(&mut op, &store, round as u64 + 2);
                 syncs.push(s);
+                flushes.push(f);
                 asyncs.push(a);
             }
             syncs.sort();
+            flushes.sort();
             asyncs.sort();
             let name = match (kind, incremental) {
                 (BackendKind::HashMap, false) => "hashmap, full",
@@ -150,9 +165,11 @@ fn main() {
                 _ => "sled, incremental",
             };
             println!(
-                "| {size} | {name} | {ROUNDS} x {CHANGED} changed keys | {:.2} / {:.2} | {:.1} / {:.1} |",
+                "| {size} | {name} | {ROUNDS} x {CHANGED} changed keys | {:.3} / {:.3} | {:.2} / {:.2} | {:.1} / {:.1} |",
                 ms(syncs[ROUNDS / 2]),
                 ms(syncs[ROUNDS - 1]),
+                ms(flushes[ROUNDS / 2]),
+                ms(flushes[ROUNDS - 1]),
                 ms(asyncs[ROUNDS / 2]),
                 ms(asyncs[ROUNDS - 1]),
             );

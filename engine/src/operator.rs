@@ -123,10 +123,30 @@ pub trait Operator: Send {
         }
     }
 
-    /// The synchronous part of a checkpoint for keyed state: flush every
-    /// [`crate::state::KeyedState`] into `delta` (O(keys written since the previous flush)).
-    /// Called right after [`Operator::snapshot_state`].
-    fn snapshot_keyed(&mut self, _delta: &mut crate::state::KeyedDelta) -> Result<()> {
+    /// The synchronous part of a checkpoint for keyed state, O(1): begin a flush of every
+    /// [`crate::state::KeyedState`] (`begin_flush`). Called right after
+    /// [`Operator::snapshot_state`]; the flush then holds the state at this moment, whatever is
+    /// written before it completes.
+    fn begin_keyed_snapshot(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Continues the flush begun by [`Operator::begin_keyed_snapshot`], encoding up to `budget`
+    /// keys; once it is complete, appends it to `delta` and returns true. The task calls this
+    /// between batches, so the encoding never holds up the barrier.
+    fn continue_keyed_snapshot(
+        &mut self,
+        _budget: usize,
+        _delta: &mut crate::state::KeyedDelta,
+    ) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// A whole flush of keyed state now, into `delta` (begin and continue to the end): for tests
+    /// and tools, and for snapshots that cannot wait.
+    fn snapshot_keyed(&mut self, delta: &mut crate::state::KeyedDelta) -> Result<()> {
+        self.begin_keyed_snapshot()?;
+        while !self.continue_keyed_snapshot(usize::MAX, delta)? {}
         Ok(())
     }
 

@@ -232,9 +232,17 @@ impl Operator for GroupAggregate {
         Ok(self.encode_shape())
     }
 
-    fn snapshot_keyed(&mut self, delta: &mut KeyedDelta) -> Result<()> {
-        self.groups.flush_into(&codec!(self), delta);
+    fn begin_keyed_snapshot(&mut self) -> Result<()> {
+        self.groups.begin_flush(&codec!(self));
         Ok(())
+    }
+
+    fn continue_keyed_snapshot(&mut self, budget: usize, delta: &mut KeyedDelta) -> Result<bool> {
+        if !self.groups.continue_flush(&codec!(self), budget) {
+            return Ok(false);
+        }
+        delta.append(&self.groups.take_flushed());
+        Ok(true)
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {

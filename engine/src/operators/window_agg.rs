@@ -536,11 +536,23 @@ impl Operator for WindowAggregate {
         Ok(self.encode_operator_state())
     }
 
-    fn snapshot_keyed(&mut self, delta: &mut KeyedDelta) -> Result<()> {
+    fn begin_keyed_snapshot(&mut self) -> Result<()> {
         let codec = codec!(self);
-        self.fixed.flush_into(&codec, delta);
-        self.sessions.flush_into(&codec, delta);
+        self.fixed.begin_flush(&codec);
+        self.sessions.begin_flush(&codec);
         Ok(())
+    }
+
+    fn continue_keyed_snapshot(&mut self, budget: usize, delta: &mut KeyedDelta) -> Result<bool> {
+        let codec = codec!(self);
+        if !self.fixed.continue_flush(&codec, budget)
+            || !self.sessions.continue_flush(&codec, budget)
+        {
+            return Ok(false);
+        }
+        delta.append(&self.fixed.take_flushed());
+        delta.append(&self.sessions.take_flushed());
+        Ok(true)
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {

@@ -33,6 +33,21 @@ use crate::state::KeyedDelta;
 
 /// The longest a task waits before it checks for cancellation.
 const POLL: Duration = Duration::from_millis(50);
+/// Keys of keyed state a task encodes between two batches while a checkpoint's flush is in
+/// flight: about a millisecond of work, so the flush never holds up records for long.
+const FLUSH_CHUNK: usize = 4096;
+
+/// A snapshot whose synchronous part is done and whose keyed-state flush is still being encoded.
+pub(crate) struct InFlightSnapshot {
+    id: u64,
+    operator: Vec<u8>,
+    savepoint: Option<SavepointTarget>,
+    timing: SnapshotTiming,
+    sync: Duration,
+    async_start: Instant,
+    delta: KeyedDelta,
+}
+
 /// How long an idle source sleeps between polls.
 const IDLE_SLEEP: Duration = Duration::from_millis(2);
 
@@ -104,28 +119,81 @@ impl TaskCheckpointing {
         }
     }
 
-    /// Takes a snapshot of `op` for checkpoint `id` (`FINAL_CHECKPOINT` for the final state):
-    /// the synchronous part here, then `after_sync` (forward the barrier), then the asynchronous
-    /// part (keyed state applied, snapshotted, encoded and written on rayon's pool), which
-    /// acknowledges.
+    /// Takes a snapshot of `op` for checkpoint `id` (`FINAL_CHECKPOINT` for the final state).
+    /// The synchronous part (operator state, and the O(1) beginning of the keyed-state flush)
+    /// runs here, then `after_sync` (forward the barrier). The keyed-state flush then continues
+    /// in chunks between batches ([`TaskCheckpointing::advance`]); once complete, the rest of the
+    /// asynchronous part (keyed state applied, snapshotted, encoded and written on rayon's pool)
+    /// runs and acknowledges. A snapshot still flushing in `in_flight` is finished first.
+    #[allow(clippy::too_many_arguments)]
     fn snapshot_operator(
         &self,
         op: &mut dyn Operator,
         ctx: &TaskContext,
+        in_flight: &mut Option<InFlightSnapshot>,
         id: u64,
         savepoint: Option<&SavepointTarget>,
         timing: SnapshotTiming,
         after_sync: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
+        self.advance(op, ctx, in_flight, usize::MAX)?;
         let start = Instant::now();
         let operator = op.snapshot_state(id)?;
-        let mut delta = KeyedDelta::new();
-        op.snapshot_keyed(&mut delta)?;
+        op.begin_keyed_snapshot()?;
         let sync = start.elapsed();
         after_sync()?;
-        // Flink's asynchronous duration: from the end of the synchronous part until the state is
-        // written, including the wait for earlier snapshots of the subtask and applying the flush.
-        let async_start = Instant::now();
+        *in_flight = Some(InFlightSnapshot {
+            id,
+            operator,
+            savepoint: savepoint.cloned(),
+            timing,
+            sync,
+            // Flink's asynchronous duration: from the end of the synchronous part until the
+            // state is written, including the flush, the wait for earlier snapshots of the
+            // subtask and applying the flush to the store.
+            async_start: Instant::now(),
+            delta: KeyedDelta::new(),
+        });
+        let budget = if id == FINAL_CHECKPOINT {
+            usize::MAX
+        } else {
+            FLUSH_CHUNK
+        };
+        self.advance(op, ctx, in_flight, budget)
+    }
+
+    /// Encodes up to `budget` more keys of the snapshot in flight; once its flush is complete,
+    /// hands it to the asynchronous part.
+    fn advance(
+        &self,
+        op: &mut dyn Operator,
+        ctx: &TaskContext,
+        in_flight: &mut Option<InFlightSnapshot>,
+        budget: usize,
+    ) -> Result<()> {
+        let Some(f) = in_flight.as_mut() else {
+            return Ok(());
+        };
+        if op.continue_keyed_snapshot(budget, &mut f.delta)? {
+            if let Some(f) = in_flight.take() {
+                self.submit(ctx, f);
+            }
+        }
+        Ok(())
+    }
+
+    /// The asynchronous part of a snapshot whose keyed-state flush is complete.
+    fn submit(&self, ctx: &TaskContext, f: InFlightSnapshot) {
+        let InFlightSnapshot {
+            id,
+            operator,
+            savepoint,
+            timing,
+            sync,
+            async_start,
+            delta,
+        } = f;
+        let savepoint = savepoint.as_ref();
         let store = match &ctx.state.store {
             Some(store) if !delta.is_empty() || store.is_open() => store,
             _ => {
@@ -133,8 +201,8 @@ impl TaskCheckpointing {
                     operator,
                     keyed: KeyedHandle::None,
                 };
-                self.send(id, state, 0, sync, Duration::ZERO, timing);
-                return Ok(());
+                self.send(id, state, 0, sync, async_start.elapsed(), timing);
+                return;
             }
         };
         let name = format!("{:016x}-{}.state", self.key.operator_id, self.key.subtask);
@@ -231,7 +299,6 @@ impl TaskCheckpointing {
                 }
             }),
         );
-        Ok(())
     }
 
     fn send(
@@ -498,6 +565,8 @@ fn run_operator(
     let mut records_in = 0u64;
     // The id of a stop-with-savepoint whose barrier arrived, and the newest completed checkpoint.
     let mut stop_savepoint: Option<u64> = None;
+    // A checkpoint whose keyed-state flush is still being encoded between batches.
+    let mut in_flight: Option<InFlightSnapshot> = None;
     let mut completed = 0u64;
 
     if inputs.is_empty() {
@@ -560,7 +629,15 @@ fn run_operator(
                         }
                         let now = settings.clock.now_millis();
                         let actions = a.on_barrier(ch, &b, now)?;
-                        apply_alignment(actions, op.as_mut(), ctx, router, c, &mut blocked)?;
+                        apply_alignment(
+                            actions,
+                            op.as_mut(),
+                            ctx,
+                            router,
+                            c,
+                            &mut blocked,
+                            &mut in_flight,
+                        )?;
                     }
                     Message::Stop => {
                         open[ch] = false;
@@ -569,6 +646,8 @@ fn run_operator(
                             // complete here too (a sink commits), the task ends, unflushed.
                             TaskMetrics::add(&ctx.metrics.records_in, records_in);
                             if let (Some(c), Some(id)) = (ckpt, stop_savepoint) {
+                                // The savepoint's flush must reach the coordinator first.
+                                c.advance(op.as_mut(), ctx, &mut in_flight, usize::MAX)?;
                                 if completed < id {
                                     c.await_completion(id, shared, &mut |done| {
                                         op.notify_checkpoint_complete(done)
@@ -583,7 +662,15 @@ fn run_operator(
                         open[ch] = false;
                         if let (Some(c), Some(a)) = (ckpt, aligner.as_mut()) {
                             let actions = a.on_end_of_stream(ch, settings.clock.now_millis())?;
-                            apply_alignment(actions, op.as_mut(), ctx, router, c, &mut blocked)?;
+                            apply_alignment(
+                                actions,
+                                op.as_mut(),
+                                ctx,
+                                router,
+                                c,
+                                &mut blocked,
+                                &mut in_flight,
+                            )?;
                         }
                         let v = valve.on_end(ch);
                         apply_valve(v, op.as_mut(), ctx, router, &mut out)?;
@@ -594,6 +681,7 @@ fn run_operator(
                                 c.snapshot_operator(
                                     op.as_mut(),
                                     ctx,
+                                    &mut in_flight,
                                     FINAL_CHECKPOINT,
                                     None,
                                     SnapshotTiming::default(),
@@ -620,6 +708,9 @@ fn run_operator(
                 }
             }
         }
+        if let Some(c) = ckpt {
+            c.advance(op.as_mut(), ctx, &mut in_flight, FLUSH_CHUNK)?;
+        }
         let now = Instant::now();
         if now >= next_timer {
             op.on_timer(settings.clock.now_millis(), &mut out)?;
@@ -639,6 +730,7 @@ fn apply_alignment(
     router: &mut OutputRouter,
     ckpt: &TaskCheckpointing,
     blocked: &mut [bool],
+    in_flight: &mut Option<InFlightSnapshot>,
 ) -> Result<()> {
     for action in actions {
         match action {
@@ -655,9 +747,15 @@ fn apply_alignment(
                 };
                 let barrier = t.barrier.clone();
                 let savepoint = t.barrier.savepoint.as_ref();
-                ckpt.snapshot_operator(op, ctx, t.barrier.id, savepoint, timing, || {
-                    router.broadcast(|| Message::Barrier(barrier.clone()))
-                })?;
+                ckpt.snapshot_operator(
+                    op,
+                    ctx,
+                    in_flight,
+                    t.barrier.id,
+                    savepoint,
+                    timing,
+                    || router.broadcast(|| Message::Barrier(barrier.clone())),
+                )?;
             }
             AlignerAction::Abort(a) => {
                 blocked.iter_mut().for_each(|b| *b = false);

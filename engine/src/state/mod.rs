@@ -16,11 +16,15 @@
 //! - The state is the store (after every queued flush is applied) overlaid with the dirty slots.
 //!   A clean slot equals the store; only clean slots are evicted; a tombstone slot (a removed key)
 //!   stays until the flush that carries its removal.
-//! - Synchronous part of checkpoint n: the operator flushes its dirty slots into a
-//!   [`KeyedDelta`] (cost O(keys written since the previous flush), not O(state)) and the delta is
-//!   queued behind every earlier flush. Asynchronous part: apply it, take a full snapshot of the
-//!   store, encode, compress, checksum and write it. Because flushes are applied in order and the
-//!   snapshot is taken right after delta n, snapshot n holds exactly the state at barrier n.
+//! - Synchronous part of checkpoint n: O(1), the keys written since the previous flush become
+//!   flush n ([`KeyedState::begin_flush`]). The task encodes it into a [`KeyedDelta`] between
+//!   batches ([`KeyedState::continue_flush`]); a key of flush n written before its turn is encoded
+//!   first, so the delta holds the values at barrier n. The complete delta is queued behind every
+//!   earlier flush. Asynchronous part: apply it, take a full snapshot of the store (or, with
+//!   incremental checkpoints, keep the delta), encode, compress, checksum and write it. Because
+//!   flushes are applied in order and the snapshot is taken right after delta n, snapshot n holds
+//!   exactly the state at barrier n. No write-back to the store happens while a flush is in
+//!   progress, so the store never receives a later flush before an earlier one.
 //! - Memory bound (`sled` only): when the hot map is over its share of
 //!   `state.backend.sled.memory-budget`, the dirty slots are flushed to the store (one bulk write)
 //!   and clean slots are evicted down to half the bound; a later miss reads the store. The
@@ -226,6 +230,19 @@ impl KeyedDelta {
         });
     }
 
+    /// Appends every entry of `other`, in order.
+    pub fn append(&mut self, other: &KeyedDelta) {
+        for r in other.records() {
+            self.push_with(
+                r.key_group,
+                r.state,
+                |out| out.extend_from_slice(r.key),
+                r.value
+                    .map(|v| move |out: &mut Vec<u8>| out.extend_from_slice(v)),
+            );
+        }
+    }
+
     /// The entries, in the order they were added.
     pub fn records(&self) -> impl Iterator<Item = DeltaRecord<'_>> {
         self.entries.iter().map(|e| {
@@ -244,8 +261,9 @@ impl KeyedDelta {
 struct Slot<V> {
     /// `None`: the key was removed and the removal is not flushed yet.
     value: Option<V>,
-    /// Written since the last flush.
-    dirty: bool,
+    /// The write interval in which the slot was last written (its key is then in that
+    /// interval's dirty list), or 0 when the slot equals the store.
+    epoch: u64,
 }
 
 /// Bytes charged per slot beyond its encoded size: the typed value is larger than its bytes, plus
@@ -256,17 +274,18 @@ const INITIAL_ENTRY_BYTES: usize = 64;
 
 /// One keyed state of an operator subtask: typed values by key, with change tracking and (with
 /// the `sled` backend) a memory bound. See the module documentation for the invariants.
+///
+/// Writes are grouped in intervals, one per flush. A flush begins in O(1) (the interval's dirty
+/// list becomes the pending list and a new interval starts) and continues in chunks; a slot of the
+/// pending interval that is written before its chunk came is encoded first (copy on write), so the
+/// flush holds exactly the values at its beginning.
 pub struct KeyedState<K, V> {
-    name: &'static str,
     map: HashMap<K, Slot<V>>,
-    dirty: Vec<K>,
+    tracker: Tracker<K>,
     store: Option<Arc<SubtaskStore>>,
-    max_parallelism: usize,
     /// Entries the hot map may hold before it spills; `usize::MAX` without a bound.
     max_entries: usize,
     memory_budget: usize,
-    /// Whether writes are tracked: only when there is a store to flush them to.
-    track: bool,
     /// Whether some key may be in the store and not in the map (evicted, or restored lazily):
     /// only then does a miss read the store.
     may_miss: bool,
@@ -275,14 +294,94 @@ pub struct KeyedState<K, V> {
     scratch: Vec<u8>,
 }
 
+/// The change tracking of a [`KeyedState`], apart from its map so that a slot can be marked while
+/// it is borrowed.
+struct Tracker<K> {
+    name: &'static str,
+    max_parallelism: usize,
+    /// Whether writes are tracked: only when there is a store to flush them to.
+    track: bool,
+    /// Keys first written in the current interval.
+    dirty: Vec<K>,
+    /// The current write interval (never 0).
+    epoch: u64,
+    /// The interval being flushed, its keys not encoded yet, and what is encoded so far.
+    pending_epoch: Option<u64>,
+    pending: Vec<K>,
+    delta: KeyedDelta,
+    /// Keys encoded by the flush in progress, for the entry-size estimate.
+    encoded_keys: usize,
+}
+
+impl<K: Clone> Tracker<K> {
+    /// `slot` of `key` is about to be written: on its first write of the interval the key joins
+    /// the dirty list, and if the flush in progress has not encoded it yet, its current value is
+    /// encoded now.
+    fn mark<V, Q>(&mut self, slot: &mut Slot<V>, key: &Q, codec: &impl StateCodec<K, V>)
+    where
+        K: Borrow<Q>,
+        Q: ToOwned<Owned = K> + ?Sized,
+    {
+        if !self.track || slot.epoch == self.epoch {
+            return;
+        }
+        let owned = key.to_owned();
+        if Some(slot.epoch) == self.pending_epoch {
+            self.encode(codec, &owned, slot.value.as_ref());
+        }
+        slot.epoch = self.epoch;
+        self.dirty.push(owned);
+    }
+
+    fn encode<V>(&mut self, codec: &impl StateCodec<K, V>, key: &K, value: Option<&V>) {
+        encode_entry(
+            &mut self.delta,
+            self.name,
+            self.max_parallelism,
+            codec,
+            key,
+            value,
+        );
+        self.encoded_keys += 1;
+    }
+}
+
 impl<K, V> std::fmt::Debug for KeyedState<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedState")
-            .field("name", &self.name)
+            .field("name", &self.tracker.name)
             .field("hot_entries", &self.map.len())
-            .field("dirty", &self.dirty.len())
+            .field("dirty", &self.tracker.dirty.len())
+            .field("pending", &self.tracker.pending.len())
             .field("max_entries", &self.max_entries)
             .finish()
+    }
+}
+
+/// Appends `key`'s entry (its value, or its removal) to `delta`.
+fn encode_entry<K, V>(
+    delta: &mut KeyedDelta,
+    name: &'static str,
+    max_parallelism: usize,
+    codec: &impl StateCodec<K, V>,
+    key: &K,
+    value: Option<&V>,
+) {
+    let group = u16::try_from(keygroup::key_group(codec.key_hash(key), max_parallelism))
+        .expect("invariant: max parallelism is at most 32768");
+    match value {
+        Some(v) => delta.push_with(
+            group,
+            name,
+            |out| codec.encode_key(key, out),
+            Some(|out: &mut Vec<u8>| codec.encode_value(v, out)),
+        ),
+        None => delta.push_with(
+            group,
+            name,
+            |out| codec.encode_key(key, out),
+            None::<fn(&mut Vec<u8>)>,
+        ),
     }
 }
 
@@ -298,14 +397,21 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             usize::MAX
         };
         let mut s = KeyedState {
-            name,
             map: HashMap::new(),
-            dirty: Vec::new(),
+            tracker: Tracker {
+                name,
+                max_parallelism,
+                track: ctx.store.is_some(),
+                dirty: Vec::new(),
+                epoch: 1,
+                pending_epoch: None,
+                pending: Vec::new(),
+                delta: KeyedDelta::new(),
+                encoded_keys: 0,
+            },
             store: ctx.store.clone(),
-            max_parallelism,
             max_entries: usize::MAX,
             memory_budget,
-            track: ctx.store.is_some(),
             may_miss: false,
             entry_bytes: INITIAL_ENTRY_BYTES,
             scratch: Vec::new(),
@@ -321,7 +427,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
     }
 
     fn key_group(&self, codec: &impl StateCodec<K, V>, key: &K) -> u16 {
-        let g = keygroup::key_group(codec.key_hash(key), self.max_parallelism);
+        let g = keygroup::key_group(codec.key_hash(key), self.tracker.max_parallelism);
         u16::try_from(g).expect("invariant: max parallelism is at most 32768")
     }
 
@@ -345,7 +451,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         let group = self.key_group(codec, &owned);
         self.scratch.clear();
         codec.encode_key(&owned, &mut self.scratch);
-        let Some(bytes) = store.get(group, self.name, &self.scratch)? else {
+        let Some(bytes) = store.get(group, self.tracker.name, &self.scratch)? else {
             return Ok(false);
         };
         let value = codec.decode_value(&bytes)?;
@@ -354,7 +460,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             owned,
             Slot {
                 value: Some(value),
-                dirty: false,
+                epoch: 0,
             },
         );
         Ok(true)
@@ -388,32 +494,29 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         if slot.value.is_none() {
             return Ok(None);
         }
-        if !slot.dirty && self.track {
-            slot.dirty = true;
-            self.dirty.push(key.to_owned());
-        }
+        self.tracker.mark(slot, key, codec);
         Ok(slot.value.as_mut())
     }
 
     /// Sets the value of `key`.
     pub fn insert(&mut self, codec: &impl StateCodec<K, V>, key: K, value: V) -> Result<()> {
         if let Some(slot) = self.map.get_mut(&key) {
+            self.tracker.mark(slot, &key, codec);
             slot.value = Some(value);
-            if !slot.dirty && self.track {
-                slot.dirty = true;
-                self.dirty.push(key);
-            }
             return Ok(());
         }
         self.make_room(codec)?;
-        if self.track {
-            self.dirty.push(key.clone());
-        }
+        let epoch = if self.tracker.track {
+            self.tracker.dirty.push(key.clone());
+            self.tracker.epoch
+        } else {
+            0
+        };
         self.map.insert(
             key,
             Slot {
                 value: Some(value),
-                dirty: self.track,
+                epoch,
             },
         );
         Ok(())
@@ -428,60 +531,86 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         if self.may_miss && !self.load(codec, key)? {
             return Ok(None);
         }
-        if !self.track {
+        if !self.tracker.track {
             return Ok(self.map.remove(key).and_then(|s| s.value));
         }
         let Some(slot) = self.map.get_mut(key) else {
             return Ok(None);
         };
-        let old = slot.value.take();
-        if old.is_some() && !slot.dirty {
-            slot.dirty = true;
-            self.dirty.push(key.to_owned());
+        if slot.value.is_none() {
+            return Ok(None);
         }
-        Ok(old)
+        self.tracker.mark(slot, key, codec);
+        // The slot stays as a tombstone until the flush that carries the removal.
+        Ok(slot.value.take())
     }
 
-    /// Encodes every slot written since the last flush into `delta` and marks them clean;
-    /// flushed removals leave the map. O(keys written since the last flush).
-    pub fn flush_into(&mut self, codec: &impl StateCodec<K, V>, delta: &mut KeyedDelta) {
-        let mut encoded = 0usize;
-        let n = self.dirty.len();
-        for key in std::mem::take(&mut self.dirty) {
-            let group = self.key_group(codec, &key);
+    /// The synchronous part of a flush, O(1): the keys written so far become the flush's, and
+    /// later writes belong to the next one. A flush still in progress is finished first.
+    pub fn begin_flush(&mut self, codec: &impl StateCodec<K, V>) {
+        if self.tracker.pending_epoch.is_some() {
+            self.continue_flush(codec, usize::MAX);
+        }
+        let t = &mut self.tracker;
+        std::mem::swap(&mut t.pending, &mut t.dirty);
+        t.pending_epoch = Some(t.epoch);
+        t.epoch += 1;
+    }
+
+    /// Encodes up to `budget` keys of the flush in progress; true once it is complete (then
+    /// [`KeyedState::take_flushed`] hands over its delta). Flushed removals leave the map.
+    pub fn continue_flush(&mut self, codec: &impl StateCodec<K, V>, budget: usize) -> bool {
+        let Some(epoch) = self.tracker.pending_epoch else {
+            return true;
+        };
+        for _ in 0..budget {
+            let Some(key) = self.tracker.pending.pop() else {
+                break;
+            };
             let Some(slot) = self.map.get_mut(&key) else {
                 continue;
             };
-            slot.dirty = false;
-            let before = delta.data_size();
-            match &slot.value {
-                Some(v) => delta.push_with(
-                    group,
-                    self.name,
-                    |out| codec.encode_key(&key, out),
-                    Some(|out: &mut Vec<u8>| codec.encode_value(v, out)),
-                ),
-                None => {
-                    delta.push_with(
-                        group,
-                        self.name,
-                        |out| codec.encode_key(&key, out),
-                        None::<fn(&mut Vec<u8>)>,
-                    );
-                    self.map.remove(&key);
-                }
+            if slot.epoch != epoch {
+                // Written again since the flush began: encoded then.
+                continue;
             }
-            encoded += delta.data_size() - before;
+            self.tracker.encode(codec, &key, slot.value.as_ref());
+            if slot.value.is_none() {
+                self.map.remove(&key);
+            } else {
+                slot.epoch = 0;
+            }
         }
-        if let Some(average) = encoded.checked_div(n) {
+        if !self.tracker.pending.is_empty() {
+            return false;
+        }
+        self.tracker.pending_epoch = None;
+        let t = &self.tracker;
+        if let Some(average) = t.delta.data_size().checked_div(t.encoded_keys) {
             // A running estimate, weighted towards the newest measurement.
             self.entry_bytes = (self.entry_bytes + average) / 2;
             self.update_bound();
         }
+        true
+    }
+
+    /// The delta of the last complete flush (empty when there was none since).
+    pub fn take_flushed(&mut self) -> KeyedDelta {
+        self.tracker.encoded_keys = 0;
+        std::mem::take(&mut self.tracker.delta)
+    }
+
+    /// A whole flush now: every slot written since the last flush, encoded into `delta`.
+    pub fn flush_into(&mut self, codec: &impl StateCodec<K, V>, delta: &mut KeyedDelta) {
+        self.begin_flush(codec);
+        self.continue_flush(codec, usize::MAX);
+        delta.append(&self.take_flushed());
     }
 
     /// Before inserting a new slot: over the bound, flush every dirty slot to the store in one
-    /// bulk write and evict clean slots down to half the bound.
+    /// bulk write and evict clean slots down to half the bound. While a checkpoint's flush is in
+    /// progress nothing is written back (the store must receive that flush first): only slots
+    /// already clean are evicted, and the map may exceed its bound until the flush is handed over.
     fn make_room(&mut self, codec: &impl StateCodec<K, V>) -> Result<()> {
         if self.map.len() < self.max_entries {
             return Ok(());
@@ -489,13 +618,15 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         let Some(store) = self.store.clone() else {
             return Ok(());
         };
-        let mut delta = KeyedDelta::new();
-        self.flush_into(codec, &mut delta);
-        store.write_back(delta)?;
+        if self.tracker.pending_epoch.is_none() && self.tracker.delta.is_empty() {
+            let mut delta = KeyedDelta::new();
+            self.flush_into(codec, &mut delta);
+            store.write_back(delta)?;
+        }
         let target = self.max_entries / 2;
         let mut excess = self.map.len().saturating_sub(target);
         self.map.retain(|_, slot| {
-            if excess == 0 || slot.dirty {
+            if excess == 0 || slot.epoch != 0 {
                 return true;
             }
             excess -= 1;
@@ -523,7 +654,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             key.clone(),
             Slot {
                 value: Some(value),
-                dirty: false,
+                epoch: 0,
             },
         );
         Ok(key)
@@ -621,5 +752,103 @@ pub(crate) fn storage_error(what: &str, e: streamsql_storage::StorageError) -> E
         other => EngineError::Task {
             message: format!("{what}: {other}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keys and values are i64s, eight bytes each.
+    struct I64Codec;
+
+    impl StateCodec<i64, i64> for I64Codec {
+        fn key_hash(&self, key: &i64) -> i32 {
+            *key as i32
+        }
+        fn encode_key(&self, key: &i64, out: &mut Vec<u8>) {
+            out.extend_from_slice(&key.to_be_bytes());
+        }
+        fn decode_key(&self, bytes: &[u8]) -> Result<i64> {
+            Ok(i64::from_be_bytes(
+                bytes
+                    .try_into()
+                    .map_err(|_| crate::codec::corrupt("not eight bytes"))?,
+            ))
+        }
+        fn encode_value(&self, value: &i64, out: &mut Vec<u8>) {
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+        fn decode_value(&self, bytes: &[u8]) -> Result<i64> {
+            self.decode_key(bytes)
+        }
+    }
+
+    /// The entries of a delta as (key, value), sorted by key.
+    fn entries(delta: &KeyedDelta) -> Vec<(i64, Option<i64>)> {
+        let c = I64Codec;
+        let mut v: Vec<(i64, Option<i64>)> = delta
+            .records()
+            .map(|r| {
+                (
+                    c.decode_key(r.key).unwrap(),
+                    r.value.map(|b| c.decode_value(b).unwrap()),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn state() -> KeyedState<i64, i64> {
+        let ctx = standalone_context(BackendKind::HashMap, DEFAULT_MEMORY_BUDGET);
+        KeyedState::new("s", &ctx, 128)
+    }
+
+    #[test]
+    fn a_flush_in_progress_keeps_the_values_at_its_beginning() {
+        let c = I64Codec;
+        let mut s = state();
+        for k in 0..10 {
+            s.insert(&c, k, k * 10).unwrap();
+        }
+        s.begin_flush(&c);
+        // Written while the flush is in progress: before and after their chunk came.
+        assert!(!s.continue_flush(&c, 3));
+        *s.get_mut(&c, &4).unwrap().unwrap() = 41;
+        assert_eq!(s.remove(&c, &5).unwrap(), Some(50));
+        s.insert(&c, 11, 110).unwrap();
+        assert!(s.continue_flush(&c, usize::MAX));
+        let first = entries(&s.take_flushed());
+        assert_eq!(
+            first,
+            (0..10).map(|k| (k, Some(k * 10))).collect::<Vec<_>>()
+        );
+        // The next flush carries exactly the writes made meanwhile.
+        let mut next = KeyedDelta::new();
+        s.flush_into(&c, &mut next);
+        assert_eq!(
+            entries(&next),
+            vec![(4, Some(41)), (5, None), (11, Some(110))]
+        );
+        assert_eq!(s.get(&c, &5).unwrap(), None);
+        let mut empty = KeyedDelta::new();
+        s.flush_into(&c, &mut empty);
+        assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn beginning_a_flush_finishes_the_one_in_progress() {
+        let c = I64Codec;
+        let mut s = state();
+        s.insert(&c, 1, 10).unwrap();
+        s.begin_flush(&c);
+        s.insert(&c, 2, 20).unwrap();
+        s.begin_flush(&c);
+        let first = entries(&s.take_flushed());
+        assert!(s.continue_flush(&c, usize::MAX));
+        let second = entries(&s.take_flushed());
+        assert_eq!(first, vec![(1, Some(10))]);
+        assert_eq!(second, vec![(2, Some(20))]);
     }
 }
