@@ -103,8 +103,9 @@ fn checkpoint(
         id,
         delta,
         false,
-        Box::new(move |r| {
-            let _ = tx.send(r.map(|s| s.records.len()));
+        streamsql_storage::Compression::None,
+        Box::new(move |r: streamsql::engine::state::store::SnapshotResult| {
+            let _ = tx.send(r.map(|s| s.bytes.len()));
         }),
     );
     store.run_queued();

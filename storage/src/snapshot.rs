@@ -137,26 +137,30 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot, StorageError> {
 
 /// The payload inside the frame: compression byte, then the (maybe compressed) body.
 fn encode_payload(snapshot: &Snapshot, compression: Compression) -> Vec<u8> {
-    let body = encode_body(snapshot);
+    compress_body(&encode_body(snapshot), compression)
+}
+
+/// The payload of an encoded body: compression byte, then the (maybe compressed) body.
+fn compress_body(body: &[u8], compression: Compression) -> Vec<u8> {
     match compression {
         Compression::None => {
             let mut out = Vec::with_capacity(body.len() + 1);
             out.push(0);
-            out.extend_from_slice(&body);
+            out.extend_from_slice(body);
             out
         }
         Compression::Snappy => {
             let mut out = vec![1u8];
             let mut compressed = vec![0u8; snap::raw::max_compress_len(body.len()) + 1];
             // The only failure is an input above 2^32 bytes; such a snapshot is stored as is.
-            match snap::raw::Encoder::new().compress(&body, &mut compressed) {
+            match snap::raw::Encoder::new().compress(body, &mut compressed) {
                 Ok(n) => {
                     out.extend_from_slice(&compressed[..n]);
                     out
                 }
                 Err(_) => {
                     out[0] = 0;
-                    out.extend_from_slice(&body);
+                    out.extend_from_slice(body);
                     out
                 }
             }
@@ -164,39 +168,114 @@ fn encode_payload(snapshot: &Snapshot, compression: Compression) -> Vec<u8> {
     }
 }
 
+/// A snapshot in its file form, with what the statistics need to know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedSnapshot {
+    /// The complete framed bytes ([`decode`] reads them).
+    pub bytes: Vec<u8>,
+    pub kind: SnapshotKind,
+    /// Bytes of keys and values carried ([`Snapshot::data_size`]).
+    pub data_size: usize,
+}
+
+impl EncodedSnapshot {
+    /// Encodes an owned snapshot.
+    pub fn of(snapshot: &Snapshot, compression: Compression) -> Self {
+        EncodedSnapshot {
+            bytes: encode(snapshot, compression),
+            kind: snapshot.kind,
+            data_size: snapshot.data_size(),
+        }
+    }
+}
+
+/// A snapshot's header, for [`encode_records`].
+#[derive(Debug, Clone)]
+pub struct SnapshotHeader<'a> {
+    pub checkpoint_id: u64,
+    pub kind: SnapshotKind,
+    pub base: Option<u64>,
+    pub key_groups: KeyGroupRange,
+    pub states: &'a [(StateId, String)],
+}
+
+/// One record, borrowed, for [`encode_records`].
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub key_group: KeyGroup,
+    pub state: StateId,
+    pub key: &'a [u8],
+    /// `None` for a deletion (deltas only).
+    pub value: Option<&'a [u8]>,
+}
+
+/// Encodes a snapshot from borrowed records, already in file order ([`record_order`]), into
+/// complete framed bytes: the same bytes [`encode`] gives for the owned snapshot, without copying
+/// any record first.
+pub fn encode_records<'a>(
+    header: &SnapshotHeader<'_>,
+    records: impl ExactSizeIterator<Item = RecordRef<'a>>,
+    data_size: usize,
+    compression: Compression,
+) -> Vec<u8> {
+    let body = encode_body_from(header, records, data_size);
+    frame(MAGIC, VERSION, &compress_body(&body, compression))
+}
+
 fn encode_body(s: &Snapshot) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + s.data_size() + s.records.len() * 8);
-    out.push(match s.kind {
+    // Sorting references, not records: encoding runs in the asynchronous part, from a snapshot
+    // that may still be shared.
+    let mut order: Vec<&SnapshotRecord> = s.records.iter().collect();
+    order.sort_unstable_by(|a, b| record_order(a, b));
+    let header = SnapshotHeader {
+        checkpoint_id: s.checkpoint_id,
+        kind: s.kind,
+        base: s.base,
+        key_groups: s.key_groups,
+        states: &s.states,
+    };
+    let records = order.into_iter().map(|r| RecordRef {
+        key_group: r.key_group,
+        state: r.state,
+        key: &r.key,
+        value: r.value.as_deref(),
+    });
+    encode_body_from(&header, records, s.data_size())
+}
+
+fn encode_body_from<'a>(
+    h: &SnapshotHeader<'_>,
+    records: impl ExactSizeIterator<Item = RecordRef<'a>>,
+    data_size: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + data_size + records.len() * 8);
+    out.push(match h.kind {
         SnapshotKind::Full => 0,
         SnapshotKind::Delta => 1,
     });
-    out.extend_from_slice(&s.checkpoint_id.to_le_bytes());
-    match s.base {
+    out.extend_from_slice(&h.checkpoint_id.to_le_bytes());
+    match h.base {
         None => out.push(0),
         Some(b) => {
             out.push(1);
             out.extend_from_slice(&b.to_le_bytes());
         }
     }
-    out.extend_from_slice(&s.key_groups.start.to_le_bytes());
-    out.extend_from_slice(&s.key_groups.end.to_le_bytes());
-    put_varint(&mut out, len_u64(s.states.len()));
-    for (id, name) in &s.states {
+    out.extend_from_slice(&h.key_groups.start.to_le_bytes());
+    out.extend_from_slice(&h.key_groups.end.to_le_bytes());
+    put_varint(&mut out, len_u64(h.states.len()));
+    for (id, name) in h.states {
         put_varint(&mut out, u64::from(*id));
         put_varint(&mut out, len_u64(name.len()));
         out.extend_from_slice(name.as_bytes());
     }
-    // Sorting references, not records: encoding runs in the asynchronous part, from a snapshot
-    // that may still be shared.
-    let mut order: Vec<&SnapshotRecord> = s.records.iter().collect();
-    order.sort_unstable_by(|a, b| record_order(a, b));
-    put_varint(&mut out, len_u64(order.len()));
-    for r in order {
+    put_varint(&mut out, len_u64(records.len()));
+    for r in records {
         out.extend_from_slice(&r.key_group.to_le_bytes());
         put_varint(&mut out, u64::from(r.state));
         put_varint(&mut out, len_u64(r.key.len()));
-        out.extend_from_slice(&r.key);
-        match &r.value {
+        out.extend_from_slice(r.key);
+        match r.value {
             None => out.push(TAG_TOMBSTONE),
             Some(v) => {
                 out.push(TAG_VALUE);
@@ -216,17 +295,22 @@ pub fn record_order(a: &SnapshotRecord, b: &SnapshotRecord) -> std::cmp::Orderin
         .then_with(|| key_order(&a.key, &b.key))
 }
 
-/// Byte order of two keys. Most keys are at least 8 bytes long and differ in their first 8, which
-/// one integer comparison decides without a call to `memcmp` (a million-entry snapshot sorts
-/// twenty million times).
-fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
-    if let (Some(x), Some(y)) = (a.first_chunk::<8>(), b.first_chunk::<8>()) {
-        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
-        if x != y {
-            return x.cmp(&y);
+/// Byte order of two keys, compared eight bytes at a time as big-endian integers: most keys
+/// differ within their first words, which integer comparisons decide without a call to `memcmp`
+/// (a million-entry snapshot sorts twenty million times).
+pub fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let (mut x, mut y) = (a, b);
+    while let (Some((xa, xr)), Some((ya, yr))) =
+        (x.split_first_chunk::<8>(), y.split_first_chunk::<8>())
+    {
+        let (p, q) = (u64::from_be_bytes(*xa), u64::from_be_bytes(*ya));
+        if p != q {
+            return p.cmp(&q);
         }
+        x = xr;
+        y = yr;
     }
-    a.cmp(b)
+    x.cmp(y)
 }
 
 fn len_u64(n: usize) -> u64 {
@@ -418,6 +502,15 @@ fn decode_body(body: &[u8]) -> Result<Snapshot, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_order_is_byte_order() {
+        use proptest::prelude::*;
+        let keys = proptest::collection::vec(proptest::collection::vec(0u8..4, 0..20), 2);
+        proptest!(|(pair in keys)| {
+            prop_assert_eq!(key_order(&pair[0], &pair[1]), pair[0].cmp(&pair[1]));
+        });
+    }
 
     fn sample(kind: SnapshotKind) -> Snapshot {
         Snapshot {

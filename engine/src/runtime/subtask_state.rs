@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use streamsql_storage::{snapshot, Compression, Snapshot};
+use streamsql_storage::{snapshot, EncodedSnapshot, Snapshot};
 
 use crate::codec::{self, corrupt};
 use crate::error::{EngineError, Result};
@@ -235,7 +235,6 @@ pub struct WriteSettings {
     /// The file's path relative to the checkpoint directory (`taskowned/<name>` in a checkpoint,
     /// `<name>` in a savepoint).
     pub file_name: String,
-    pub compression: bool,
     pub inline_threshold: usize,
     pub write_buffer_size: usize,
 }
@@ -249,18 +248,18 @@ pub struct Written {
     pub async_duration: Duration,
 }
 
-/// Encodes, compresses, checksums and writes (or inlines) a keyed snapshot.
-pub fn write_keyed(snapshot: &Snapshot, settings: &WriteSettings) -> Result<Written> {
+/// Writes (or inlines) a keyed snapshot in its file form.
+pub fn write_keyed(snapshot: &EncodedSnapshot, settings: &WriteSettings) -> Result<Written> {
     let start = Instant::now();
-    let bytes = snapshot::encode(snapshot, Compression::from_flag(settings.compression));
-    let state_size = snapshot.data_size() as u64;
+    let bytes = &snapshot.bytes;
+    let state_size = snapshot.data_size as u64;
     let keyed = match &settings.checkpoint_dir {
         Some(dir) if bytes.len() >= settings.inline_threshold => {
             let rel = settings.file_name.clone();
             let path = dir.join(&rel);
             // Flink's write buffer is at least the inline threshold.
             let buffer = settings.write_buffer_size.max(settings.inline_threshold);
-            streamsql_storage::file::write_atomic_buffered(&path, &bytes, buffer).map_err(|e| {
+            streamsql_storage::file::write_atomic_buffered(&path, bytes, buffer).map_err(|e| {
                 EngineError::Task {
                     message: format!("cannot write keyed state: {e}"),
                 }
@@ -270,7 +269,7 @@ pub fn write_keyed(snapshot: &Snapshot, settings: &WriteSettings) -> Result<Writ
                 size: bytes.len() as u64,
             }
         }
-        _ => KeyedHandle::Inline(bytes),
+        _ => KeyedHandle::Inline(bytes.clone()),
     };
     Ok(Written {
         keyed,
@@ -314,11 +313,15 @@ mod tests {
         d
     }
 
+    /// [`snapshot`] in its file form, snappy-compressed.
+    fn encoded(records: usize) -> EncodedSnapshot {
+        EncodedSnapshot::of(&snapshot(records), streamsql_storage::Compression::Snappy)
+    }
+
     fn settings(dir: &Path, threshold: usize) -> WriteSettings {
         WriteSettings {
             checkpoint_dir: Some(dir.to_path_buf()),
             file_name: "taskowned/op-0".into(),
-            compression: true,
             inline_threshold: threshold,
             write_buffer_size: 4096,
         }
@@ -327,10 +330,10 @@ mod tests {
     #[test]
     fn small_state_is_inlined_and_large_state_gets_a_file() {
         let dir = temp_dir("threshold");
-        let small = write_keyed(&snapshot(3), &settings(&dir, 20 * 1024)).unwrap();
+        let small = write_keyed(&encoded(3), &settings(&dir, 20 * 1024)).unwrap();
         assert!(matches!(small.keyed, KeyedHandle::Inline(_)));
         assert!(!dir.join("taskowned").exists());
-        let large = write_keyed(&snapshot(5000), &settings(&dir, 1024)).unwrap();
+        let large = write_keyed(&encoded(5000), &settings(&dir, 1024)).unwrap();
         let KeyedHandle::File { path, size } = &large.keyed else {
             panic!("expected a file, got {:?}", large.keyed);
         };
@@ -354,7 +357,7 @@ mod tests {
     #[test]
     fn damaged_or_truncated_files_and_escaping_paths_are_refused() {
         let dir = temp_dir("damage");
-        let w = write_keyed(&snapshot(2000), &settings(&dir, 16)).unwrap();
+        let w = write_keyed(&encoded(2000), &settings(&dir, 16)).unwrap();
         let state = SubtaskState {
             operator: Vec::new(),
             keyed: w.keyed,

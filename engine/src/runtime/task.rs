@@ -231,7 +231,6 @@ impl TaskCheckpointing {
         let settings = WriteSettings {
             checkpoint_dir,
             file_name,
-            compression: self.compression,
             // A chain's files are shared by later checkpoints: always files.
             inline_threshold: if chained { 0 } else { self.inline_threshold },
             write_buffer_size: self.write_buffer_size,
@@ -243,6 +242,7 @@ impl TaskCheckpointing {
             id,
             delta,
             !chained,
+            streamsql_storage::Compression::from_flag(self.compression),
             Box::new(move |snapshot: crate::state::store::SnapshotResult| {
                 let written = snapshot
                     .map_err(|e| EngineError::Task { message: e })

@@ -687,19 +687,19 @@ pub fn snapshot_now(
         checkpoint_id,
         delta,
         true,
+        streamsql_storage::Compression::None,
         Box::new(move |r| {
             let _ = tx.send(r);
         }),
     );
     store.run_queued();
-    let mut snapshot = rx
+    let encoded = rx
         .recv()
         .map_err(|_| EngineError::internal("a snapshot job ended without a result"))?
         .map_err(|message| EngineError::Task { message })?;
-    // In the order files hold them, so snapshots compare equal whatever the backend.
-    snapshot
-        .records
-        .sort_unstable_by(streamsql_storage::snapshot::record_order);
+    // Read back from its file form: records in file order, whatever the backend.
+    let snapshot = streamsql_storage::snapshot::decode(&encoded.bytes)
+        .map_err(|e| storage_error("cannot read a snapshot back", e))?;
     Ok((operator, Some(snapshot)))
 }
 

@@ -19,16 +19,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use streamsql_storage::{
-    HashMapBackend, KeyGroupRange, KeyedStateBackend, SledBackend, Snapshot, SnapshotKind,
-    SnapshotRecord, StateId,
+    Compression, EncodedSnapshot, HashMapBackend, KeyGroupRange, KeyedStateBackend, SledBackend,
+    Snapshot, SnapshotKind, SnapshotRecord, StateId,
 };
 
 use super::{storage_error, BackendKind, KeyedDelta, StateBackendConfig};
 use crate::error::{EngineError, Result};
 
-/// What a snapshot job hands its continuation: the full snapshot at the barrier, or why there is
-/// none.
-pub type SnapshotResult = std::result::Result<Snapshot, String>;
+/// What a snapshot job hands its continuation: the snapshot at the barrier in its file form (full,
+/// or a delta with incremental checkpoints), or why there is none.
+pub type SnapshotResult = std::result::Result<EncodedSnapshot, String>;
 
 /// The rest of a snapshot's asynchronous part (encode, write, acknowledge), run without the lock.
 pub type SnapshotDone = Box<dyn FnOnce(SnapshotResult) + Send>;
@@ -42,6 +42,7 @@ enum Job {
         delta: KeyedDelta,
         /// A full snapshot outside the incremental chain (a savepoint, a final state).
         full: bool,
+        compression: Compression,
         done: SnapshotDone,
     },
 }
@@ -184,11 +185,12 @@ impl SubtaskStore {
                     checkpoint_id,
                     delta,
                     full,
+                    compression,
                     done: d,
                 } => {
-                    let result = apply(self, inner, &delta)
-                        .and_then(|()| self.snapshot(inner, checkpoint_id, &delta, full));
-                    // Records stay in the backend's order: encoding sorts them, once.
+                    let result = apply(self, inner, &delta).and_then(|()| {
+                        self.snapshot(inner, checkpoint_id, &delta, full, compression)
+                    });
                     let result = match result {
                         Ok(s) => Ok(s),
                         Err(e) => {
@@ -213,7 +215,8 @@ impl SubtaskStore {
         checkpoint_id: u64,
         delta: &KeyedDelta,
         full: bool,
-    ) -> Result<Snapshot> {
+        compression: Compression,
+    ) -> Result<EncodedSnapshot> {
         let chained = self.config.incremental && !full;
         if chained && inner.chain.delta_allowed() {
             let mut records = Vec::with_capacity(delta.len());
@@ -239,20 +242,20 @@ impl SubtaskStore {
             inner.chain.last = Some(checkpoint_id);
             inner.chain.deltas += 1;
             inner.chain.delta_bytes += snapshot.data_size();
-            return Ok(snapshot);
+            return Ok(EncodedSnapshot::of(&snapshot, compression));
         }
         let backend = inner
             .backend
             .as_mut()
             .ok_or_else(|| EngineError::internal("keyed-state store used before it was opened"))?;
         let snapshot = backend
-            .full_snapshot(checkpoint_id)
+            .encode_full(checkpoint_id, compression)
             .map_err(|e| storage_error("cannot snapshot keyed state", e))?;
         if chained {
             inner.chain = Chain {
                 last: Some(checkpoint_id),
                 deltas: 0,
-                base_bytes: snapshot.data_size(),
+                base_bytes: snapshot.data_size,
                 delta_bytes: 0,
             };
         }
@@ -311,12 +314,14 @@ impl SubtaskStore {
         checkpoint_id: u64,
         delta: KeyedDelta,
         full: bool,
+        compression: Compression,
         done: SnapshotDone,
     ) {
         self.lock().queue.push_back(Job::Snapshot {
             checkpoint_id,
             delta,
             full,
+            compression,
             done,
         });
         let store = Arc::clone(self);

@@ -239,6 +239,17 @@ pub trait KeyedStateBackend {
     /// A full snapshot of all state (O(state)); later deltas are relative to it.
     fn full_snapshot(&mut self, checkpoint_id: u64) -> Result<Snapshot, StorageError>;
 
+    /// [`KeyedStateBackend::full_snapshot`] in its file form. A backend may encode straight from
+    /// its entries instead of copying them into a [`Snapshot`] first.
+    fn encode_full(
+        &mut self,
+        checkpoint_id: u64,
+        compression: crate::snapshot::Compression,
+    ) -> Result<crate::snapshot::EncodedSnapshot, StorageError> {
+        let snapshot = self.full_snapshot(checkpoint_id)?;
+        Ok(crate::snapshot::EncodedSnapshot::of(&snapshot, compression))
+    }
+
     /// Replaces all state by the result of `snapshots`, keeping only key groups in `range`, which
     /// becomes the range this backend owns. `snapshots` is one or more chains, each a full
     /// snapshot followed by its deltas in order (chains of different former subtasks, for a
