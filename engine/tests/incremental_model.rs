@@ -1,0 +1,209 @@
+//! Incremental checkpoints against an in-memory model: random sequences of writes, removals,
+//! checkpoints (whose chains grow, and get a new full snapshot by the compaction rule) and
+//! restores of a random completed checkpoint, into a subtask owning every key group or only part
+//! of them (as after a change of parallelism). The restored state always equals the model at that
+//! checkpoint, restricted to the key groups restored.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use streamsql_engine::error::Result;
+use streamsql_engine::keygroup;
+use streamsql_engine::state::store::{SnapshotResult, SubtaskStore};
+use streamsql_engine::state::{
+    BackendKind, KeyedDelta, KeyedState, StateBackendConfig, StateCodec, StateContext,
+};
+use streamsql_storage::{snapshot, Compression, KeyGroupRange, Snapshot, SnapshotKind};
+
+const MAX_PARALLELISM: usize = 128;
+
+struct I64Codec;
+
+impl StateCodec<i64, i64> for I64Codec {
+    fn key_hash(&self, key: &i64) -> i32 {
+        (*key as i32).wrapping_mul(0x9e37_79b9_u32 as i32)
+    }
+    fn encode_key(&self, key: &i64, out: &mut Vec<u8>) {
+        out.extend_from_slice(&key.to_be_bytes());
+    }
+    fn decode_key(&self, bytes: &[u8]) -> Result<i64> {
+        let b: [u8; 8] = bytes
+            .try_into()
+            .map_err(|_| streamsql_engine::codec::corrupt("not eight bytes"))?;
+        Ok(i64::from_be_bytes(b))
+    }
+    fn encode_value(&self, value: &i64, out: &mut Vec<u8>) {
+        self.encode_key(value, out);
+    }
+    fn decode_value(&self, bytes: &[u8]) -> Result<i64> {
+        self.decode_key(bytes)
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(i64, i64),
+    Remove(i64),
+    Checkpoint,
+    /// Restore the completed checkpoint picked by this number, into the key groups picked by the
+    /// second (0: all of them).
+    Restore(usize, u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0i64..300, any::<i64>()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => (0i64..300).prop_map(Op::Remove),
+        2 => Just(Op::Checkpoint),
+        1 => (any::<usize>(), 0u8..4).prop_map(|(i, r)| Op::Restore(i, r)),
+    ]
+}
+
+fn context(backend: BackendKind, range: KeyGroupRange) -> StateContext {
+    let config = StateBackendConfig {
+        kind: backend,
+        memory_budget: 1 << 30,
+        local_dir: None,
+        incremental: true,
+    };
+    StateContext {
+        store: Some(Arc::new(SubtaskStore::new(config.clone(), range, "model"))),
+        config,
+        checkpointing: true,
+    }
+}
+
+fn group_of(key: i64) -> u16 {
+    u16::try_from(keygroup::key_group(
+        I64Codec.key_hash(&key),
+        MAX_PARALLELISM,
+    ))
+    .unwrap()
+}
+
+/// Takes checkpoint `id` of `state`, as the task and the store do it.
+fn checkpoint(state: &mut KeyedState<i64, i64>, ctx: &StateContext, id: u64) -> Snapshot {
+    let mut delta = KeyedDelta::new();
+    state.flush_into(&I64Codec, &mut delta);
+    let store = ctx.store.as_ref().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.submit_snapshot(
+        id,
+        delta,
+        false,
+        Compression::Snappy,
+        Box::new(move |r: SnapshotResult| {
+            let _ = tx.send(r);
+        }),
+    );
+    store.run_queued();
+    let encoded = rx.recv().unwrap().unwrap();
+    snapshot::decode(&encoded.bytes).unwrap()
+}
+
+/// Every entry of the store, as the restore hands them to an operator.
+fn contents(ctx: &StateContext) -> BTreeMap<i64, i64> {
+    let mut out = BTreeMap::new();
+    ctx.store
+        .as_ref()
+        .unwrap()
+        .scan(&mut |_, _, key, value| {
+            out.insert(I64Codec.decode_key(key)?, I64Codec.decode_value(value)?);
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+fn run(ops: Vec<Op>, backend: BackendKind) -> std::result::Result<(), TestCaseError> {
+    let all = KeyGroupRange::new(0, (MAX_PARALLELISM - 1) as u16);
+    let mut ctx = context(backend, all);
+    let mut state: KeyedState<i64, i64> = KeyedState::new("s", &ctx, MAX_PARALLELISM);
+    let mut model: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut chain: Vec<Snapshot> = Vec::new();
+    // Completed checkpoints: their chain and the model at their barrier.
+    let mut completed: Vec<(Vec<Snapshot>, BTreeMap<i64, i64>)> = Vec::new();
+    let mut next_id = 1u64;
+    for op in ops {
+        match op {
+            Op::Put(k, v) => {
+                state.insert(&I64Codec, k, v).unwrap();
+                model.insert(k, v);
+            }
+            Op::Remove(k) => {
+                prop_assert_eq!(state.remove(&I64Codec, &k).unwrap(), model.remove(&k));
+            }
+            Op::Checkpoint => {
+                let s = checkpoint(&mut state, &ctx, next_id);
+                next_id += 1;
+                if s.kind == SnapshotKind::Full {
+                    chain.clear();
+                }
+                chain.push(s);
+                completed.push((chain.clone(), model.clone()));
+            }
+            Op::Restore(pick, part) => {
+                if completed.is_empty() {
+                    continue;
+                }
+                let (restored_chain, at) = completed[pick % completed.len()].clone();
+                // Another parallelism: a subtask owning a quarter, a half or all key groups.
+                let range = match part {
+                    1 => KeyGroupRange::new(0, 31),
+                    2 => KeyGroupRange::new(64, 127),
+                    _ => all,
+                };
+                let narrow = context(backend, range);
+                narrow
+                    .store
+                    .as_ref()
+                    .unwrap()
+                    .restore(restored_chain.clone())
+                    .unwrap();
+                let expected: BTreeMap<i64, i64> = at
+                    .iter()
+                    .filter(|(k, _)| range.contains(group_of(**k)))
+                    .map(|(k, v)| (*k, *v))
+                    .collect();
+                prop_assert_eq!(contents(&narrow), expected);
+                // A failover: the job goes on from the restored checkpoint, owning every group.
+                ctx = context(backend, all);
+                ctx.store.as_ref().unwrap().restore(restored_chain).unwrap();
+                state = KeyedState::new("s", &ctx, MAX_PARALLELISM);
+                let restored = contents(&ctx);
+                for (k, v) in &restored {
+                    let mut key = Vec::new();
+                    let mut value = Vec::new();
+                    I64Codec.encode_key(k, &mut key);
+                    I64Codec.encode_value(v, &mut value);
+                    state.restore_entry(&I64Codec, &key, &value).unwrap();
+                }
+                prop_assert_eq!(&restored, &at);
+                model = at;
+                chain.clear();
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn restored_state_equals_the_model_at_the_restored_checkpoint(
+        ops in proptest::collection::vec(op(), 1..400)
+    ) {
+        run(ops, BackendKind::HashMap)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    #[test]
+    fn the_same_with_the_sled_backend(ops in proptest::collection::vec(op(), 1..200)) {
+        run(ops, BackendKind::Sled)?;
+    }
+}
