@@ -46,6 +46,8 @@ enum Op {
     Put(i64, i64),
     Remove(i64),
     Checkpoint,
+    /// A savepoint: a full snapshot outside the chain.
+    Savepoint,
     /// Restore the completed checkpoint picked by this number, into the key groups picked by the
     /// second (0: all of them).
     Restore(usize, u8),
@@ -56,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0i64..300, any::<i64>()).prop_map(|(k, v)| Op::Put(k, v)),
         2 => (0i64..300).prop_map(Op::Remove),
         2 => Just(Op::Checkpoint),
+        1 => Just(Op::Savepoint),
         1 => (any::<usize>(), 0u8..4).prop_map(|(i, r)| Op::Restore(i, r)),
     ]
 }
@@ -82,8 +85,13 @@ fn group_of(key: i64) -> u16 {
     .unwrap()
 }
 
-/// Takes checkpoint `id` of `state`, as the task and the store do it.
-fn checkpoint(state: &mut KeyedState<i64, i64>, ctx: &StateContext, id: u64) -> Snapshot {
+/// Takes checkpoint `id` of `state` (a savepoint when `full`), as the task and the store do it.
+fn checkpoint(
+    state: &mut KeyedState<i64, i64>,
+    ctx: &StateContext,
+    id: u64,
+    full: bool,
+) -> Snapshot {
     let mut delta = KeyedDelta::new();
     state.flush_into(&I64Codec, &mut delta);
     let store = ctx.store.as_ref().unwrap();
@@ -91,7 +99,7 @@ fn checkpoint(state: &mut KeyedState<i64, i64>, ctx: &StateContext, id: u64) -> 
     store.submit_snapshot(
         id,
         delta,
-        false,
+        full,
         Compression::Snappy,
         Box::new(move |r: SnapshotResult| {
             let _ = tx.send(r);
@@ -134,8 +142,15 @@ fn run(ops: Vec<Op>, backend: BackendKind) -> std::result::Result<(), TestCaseEr
             Op::Remove(k) => {
                 prop_assert_eq!(state.remove(&I64Codec, &k).unwrap(), model.remove(&k));
             }
+            Op::Savepoint => {
+                let s = checkpoint(&mut state, &ctx, next_id, true);
+                next_id += 1;
+                prop_assert_eq!(s.kind, SnapshotKind::Full);
+                // Restorable on its own, like any savepoint.
+                completed.push((vec![s], model.clone()));
+            }
             Op::Checkpoint => {
-                let s = checkpoint(&mut state, &ctx, next_id);
+                let s = checkpoint(&mut state, &ctx, next_id, false);
                 next_id += 1;
                 if s.kind == SnapshotKind::Full {
                     chain.clear();

@@ -251,14 +251,18 @@ impl SubtaskStore {
         let snapshot = backend
             .encode_full(checkpoint_id, compression)
             .map_err(|e| storage_error("cannot snapshot keyed state", e))?;
-        if chained {
-            inner.chain = Chain {
+        inner.chain = if chained {
+            Chain {
                 last: Some(checkpoint_id),
                 deltas: 0,
                 base_bytes: snapshot.data_size,
                 delta_bytes: 0,
-            };
-        }
+            }
+        } else {
+            // A savepoint or final state outside the chain took the flush since the chain's last
+            // snapshot with it: no later delta can follow that snapshot, so the next is full.
+            Chain::default()
+        };
         Ok(snapshot)
     }
 
