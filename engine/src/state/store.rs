@@ -47,6 +47,9 @@ enum Job {
     },
 }
 
+/// A keyed entry's address: key group, state, key bytes.
+type EntryKey<'a> = (u16, StateId, &'a [u8]);
+
 /// The longest chain of deltas after a full snapshot before the next checkpoint writes a full one
 /// again: bounds the files a restore reads.
 const MAX_CHAIN_DELTAS: usize = 20;
@@ -84,6 +87,8 @@ struct Inner {
     /// flushes, so it never is; it is discarded after each apply so it does not grow.
     track_changes: bool,
     chain: Chain,
+    /// Writes spilled to the store since the chain's last snapshot (incremental checkpoints).
+    carry: KeyedDelta,
 }
 
 /// The keyed-state store of one subtask (see the module documentation).
@@ -139,6 +144,7 @@ impl SubtaskStore {
                 broken: None,
                 track_changes: false,
                 chain: Chain::default(),
+                carry: KeyedDelta::new(),
             }),
             continuations: Mutex::new(()),
             config,
@@ -219,15 +225,26 @@ impl SubtaskStore {
     ) -> Result<EncodedSnapshot> {
         let chained = self.config.incremental && !full;
         if chained && inner.chain.delta_allowed() {
-            let mut records = Vec::with_capacity(delta.len());
-            for r in delta.records() {
-                records.push(SnapshotRecord {
-                    key_group: r.key_group,
-                    state: state_id(self, inner, r.state)?,
-                    key: r.key.to_vec(),
-                    value: r.value.map(<[u8]>::to_vec),
-                });
+            // The writes spilled to the store since the chain's last snapshot, then this flush:
+            // one record per key, the latest write winning.
+            let carry = std::mem::take(&mut inner.carry);
+            let mut latest: std::collections::BTreeMap<EntryKey<'_>, Option<&[u8]>> =
+                std::collections::BTreeMap::new();
+            for r in carry.records().chain(delta.records()) {
+                latest.insert(
+                    (r.key_group, state_id(self, inner, r.state)?, r.key),
+                    r.value,
+                );
             }
+            let records: Vec<SnapshotRecord> = latest
+                .into_iter()
+                .map(|((key_group, state, key), value)| SnapshotRecord {
+                    key_group,
+                    state,
+                    key: key.to_vec(),
+                    value: value.map(<[u8]>::to_vec),
+                })
+                .collect();
             let backend = inner.backend.as_mut().ok_or_else(|| {
                 EngineError::internal("keyed-state store used before it was opened")
             })?;
@@ -251,6 +268,8 @@ impl SubtaskStore {
         let snapshot = backend
             .encode_full(checkpoint_id, compression)
             .map_err(|e| storage_error("cannot snapshot keyed state", e))?;
+        // A full snapshot holds every spilled write.
+        inner.carry = KeyedDelta::new();
         inner.chain = if chained {
             Chain {
                 last: Some(checkpoint_id),
@@ -307,7 +326,15 @@ impl SubtaskStore {
 
     /// Writes a flush of the hot state now (the operator is over its memory bound).
     pub fn write_back(&self, delta: KeyedDelta) -> Result<()> {
-        self.with_drained(|inner, store| apply(store, inner, &delta))
+        self.with_drained(|inner, store| {
+            apply(store, inner, &delta)?;
+            // These writes never reach a checkpoint's flush: the next delta of the incremental
+            // chain carries them.
+            if store.config.incremental && inner.chain.last.is_some() {
+                inner.carry.append(&delta);
+            }
+            Ok(())
+        })
     }
 
     /// Queues the asynchronous part of checkpoint `checkpoint_id`: apply `delta`, take a full
@@ -364,6 +391,7 @@ impl SubtaskStore {
                 .map_err(|e| storage_error("cannot restore keyed state", e))?;
             backend.discard_changes();
             inner.chain = Chain::default();
+            inner.carry = KeyedDelta::new();
             Ok(())
         })
     }
