@@ -66,6 +66,7 @@ fn context(backend: BackendKind, range: KeyGroupRange) -> StateContext {
         memory_budget: 1 << 30,
         local_dir: None,
         incremental: true,
+        local_recovery: None,
     };
     StateContext {
         store: Some(Arc::new(SubtaskStore::new(config.clone(), range, "model"))),

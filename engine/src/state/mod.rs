@@ -80,6 +80,9 @@ pub struct StateBackendConfig {
     /// `execution.checkpointing.incremental` (`state.backend.incremental`): checkpoints write the
     /// changes since the previous one, chained to a full snapshot.
     pub incremental: bool,
+    /// `execution.state-recovery.from-local`: when on, the root directory of task-local copies
+    /// of keyed state (`execution.checkpointing.local-backup.dirs`, else a temporary directory).
+    pub local_recovery: Option<PathBuf>,
 }
 
 impl Default for StateBackendConfig {
@@ -89,6 +92,7 @@ impl Default for StateBackendConfig {
             memory_budget: DEFAULT_MEMORY_BUDGET,
             local_dir: None,
             incremental: false,
+            local_recovery: None,
         }
     }
 }
@@ -732,6 +736,7 @@ pub fn standalone_context(kind: BackendKind, memory_budget: usize) -> StateConte
         memory_budget,
         local_dir: None,
         incremental: false,
+        local_recovery: None,
     };
     let store = SubtaskStore::new(
         config.clone(),
