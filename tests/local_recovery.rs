@@ -3,7 +3,8 @@
 //! that copy first. With the checkpoint directory's keyed-state files deleted, a resume still
 //! finishes with an uninterrupted run's output, so it read nothing of them; with the local copy
 //! damaged, it says so on stderr and restores from the checkpoint directory, again exactly. Local
-//! copies of subsumed checkpoints are removed as checkpoints complete.
+//! copies of subsumed checkpoints are removed as checkpoints complete, and none is written beyond
+//! `execution.checkpointing.local-backup.max-size`.
 
 mod common;
 
@@ -14,9 +15,10 @@ use std::time::{Duration, Instant};
 
 const ROWS: usize = 300_000;
 
-fn pipeline(dir: &Path) -> String {
+fn pipeline(dir: &Path, extra: &str) -> String {
     format!(
-        "SET 'execution.checkpointing.interval' = '30 ms';
+        "{extra}
+SET 'execution.checkpointing.interval' = '30 ms';
 SET 'state.checkpoints.dir' = '{dir}/checkpoints';
 SET 'state.storage.fs.memory-threshold' = '0 b';
 SET 'execution.state-recovery.from-local' = 'true';
@@ -39,7 +41,7 @@ INSERT INTO per_window
     )
 }
 
-fn prepare(root: &Path, name: &str) -> PathBuf {
+fn prepare(root: &Path, name: &str, extra: &str) -> PathBuf {
     let dir = root.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("input")).expect("input dir");
@@ -61,7 +63,7 @@ fn prepare(root: &Path, name: &str) -> PathBuf {
     for (i, text) in texts.iter().enumerate() {
         std::fs::write(dir.join(format!("input/part-{i}.csv")), text).expect("input");
     }
-    std::fs::write(dir.join("p.sql"), pipeline(&dir)).expect("pipeline");
+    std::fs::write(dir.join("p.sql"), pipeline(&dir, extra)).expect("pipeline");
     dir
 }
 
@@ -119,9 +121,9 @@ fn local_checkpoints(dir: &Path, chk: &Path) -> Vec<u64> {
 /// Runs the pipeline in a fresh directory and kills it once checkpoint `min_id` or a later one
 /// completed with keyed state in files; retries a few times, as a fast machine may finish first.
 /// Returns the directory and the newest checkpoint after the kill.
-fn killed_run(root: &Path, name: &str, min_id: u64) -> (PathBuf, PathBuf) {
+fn killed_run(root: &Path, name: &str, min_id: u64, extra: &str) -> (PathBuf, PathBuf) {
     for attempt in 0..5 {
-        let dir = prepare(root, &format!("{name}-{attempt}"));
+        let dir = prepare(root, &format!("{name}-{attempt}"), extra);
         let mut child = streamsql(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -169,7 +171,7 @@ fn resume(dir: &Path) -> std::process::Output {
 #[test]
 fn recovery_reads_the_local_copy_and_falls_back_when_it_is_damaged() {
     let root = std::env::temp_dir().join(format!("streamsql-local-{}", std::process::id()));
-    let reference = prepare(&root, "reference");
+    let reference = prepare(&root, "reference", "");
     let status = streamsql(&reference)
         .stdout(Stdio::null())
         .status()
@@ -186,7 +188,7 @@ fn recovery_reads_the_local_copy_and_falls_back_when_it_is_damaged() {
 
     // (a) Many checkpoints, then a kill: only the newest local copies are left, and they alone
     // restore the keyed state.
-    let (dir, chk) = killed_run(&root, "local", 6);
+    let (dir, chk) = killed_run(&root, "local", 6, "");
     let newest = checkpoint_id(&chk);
     let local = local_copy(&dir, &chk);
     let files = state_files(&chk);
@@ -213,7 +215,7 @@ fn recovery_reads_the_local_copy_and_falls_back_when_it_is_damaged() {
     assert_eq!(common::committed_rows(&dir.join("out")), expected);
 
     // (b) A damaged local copy is detected and the checkpoint directory's file is read.
-    let (dir, chk) = killed_run(&root, "damaged", 1);
+    let (dir, chk) = killed_run(&root, "damaged", 1, "");
     let local = local_copy(&dir, &chk);
     let files = state_files(&local);
     assert!(!files.is_empty(), "the state files have local copies");
@@ -230,6 +232,24 @@ fn recovery_reads_the_local_copy_and_falls_back_when_it_is_damaged() {
         stderr.contains("local copy") && stderr.contains("restoring from the checkpoint directory"),
         "the damage is reported: {stderr}"
     );
+    assert_eq!(common::committed_rows(&dir.join("out")), expected);
+
+    // (c) With a budget smaller than any file, no copy is written and recovery reads the
+    // checkpoint directory.
+    let budget = "SET 'execution.checkpointing.local-backup.max-size' = '1 b';";
+    let (dir, chk) = killed_run(&root, "budget", 1, budget);
+    let local_job = local_copy(&dir, &chk)
+        .parent()
+        .expect("a job dir")
+        .to_path_buf();
+    for id in local_checkpoints(&dir, &chk) {
+        let copies = state_files(&local_job.join(format!("chk-{id}")));
+        assert!(
+            copies.is_empty(),
+            "no local copy fits in the budget: {copies:?}"
+        );
+    }
+    resume(&dir);
     assert_eq!(common::committed_rows(&dir.join("out")), expected);
     let _ = std::fs::remove_dir_all(&root);
 }

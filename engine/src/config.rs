@@ -475,6 +475,12 @@ static KEYS: &[KeySpec] = &[
     .aliases(&["taskmanager.state.local.root-dirs"])
     .honoured(),
     KeySpec::new(
+        "execution.checkpointing.local-backup.max-size",
+        Kind::Memory { max: u64::MAX },
+        "streamsql only: bytes of task-local copies one subtask keeps at most; copies that would exceed it are not written (recovery then reads the checkpoint directory). No limit when unset.",
+    )
+    .honoured(),
+    KeySpec::new(
         "execution.checkpointing.data-inline-threshold",
         Kind::Memory { max: 1024 * 1024 },
         "State chunks smaller than this are stored inline in the checkpoint's _metadata file (at most 1 mb).",

@@ -9,6 +9,8 @@
 //! (the length recorded in `_metadata`, then the snapshot's checksum and decoding); otherwise it
 //! reads the checkpoint directory. A subtask deletes only its own copies: those of checkpoints
 //! older than the newest completed one, except the chain files a newer checkpoint still uses.
+//! With `execution.checkpointing.local-backup.max-size` set, a copy that would take a subtask's
+//! copies beyond it is not written.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -38,17 +40,30 @@ pub(crate) struct LocalCopies {
     job_dir: PathBuf,
     /// The subtask's file names start with this (`<operator id>-<subtask>`).
     owner: String,
-    /// Per checkpoint written, the local files (relative to `job_dir`) its state uses.
-    written: Mutex<BTreeMap<u64, Vec<String>>>,
+    /// Bytes of copies the subtask keeps at most.
+    max_size: Option<u64>,
+    held: Mutex<Held>,
+}
+
+/// What a subtask's copies are.
+#[derive(Debug, Default)]
+struct Held {
+    /// Per checkpoint written, the local files (relative to the job directory) its state uses.
+    uses: BTreeMap<u64, Vec<String>>,
+    /// The copies this run wrote and has not removed, with their lengths.
+    sizes: BTreeMap<String, u64>,
+    /// Whether skipping a copy for `max_size` was reported (once per subtask, not per checkpoint).
+    reported: bool,
 }
 
 impl LocalCopies {
     /// The copies of subtask `subtask` of operator `operator_id` in `job_dir` (`<root>/<job id>`).
-    pub fn new(job_dir: PathBuf, operator_id: u64, subtask: usize) -> Self {
+    pub fn new(job_dir: PathBuf, operator_id: u64, subtask: usize, max_size: Option<u64>) -> Self {
         LocalCopies {
             job_dir,
             owner: format!("{operator_id:016x}-{subtask}"),
-            written: Mutex::default(),
+            max_size,
+            held: Mutex::default(),
         }
     }
 
@@ -56,6 +71,25 @@ impl LocalCopies {
     /// checkpoint `id` wrote; `uses` are every file (relative to the job directory) the
     /// checkpoint's state needs, `rel` included. A failure is reported, never returned.
     pub fn keep(&self, id: u64, rel: &str, bytes: &[u8], uses: Vec<String>) {
+        let len = bytes.len() as u64;
+        {
+            let mut held = self.lock();
+            held.uses.insert(id, uses);
+            let total: u64 = held.sizes.values().sum();
+            if let Some(max) = self.max_size.filter(|&max| total.saturating_add(len) > max) {
+                if !held.reported {
+                    held.reported = true;
+                    eprintln!(
+                        "streamsql: checkpoint {id}: local copies of {} would exceed \
+                         execution.checkpointing.local-backup.max-size ({max} bytes): \
+                         copies that do not fit are not written",
+                        self.owner
+                    );
+                }
+                return;
+            }
+        }
+        // Written without the lock: completions of checkpoints need it meanwhile.
         let path = self.job_dir.join(rel);
         if let Err(e) = file::write_atomic(&path, bytes) {
             eprintln!(
@@ -64,11 +98,17 @@ impl LocalCopies {
             );
             return;
         }
-        self.lock().insert(id, uses);
+        self.lock().sizes.insert(rel.to_string(), len);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<String>>> {
-        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes of the copies this run wrote and has not removed.
+    #[cfg(test)]
+    fn held_bytes(&self) -> u64 {
+        self.lock().sizes.values().sum()
     }
 
     /// Checkpoint `completed` completed: deletes this subtask's copies of older checkpoints
@@ -76,15 +116,20 @@ impl LocalCopies {
     /// on still uses.
     pub fn on_checkpoint_complete(&self, completed: u64) {
         let keep: BTreeSet<String> = {
-            let mut written = self.lock();
-            *written = written.split_off(&completed);
-            written.values().flatten().cloned().collect()
+            let mut held = self.lock();
+            held.uses = held.uses.split_off(&completed);
+            held.uses.values().flatten().cloned().collect()
         };
-        if let Err(e) = self.remove_older_than(completed, &keep) {
+        let mut removed = Vec::new();
+        if let Err(e) = self.remove_older_than(completed, &keep, &mut removed) {
             eprintln!(
                 "streamsql: cannot remove subsumed local copies in '{}': {e}",
                 self.job_dir.display()
             );
+        }
+        let mut held = self.lock();
+        for rel in removed {
+            held.sizes.remove(&rel);
         }
     }
 
@@ -92,6 +137,7 @@ impl LocalCopies {
         &self,
         completed: u64,
         keep: &BTreeSet<String>,
+        removed: &mut Vec<String>,
     ) -> Result<(), streamsql_storage::StorageError> {
         let own_full = format!("{}.state", self.owner);
         for entry in file::list_dir(&self.job_dir)? {
@@ -104,8 +150,10 @@ impl LocalCopies {
                         continue;
                     };
                     let older = self.chain_file_id(fname).is_some_and(|id| id < completed);
-                    if older && !keep.contains(&format!("{SHARED_DIR}/{fname}")) {
+                    let rel = format!("{SHARED_DIR}/{fname}");
+                    if older && !keep.contains(&rel) {
                         file::remove_file(&f)?;
+                        removed.push(rel);
                     }
                 }
                 continue;
@@ -121,6 +169,7 @@ impl LocalCopies {
             }
             let taskowned = entry.join("taskowned");
             file::remove_file(&taskowned.join(&own_full))?;
+            removed.push(format!("{name}/taskowned/{own_full}"));
             // The last subtask to leave a checkpoint's directory removes it.
             if file::list_dir(&taskowned)?.is_empty() {
                 file::remove_dir_all(&entry)?;
@@ -169,8 +218,8 @@ mod tests {
     #[test]
     fn subsumed_full_copies_are_removed_and_other_subtasks_are_left_alone() {
         let dir = temp_dir("full");
-        let a = LocalCopies::new(dir.clone(), 7, 0);
-        let b = LocalCopies::new(dir.clone(), 7, 1);
+        let a = LocalCopies::new(dir.clone(), 7, 0, None);
+        let b = LocalCopies::new(dir.clone(), 7, 1, None);
         for id in 1..=3 {
             for (c, s) in [(&a, 0), (&b, 1)] {
                 let rel = format!("chk-{id}/taskowned/{:016x}-{s}.state", 7);
@@ -205,7 +254,7 @@ mod tests {
     #[test]
     fn chain_files_a_newer_checkpoint_uses_are_kept() {
         let dir = temp_dir("chain");
-        let c = LocalCopies::new(dir.clone(), 9, 2);
+        let c = LocalCopies::new(dir.clone(), 9, 2, None);
         let f = |id: u64| format!("shared/{:016x}-2-{id}.state", 9);
         // Checkpoint 1 is a full snapshot, 2 and 3 deltas on it, 4 a new full one.
         c.keep(1, &f(1), b"1", vec![f(1)]);
@@ -232,6 +281,24 @@ mod tests {
                 "shared/0000000000000009-20-1.state",
             ]
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn copies_beyond_the_budget_are_not_written_and_room_comes_back_with_removals() {
+        let dir = temp_dir("budget");
+        let c = LocalCopies::new(dir.clone(), 1, 0, Some(10));
+        let rel = |id: u64| format!("chk-{id}/taskowned/{:016x}-0.state", 1);
+        c.keep(1, &rel(1), &[1; 6], vec![rel(1)]);
+        c.keep(2, &rel(2), &[2; 6], vec![rel(2)]);
+        assert!(dir.join(rel(1)).is_file());
+        assert!(!dir.join(rel(2)).exists(), "6 + 6 bytes exceed 10");
+        assert_eq!(c.held_bytes(), 6);
+        c.on_checkpoint_complete(2);
+        assert_eq!(c.held_bytes(), 0);
+        c.keep(3, &rel(3), &[3; 10], vec![rel(3)]);
+        assert!(dir.join(rel(3)).is_file(), "exactly the budget fits");
+        assert_eq!(files(&dir), [rel(3)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

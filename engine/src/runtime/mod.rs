@@ -378,8 +378,8 @@ fn retire_checkpoints(settings: &RuntimeSettings, end: crate::checkpoint::JobEnd
             eprintln!("streamsql: cannot delete '{}': {e}", shared.display());
         }
         // Nor any checkpoint for the task-local copies to stand for.
-        if let Some(root) = &settings.state_backend.local_recovery {
-            let local = local_state::job_dir(root, &setup.job_dir);
+        if let Some(local) = &settings.state_backend.local_recovery {
+            let local = local_state::job_dir(&local.root, &setup.job_dir);
             if let Err(e) = streamsql_storage::file::remove_dir_all(&local) {
                 eprintln!("streamsql: cannot delete '{}': {e}", local.display());
             }
@@ -628,11 +628,12 @@ fn start_attempt(
                     write_buffer_size: setup.config.write_buffer_size,
                     incremental: settings.state_backend.incremental,
                     chain: Arc::default(),
-                    local: settings.state_backend.local_recovery.as_ref().map(|root| {
+                    local: settings.state_backend.local_recovery.as_ref().map(|local| {
                         Arc::new(local_state::LocalCopies::new(
-                            local_state::job_dir(root, &setup.job_dir),
+                            local_state::job_dir(&local.root, &setup.job_dir),
                             node.id,
                             subtask,
+                            local.max_size,
                         ))
                     }),
                     restore_local: settings
@@ -641,9 +642,10 @@ fn start_attempt(
                         .as_ref()
                         .zip(setup.restore.as_ref())
                         .filter(|(_, r)| !r.is_savepoint)
-                        .and_then(|(root, r)| {
+                        .and_then(|(local, r)| {
                             let dir = r.checkpoint_dir();
-                            dir.parent().map(|job| local_state::job_dir(root, job))
+                            dir.parent()
+                                .map(|job| local_state::job_dir(&local.root, job))
                         }),
                 }
             });

@@ -80,9 +80,18 @@ pub struct StateBackendConfig {
     /// `execution.checkpointing.incremental` (`state.backend.incremental`): checkpoints write the
     /// changes since the previous one, chained to a full snapshot.
     pub incremental: bool,
-    /// `execution.state-recovery.from-local`: when on, the root directory of task-local copies
-    /// of keyed state (`execution.checkpointing.local-backup.dirs`, else a temporary directory).
-    pub local_recovery: Option<PathBuf>,
+    /// `execution.state-recovery.from-local`: task-local copies of keyed state, when on.
+    pub local_recovery: Option<LocalRecoveryConfig>,
+}
+
+/// Where task-local copies of keyed state go and how much room they may take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalRecoveryConfig {
+    /// `execution.checkpointing.local-backup.dirs`, else a temporary directory.
+    pub root: PathBuf,
+    /// `execution.checkpointing.local-backup.max-size`: bytes of local copies one subtask keeps
+    /// at most; `None` for no limit.
+    pub max_size: Option<u64>,
 }
 
 impl Default for StateBackendConfig {
