@@ -4,7 +4,8 @@
 //! finishes with an uninterrupted run's output, so it read nothing of them; with the local copy
 //! damaged, it says so on stderr and restores from the checkpoint directory, again exactly. Local
 //! copies of subsumed checkpoints are removed as checkpoints complete, and none is written beyond
-//! `execution.checkpointing.local-backup.max-size`.
+//! `execution.checkpointing.local-backup.max-size`. The same holds for the files of incremental
+//! chains.
 
 mod common;
 
@@ -86,6 +87,28 @@ fn state_files(chk: &Path) -> Vec<String> {
     names
 }
 
+fn has_taskowned_files(chk: &Path) -> bool {
+    !state_files(chk).is_empty()
+}
+
+/// The chain files of the job's `shared/` directory, by name.
+fn shared_files(job: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(job.join("shared"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+fn has_shared_files(chk: &Path) -> bool {
+    chk.parent()
+        .is_some_and(|job| !shared_files(job).is_empty())
+}
+
 fn checkpoint_id(chk: &Path) -> u64 {
     chk.file_name()
         .and_then(|n| n.to_str())
@@ -119,9 +142,15 @@ fn local_checkpoints(dir: &Path, chk: &Path) -> Vec<u64> {
 }
 
 /// Runs the pipeline in a fresh directory and kills it once checkpoint `min_id` or a later one
-/// completed with keyed state in files; retries a few times, as a fast machine may finish first.
-/// Returns the directory and the newest checkpoint after the kill.
-fn killed_run(root: &Path, name: &str, min_id: u64, extra: &str) -> (PathBuf, PathBuf) {
+/// completed with keyed state in files (`has_files` of the checkpoint); retries a few times, as a
+/// fast machine may finish first. Returns the directory and the newest checkpoint after the kill.
+fn killed_run(
+    root: &Path,
+    name: &str,
+    min_id: u64,
+    extra: &str,
+    has_files: fn(&Path) -> bool,
+) -> (PathBuf, PathBuf) {
     for attempt in 0..5 {
         let dir = prepare(root, &format!("{name}-{attempt}"), extra);
         let mut child = streamsql(&dir)
@@ -136,7 +165,7 @@ fn killed_run(root: &Path, name: &str, min_id: u64, extra: &str) -> (PathBuf, Pa
                 break;
             }
             if let Some(chk) = common::newest_checkpoint(&dir.join("checkpoints")) {
-                if checkpoint_id(&chk) >= min_id && !state_files(&chk).is_empty() {
+                if checkpoint_id(&chk) >= min_id && has_files(&chk) {
                     found = true;
                     break;
                 }
@@ -147,7 +176,7 @@ fn killed_run(root: &Path, name: &str, min_id: u64, extra: &str) -> (PathBuf, Pa
         let _ = child.wait();
         if found {
             let chk = common::newest_checkpoint(&dir.join("checkpoints")).expect("a checkpoint");
-            if !state_files(&chk).is_empty() {
+            if has_files(&chk) {
                 return (dir, chk);
             }
         }
@@ -188,7 +217,7 @@ fn recovery_reads_the_local_copy_and_falls_back_when_it_is_damaged() {
 
     // (a) Many checkpoints, then a kill: only the newest local copies are left, and they alone
     // restore the keyed state.
-    let (dir, chk) = killed_run(&root, "local", 6, "");
+    let (dir, chk) = killed_run(&root, "local", 6, "", has_taskowned_files);
     let newest = checkpoint_id(&chk);
     let local = local_copy(&dir, &chk);
     let files = state_files(&chk);
@@ -215,7 +244,7 @@ fn recovery_reads_the_local_copy_and_falls_back_when_it_is_damaged() {
     assert_eq!(common::committed_rows(&dir.join("out")), expected);
 
     // (b) A damaged local copy is detected and the checkpoint directory's file is read.
-    let (dir, chk) = killed_run(&root, "damaged", 1, "");
+    let (dir, chk) = killed_run(&root, "damaged", 1, "", has_taskowned_files);
     let local = local_copy(&dir, &chk);
     let files = state_files(&local);
     assert!(!files.is_empty(), "the state files have local copies");
@@ -237,7 +266,7 @@ fn recovery_reads_the_local_copy_and_falls_back_when_it_is_damaged() {
     // (c) With a budget smaller than any file, no copy is written and recovery reads the
     // checkpoint directory.
     let budget = "SET 'execution.checkpointing.local-backup.max-size' = '1 b';";
-    let (dir, chk) = killed_run(&root, "budget", 1, budget);
+    let (dir, chk) = killed_run(&root, "budget", 1, budget, has_taskowned_files);
     let local_job = local_copy(&dir, &chk)
         .parent()
         .expect("a job dir")
@@ -250,6 +279,34 @@ fn recovery_reads_the_local_copy_and_falls_back_when_it_is_damaged() {
         );
     }
     resume(&dir);
+    assert_eq!(common::committed_rows(&dir.join("out")), expected);
+
+    // (d) Incremental checkpoints: the chain's files have local copies in `shared/`, which alone
+    // restore the keyed state.
+    let incremental = "SET 'execution.checkpointing.incremental' = 'true';";
+    let (dir, chk) = killed_run(&root, "incremental", 3, incremental, has_shared_files);
+    let job = chk.parent().expect("a job dir");
+    let local_job = local_copy(&dir, &chk)
+        .parent()
+        .expect("a job dir")
+        .to_path_buf();
+    let chain = shared_files(job);
+    let copies = shared_files(&local_job);
+    // Which files the newest chain uses is for `_metadata` to say; that the resume below reads
+    // none of the checkpoint directory's is the proof that they all have verified copies.
+    assert!(
+        !copies.is_empty(),
+        "chain files have local copies: {chain:?}"
+    );
+    for f in &chain {
+        std::fs::remove_file(job.join("shared").join(f)).expect("remove a chain file");
+    }
+    let out = resume(&dir);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("local copy"),
+        "the local copies verified: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(common::committed_rows(&dir.join("out")), expected);
     let _ = std::fs::remove_dir_all(&root);
 }
