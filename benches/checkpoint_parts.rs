@@ -47,6 +47,7 @@ fn context(kind: BackendKind, incremental: bool) -> TaskContext {
         memory_budget: 1 << 34,
         local_dir: None,
         incremental,
+        local_recovery: None,
     };
     let store = SubtaskStore::new(config.clone(), KeyGroupRange::new(0, 127), "bench");
     TaskContext {

@@ -327,6 +327,15 @@ pub fn state_backend(config: &Configuration) -> streamsql_engine::state::StateBa
         incremental: config
             .get_bool("execution.checkpointing.incremental")
             .unwrap_or(false),
+        local_recovery: config
+            .get_bool("execution.state-recovery.from-local")
+            .unwrap_or(false)
+            .then(|| streamsql_engine::state::LocalRecoveryConfig {
+                root: config
+                    .get_path("execution.checkpointing.local-backup.dirs")
+                    .unwrap_or_else(streamsql_engine::runtime::local_state::default_root),
+                max_size: config.get_memory("execution.checkpointing.local-backup.max-size"),
+            }),
     }
 }
 

@@ -465,7 +465,21 @@ static KEYS: &[KeySpec] = &[
         "Keep a local copy of each checkpoint and recover from it when it verifies.",
     )
     .aliases(&["state.backend.local-recovery"])
-    .default("false"),
+    .default("false")
+    .honoured(),
+    KeySpec::new(
+        "execution.checkpointing.local-backup.dirs",
+        Kind::Path,
+        "Directory for the task-local copies of keyed state that local recovery reads first (one sub-directory per job; a 'streamsql-local-state' directory in the temporary directory when unset).",
+    )
+    .aliases(&["taskmanager.state.local.root-dirs"])
+    .honoured(),
+    KeySpec::new(
+        "execution.checkpointing.local-backup.max-size",
+        Kind::Memory { max: u64::MAX },
+        "streamsql only: bytes of task-local copies one subtask keeps at most; copies that would exceed it are not written (recovery then reads the checkpoint directory). No limit when unset.",
+    )
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.data-inline-threshold",
         Kind::Memory { max: 1024 * 1024 },
@@ -1296,6 +1310,7 @@ mod tests {
         set(&mut c, "state.checkpoints.num-retained", "3");
         set(&mut c, "state.backend.incremental", "TRUE");
         set(&mut c, "state.backend.local-recovery", "true");
+        set(&mut c, "taskmanager.state.local.root-dirs", "/tmp/local");
         set(
             &mut c,
             "execution.checkpointing.checkpoints-after-tasks-finish.enabled",
@@ -1313,6 +1328,7 @@ mod tests {
                 "execution.checkpointing.data-inline-threshold",
                 "execution.checkpointing.dir",
                 "execution.checkpointing.incremental",
+                "execution.checkpointing.local-backup.dirs",
                 "execution.checkpointing.num-retained",
                 "execution.checkpointing.savepoint-dir",
                 "execution.state-recovery.from-local",

@@ -76,6 +76,7 @@ fn context(backend: BackendKind, range: KeyGroupRange) -> StateContext {
         },
         local_dir: None,
         incremental: true,
+        local_recovery: None,
     };
     StateContext {
         store: Some(Arc::new(SubtaskStore::new(config.clone(), range, "model"))),

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod control;
 mod exchange;
 pub mod job_result;
+pub mod local_state;
 pub mod subtask_state;
 mod task;
 pub mod watermark;
@@ -376,6 +377,13 @@ fn retire_checkpoints(settings: &RuntimeSettings, end: crate::checkpoint::JobEnd
         if let Err(e) = streamsql_storage::file::remove_dir_all(&shared) {
             eprintln!("streamsql: cannot delete '{}': {e}", shared.display());
         }
+        // Nor any checkpoint for the task-local copies to stand for.
+        if let Some(local) = &settings.state_backend.local_recovery {
+            let local = local_state::job_dir(&local.root, &setup.job_dir);
+            if let Err(e) = streamsql_storage::file::remove_dir_all(&local) {
+                eprintln!("streamsql: cannot delete '{}': {e}", local.display());
+            }
+        }
     }
 }
 
@@ -620,6 +628,25 @@ fn start_attempt(
                     write_buffer_size: setup.config.write_buffer_size,
                     incremental: settings.state_backend.incremental,
                     chain: Arc::default(),
+                    local: settings.state_backend.local_recovery.as_ref().map(|local| {
+                        Arc::new(local_state::LocalCopies::new(
+                            local_state::job_dir(&local.root, &setup.job_dir),
+                            node.id,
+                            subtask,
+                            local.max_size,
+                        ))
+                    }),
+                    restore_local: settings
+                        .state_backend
+                        .local_recovery
+                        .as_ref()
+                        .zip(setup.restore.as_ref())
+                        .filter(|(_, r)| !r.is_savepoint)
+                        .and_then(|(local, r)| {
+                            let dir = r.checkpoint_dir();
+                            dir.parent()
+                                .map(|job| local_state::job_dir(&local.root, job))
+                        }),
                 }
             });
             let spawned = std::thread::Builder::new()

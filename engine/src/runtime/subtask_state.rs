@@ -173,24 +173,51 @@ impl SubtaskState {
     /// `checkpoint_dir` (a chain's files against its parent, the job directory) and verifying
     /// lengths and checksums.
     pub fn load_keyed(&self, checkpoint_dir: &Path) -> Result<Vec<Snapshot>> {
+        self.load_keyed_preferring(checkpoint_dir, None)
+    }
+
+    /// [`SubtaskState::load_keyed`], reading each file first from its task-local copy below
+    /// `local_job_dir` (`<local dir>/<job id>`, the job directory's layout) when there is one: a
+    /// local copy that is missing, has another length than `_metadata` recorded, or does not
+    /// decode (checksum) is reported on stderr and the checkpoint directory's file is read.
+    pub fn load_keyed_preferring(
+        &self,
+        checkpoint_dir: &Path,
+        local_job_dir: Option<&Path>,
+    ) -> Result<Vec<Snapshot>> {
         let decode = |bytes: &[u8]| {
             snapshot::decode(bytes)
                 .map_err(|e| EngineError::data(format!("cannot restore keyed state: {e}")))
         };
+        let job_dir = checkpoint_dir.parent().unwrap_or(checkpoint_dir);
+        // A file relative to the job directory: its local copy first, then the checkpoint's.
+        let load = |rel: &Path, size: u64| -> Result<Snapshot> {
+            if let Some(local) = local_job_dir {
+                let copy = local.join(rel);
+                match read_sized(&copy, size).and_then(|b| decode(&b)) {
+                    Ok(s) => return Ok(s),
+                    Err(e) => eprintln!(
+                        "streamsql: the local copy '{}' of keyed state is not usable ({e}); \
+                         restoring from the checkpoint directory",
+                        copy.display()
+                    ),
+                }
+            }
+            decode(&read_sized(&job_dir.join(rel), size)?)
+        };
         match &self.keyed {
             KeyedHandle::None => Ok(Vec::new()),
             KeyedHandle::Inline(b) => Ok(vec![decode(b)?]),
-            KeyedHandle::File { path, size } => Ok(vec![decode(&read_sized(
-                &checkpoint_dir.join(path),
-                *size,
-            )?)?]),
-            KeyedHandle::Chain(files) => {
-                let job_dir = checkpoint_dir.parent().unwrap_or(checkpoint_dir);
-                files
-                    .iter()
-                    .map(|f| decode(&read_sized(&job_dir.join(&f.path), f.size)?))
-                    .collect()
+            KeyedHandle::File { path, size } => {
+                let checkpoint = checkpoint_dir
+                    .file_name()
+                    .map_or_else(PathBuf::new, PathBuf::from);
+                Ok(vec![load(&checkpoint.join(path), *size)?])
             }
+            KeyedHandle::Chain(files) => files
+                .iter()
+                .map(|f| load(Path::new(&f.path), f.size))
+                .collect(),
         }
     }
 }
@@ -383,5 +410,35 @@ mod tests {
             assert!(SubtaskState::decode(&s.encode()).is_err(), "{bad}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_verified_local_copy_is_read_first_and_a_damaged_one_is_bypassed() {
+        let job = temp_dir("local-job");
+        let chk = job.join("chk-4");
+        let w = write_keyed(&encoded(2000), &settings(&chk, 16)).unwrap();
+        let state = SubtaskState {
+            operator: Vec::new(),
+            keyed: w.keyed,
+        };
+        let local = temp_dir("local-copy");
+        let copy = local.join("chk-4/taskowned/op-0");
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        let primary = chk.join("taskowned/op-0");
+        std::fs::copy(&primary, &copy).unwrap();
+        std::fs::remove_file(&primary).unwrap();
+        // Only the local copy exists.
+        assert!(state.load_keyed_preferring(&chk, Some(&local)).unwrap() == vec![snapshot(2000)]);
+        assert!(state.load_keyed(&chk).is_err());
+        // A damaged local copy is passed over for the checkpoint's file.
+        std::fs::copy(&copy, &primary).unwrap();
+        let mut bytes = std::fs::read(&copy).unwrap();
+        bytes[40] ^= 1;
+        std::fs::write(&copy, &bytes).unwrap();
+        assert!(state.load_keyed_preferring(&chk, Some(&local)).unwrap() == vec![snapshot(2000)]);
+        std::fs::remove_file(&copy).unwrap();
+        assert!(state.load_keyed_preferring(&chk, Some(&local)).unwrap() == vec![snapshot(2000)]);
+        let _ = std::fs::remove_dir_all(&job);
+        let _ = std::fs::remove_dir_all(&local);
     }
 }

@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
 use super::checkpointing::{TaskCommand, TaskEvent, FINAL_CHECKPOINT};
 use super::exchange::OutputRouter;
+use super::local_state::LocalCopies;
 use super::subtask_state::{
     write_keyed, ChainFile, KeyedHandle, SubtaskState, WriteSettings, SHARED_DIR,
 };
@@ -72,6 +73,11 @@ pub(crate) struct TaskCheckpointing {
     /// The subtask's current chain (a full snapshot and its deltas), extended by each chained
     /// snapshot's continuation, which run in checkpoint order.
     pub chain: Arc<std::sync::Mutex<Vec<ChainFile>>>,
+    /// `execution.state-recovery.from-local`: the subtask's task-local copies of keyed state.
+    pub local: Option<Arc<LocalCopies>>,
+    /// Where the local copies of the checkpoint restored from are (`<local dir>/<job id>`), when
+    /// recovery reads them first.
+    pub restore_local: Option<PathBuf>,
 }
 
 impl TaskCheckpointing {
@@ -107,6 +113,7 @@ impl TaskCheckpointing {
             }
             match self.commands.recv_timeout(POLL) {
                 Ok(TaskCommand::Complete(done)) => {
+                    self.prune_local_copies(done);
                     notify(done)?;
                     if done >= id {
                         return Ok(());
@@ -116,6 +123,13 @@ impl TaskCheckpointing {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Err(EngineError::Cancelled),
             }
+        }
+    }
+
+    /// Checkpoint `id` completed: the local copies of the checkpoints it subsumes go.
+    fn prune_local_copies(&self, id: u64) {
+        if let Some(local) = self.local.as_ref().filter(|_| id != FINAL_CHECKPOINT) {
+            local.on_checkpoint_complete(id);
         }
     }
 
@@ -238,6 +252,11 @@ impl TaskCheckpointing {
         let events = self.events.clone();
         let key = self.key;
         let chain = Arc::clone(&self.chain);
+        // Local copies are of periodic checkpoints only: never of savepoints or final states.
+        let local = self
+            .local
+            .clone()
+            .filter(|_| savepoint.is_none() && id != FINAL_CHECKPOINT);
         store.submit_snapshot(
             id,
             delta,
@@ -248,10 +267,16 @@ impl TaskCheckpointing {
                     .map_err(|e| EngineError::Task { message: e })
                     .and_then(|s| {
                         let full = s.kind == streamsql_storage::SnapshotKind::Full;
-                        write_keyed(&s, &settings).map(|w| (w, full))
+                        write_keyed(&s, &settings).map(|w| (w, full, s))
                     })
-                    .and_then(|(w, full)| {
+                    .and_then(|(w, full, s)| {
                         if !chained {
+                            if let (Some(local), KeyedHandle::File { path, .. }) =
+                                (&local, &w.keyed)
+                            {
+                                let rel = format!("chk-{id}/{path}");
+                                local.keep(id, &rel, &s.bytes, vec![rel.clone()]);
+                            }
                             return Ok((w.keyed, w.state_size));
                         }
                         let KeyedHandle::File { path, size } = w.keyed else {
@@ -262,6 +287,10 @@ impl TaskCheckpointing {
                         let mut files = chain.lock().unwrap_or_else(|p| p.into_inner());
                         if full {
                             files.clear();
+                        }
+                        if let Some(local) = &local {
+                            let uses = files.iter().map(|f| f.path.clone()).chain([path.clone()]);
+                            local.keep(id, &path, &s.bytes, uses.collect());
                         }
                         files.push(ChainFile { path, size });
                         // Flink's full size of an incremental checkpoint: every file it uses.
@@ -385,6 +414,7 @@ fn restore_operator(
     ctx: &TaskContext,
     restore: Option<&[u8]>,
     checkpoint_dir: &Path,
+    local_job_dir: Option<&Path>,
 ) -> Result<u64> {
     let state = match restore {
         Some(bytes) => SubtaskState::decode(bytes).map_err(|e| {
@@ -396,7 +426,7 @@ fn restore_operator(
         })?,
         None => SubtaskState::empty(),
     };
-    let keyed = state.load_keyed(checkpoint_dir)?;
+    let keyed = state.load_keyed_preferring(checkpoint_dir, local_job_dir)?;
     crate::state::restore_operator(op, ctx.state.store.as_ref(), &state.operator, keyed)?;
     Ok(state.checkpointed_size())
 }
@@ -430,8 +460,13 @@ pub(crate) fn run(
                 // Always called when the job checkpoints, with an empty blob when there is no
                 // state: a transactional sink then holds its output for checkpoints from the
                 // first row on.
-                let bytes =
-                    restore_operator(op.as_mut(), ctx, c.restore.as_deref(), &c.restore_dir)?;
+                let bytes = restore_operator(
+                    op.as_mut(),
+                    ctx,
+                    c.restore.as_deref(),
+                    &c.restore_dir,
+                    c.restore_local.as_deref(),
+                )?;
                 shared.restored(bytes);
             }
             run_operator(
@@ -588,6 +623,7 @@ fn run_operator(
         if let Some(c) = ckpt {
             while let Ok(command) = c.commands.try_recv() {
                 if let TaskCommand::Complete(id) = command {
+                    c.prune_local_copies(id);
                     op.notify_checkpoint_complete(id)?;
                     completed = completed.max(id);
                 }

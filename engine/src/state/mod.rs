@@ -80,6 +80,18 @@ pub struct StateBackendConfig {
     /// `execution.checkpointing.incremental` (`state.backend.incremental`): checkpoints write the
     /// changes since the previous one, chained to a full snapshot.
     pub incremental: bool,
+    /// `execution.state-recovery.from-local`: task-local copies of keyed state, when on.
+    pub local_recovery: Option<LocalRecoveryConfig>,
+}
+
+/// Where task-local copies of keyed state go and how much room they may take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalRecoveryConfig {
+    /// `execution.checkpointing.local-backup.dirs`, else a temporary directory.
+    pub root: PathBuf,
+    /// `execution.checkpointing.local-backup.max-size`: bytes of local copies one subtask keeps
+    /// at most; `None` for no limit.
+    pub max_size: Option<u64>,
 }
 
 impl Default for StateBackendConfig {
@@ -89,6 +101,7 @@ impl Default for StateBackendConfig {
             memory_budget: DEFAULT_MEMORY_BUDGET,
             local_dir: None,
             incremental: false,
+            local_recovery: None,
         }
     }
 }
@@ -732,6 +745,7 @@ pub fn standalone_context(kind: BackendKind, memory_budget: usize) -> StateConte
         memory_budget,
         local_dir: None,
         incremental: false,
+        local_recovery: None,
     };
     let store = SubtaskStore::new(
         config.clone(),
