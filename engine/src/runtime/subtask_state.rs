@@ -12,7 +12,6 @@
 //! file is durable; keyed state smaller than the inline threshold never gets a file.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use streamsql_storage::{snapshot, EncodedSnapshot, Snapshot};
 
@@ -272,12 +271,10 @@ pub struct Written {
     pub keyed: KeyedHandle,
     /// Bytes of keys and values in the snapshot (Flink's full state size).
     pub state_size: u64,
-    pub async_duration: Duration,
 }
 
 /// Writes (or inlines) a keyed snapshot in its file form.
 pub fn write_keyed(snapshot: &EncodedSnapshot, settings: &WriteSettings) -> Result<Written> {
-    let start = Instant::now();
     let bytes = &snapshot.bytes;
     let state_size = snapshot.data_size as u64;
     let keyed = match &settings.checkpoint_dir {
@@ -298,11 +295,7 @@ pub fn write_keyed(snapshot: &EncodedSnapshot, settings: &WriteSettings) -> Resu
         }
         _ => KeyedHandle::Inline(bytes.clone()),
     };
-    Ok(Written {
-        keyed,
-        state_size,
-        async_duration: start.elapsed(),
-    })
+    Ok(Written { keyed, state_size })
 }
 
 #[cfg(test)]

@@ -245,15 +245,13 @@ impl SubtaskStore {
                     value: value.map(<[u8]>::to_vec),
                 })
                 .collect();
-            let backend = inner.backend.as_mut().ok_or_else(|| {
-                EngineError::internal("keyed-state store used before it was opened")
-            })?;
+            let states = opened(self, inner)?.registry().entries();
             let snapshot = Snapshot {
                 checkpoint_id,
                 kind: SnapshotKind::Delta,
                 base: inner.chain.last,
                 key_groups: self.key_groups,
-                states: backend.registry().entries(),
+                states,
                 records,
             };
             inner.chain.last = Some(checkpoint_id);
@@ -261,10 +259,7 @@ impl SubtaskStore {
             inner.chain.delta_bytes += snapshot.data_size();
             return Ok(EncodedSnapshot::of(&snapshot, compression));
         }
-        let backend = inner
-            .backend
-            .as_mut()
-            .ok_or_else(|| EngineError::internal("keyed-state store used before it was opened"))?;
+        let backend = opened(self, inner)?;
         let snapshot = backend
             .encode_full(checkpoint_id, compression)
             .map_err(|e| storage_error("cannot snapshot keyed state", e))?;
@@ -313,10 +308,7 @@ impl SubtaskStore {
     pub fn get(&self, key_group: u16, state: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.with_drained(|inner, store| {
             let id = state_id(store, inner, state)?;
-            let backend = inner
-                .backend
-                .as_mut()
-                .expect("invariant: state_id opened the backend");
+            let backend = opened(store, inner)?;
             backend
                 .get(key_group, id, key)
                 .map(|v| v.map(<[u8]>::to_vec))
@@ -381,11 +373,7 @@ impl SubtaskStore {
     /// deltas), keeping the key groups this subtask owns. The next chained snapshot is full.
     pub fn restore(&self, snapshots: Vec<Snapshot>) -> Result<()> {
         self.with_drained(|inner, store| {
-            open(store, inner)?;
-            let backend = inner
-                .backend
-                .as_mut()
-                .expect("invariant: open() opened the backend");
+            let backend = opened(store, inner)?;
             backend
                 .restore(&snapshots, store.key_groups)
                 .map_err(|e| storage_error("cannot restore keyed state", e))?;
@@ -400,11 +388,7 @@ impl SubtaskStore {
     /// value), in (key group, state, key) order.
     pub fn scan(&self, visit: &mut ScanVisitor<'_>) -> Result<()> {
         self.with_drained(|inner, store| {
-            open(store, inner)?;
-            let backend = inner
-                .backend
-                .as_mut()
-                .expect("invariant: open() opened the backend");
+            let backend = opened(store, inner)?;
             let names: HashMap<StateId, String> =
                 backend.registry().entries().into_iter().collect();
             let mut failure = None;
@@ -425,37 +409,36 @@ impl SubtaskStore {
     }
 }
 
-fn open(store: &SubtaskStore, inner: &mut Inner) -> Result<()> {
+/// The subtask's backend, opened on first use.
+fn opened<'a>(
+    store: &SubtaskStore,
+    inner: &'a mut Inner,
+) -> Result<&'a mut (dyn KeyedStateBackend + Send + 'static)> {
     if inner.backend.is_none() {
         let mut backend = store.open_backend()?;
         backend.set_change_tracking(inner.track_changes);
         inner.backend = Some(backend);
     }
-    Ok(())
+    inner
+        .backend
+        .as_deref_mut()
+        .ok_or_else(|| EngineError::internal("keyed-state store used before it was opened"))
 }
 
 fn state_id(store: &SubtaskStore, inner: &mut Inner, name: &'static str) -> Result<StateId> {
-    open(store, inner)?;
     if let Some(&id) = inner.ids.get(name) {
         return Ok(id);
     }
-    let backend = inner
-        .backend
-        .as_mut()
-        .expect("invariant: open() opened the backend");
+    let backend = opened(store, inner)?;
     let id = backend.register_state(name);
     inner.ids.insert(name, id);
     Ok(id)
 }
 
 fn apply(store: &SubtaskStore, inner: &mut Inner, delta: &KeyedDelta) -> Result<()> {
-    open(store, inner)?;
     for r in delta.records() {
         let id = state_id(store, inner, r.state)?;
-        let backend = inner
-            .backend
-            .as_mut()
-            .expect("invariant: open() opened the backend");
+        let backend = opened(store, inner)?;
         match r.value {
             Some(v) => backend.put(r.key_group, id, r.key, v),
             None => backend.delete(r.key_group, id, r.key),
