@@ -214,3 +214,28 @@ pub fn has_checkpoint(checkpoints: &std::path::Path) -> bool {
                 .any(|c| c.path().join("_metadata").is_file())
         })
 }
+
+/// Writes `rows` csv rows `id,k,ts` to `<dir>/input/part-0.csv` and `part-1.csv` (one file per
+/// source subtask, so neither finishes at once): `k` is `id % 50`, and `ts` advances 10 ms per
+/// row from 01:00 on 2024-01-01, in order.
+pub fn write_timed_input(dir: &std::path::Path, rows: usize) {
+    use std::fmt::Write as _;
+    std::fs::create_dir_all(dir.join("input")).expect("input dir");
+    let mut texts = [String::new(), String::new()];
+    for id in 0..rows {
+        let text = &mut texts[id * 2 / rows];
+        let ms = 3_600_000 + id as i64 * 10;
+        let (s, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+        let _ = writeln!(
+            text,
+            "{id},{},2024-01-01 {:02}:{:02}:{:02}.{milli:03}",
+            id % 50,
+            s / 3600,
+            (s / 60) % 60,
+            s % 60
+        );
+    }
+    for (i, text) in texts.iter().enumerate() {
+        std::fs::write(dir.join(format!("input/part-{i}.csv")), text).expect("input");
+    }
+}

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,25 +44,7 @@ INSERT INTO per_window
 fn prepare(root: &Path, name: &str, extra: &str) -> PathBuf {
     let dir = root.join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("input")).expect("input dir");
-    // One file per source subtask: a subtask without input would finish at once.
-    let mut texts = [String::new(), String::new()];
-    for id in 0..ROWS {
-        let text = &mut texts[id * 2 / ROWS];
-        let ms = 3_600_000 + id as i64 * 10;
-        let (s, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-        let _ = writeln!(
-            text,
-            "{id},{},2024-01-01 {:02}:{:02}:{:02}.{milli:03}",
-            id % 50,
-            s / 3600,
-            (s / 60) % 60,
-            s % 60
-        );
-    }
-    for (i, text) in texts.iter().enumerate() {
-        std::fs::write(dir.join(format!("input/part-{i}.csv")), text).expect("input");
-    }
+    common::write_timed_input(&dir, ROWS);
     std::fs::write(dir.join("p.sql"), pipeline(&dir, extra)).expect("pipeline");
     dir
 }
@@ -74,9 +55,9 @@ fn streamsql(dir: &Path) -> Command {
     cmd
 }
 
-/// The files of `chk/taskowned/`, by name.
-fn state_files(chk: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(chk.join("taskowned"))
+/// The visible files of `dir`, by name.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
@@ -85,6 +66,11 @@ fn state_files(chk: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The files of `chk/taskowned/`, by name.
+fn state_files(chk: &Path) -> Vec<String> {
+    file_names(&chk.join("taskowned"))
 }
 
 fn has_taskowned_files(chk: &Path) -> bool {
@@ -93,15 +79,7 @@ fn has_taskowned_files(chk: &Path) -> bool {
 
 /// The chain files of the job's `shared/` directory, by name.
 fn shared_files(job: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(job.join("shared"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    names.sort();
-    names
+    file_names(&job.join("shared"))
 }
 
 fn has_shared_files(chk: &Path) -> bool {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,25 +37,7 @@ INSERT INTO per_window
 fn prepare(root: &Path, name: &str) -> PathBuf {
     let dir = root.join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("input")).expect("input dir");
-    // One file per source subtask: a subtask without input would finish at once.
-    let mut texts = [String::new(), String::new()];
-    for id in 0..ROWS {
-        let text = &mut texts[id * 2 / ROWS];
-        let ms = 3_600_000 + id as i64 * 10;
-        let (s, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
-        let _ = writeln!(
-            text,
-            "{id},{},2024-01-01 {:02}:{:02}:{:02}.{milli:03}",
-            id % 50,
-            s / 3600,
-            (s / 60) % 60,
-            s % 60
-        );
-    }
-    for (i, text) in texts.iter().enumerate() {
-        std::fs::write(dir.join(format!("input/part-{i}.csv")), text).expect("input");
-    }
+    common::write_timed_input(&dir, ROWS);
     std::fs::write(dir.join("p.sql"), pipeline(&dir)).expect("pipeline");
     dir
 }
