@@ -61,6 +61,7 @@ fn context(kind: BackendKind, incremental: bool) -> TaskContext {
             config,
             store: Some(Arc::new(store)),
             checkpointing: true,
+            ttl: None,
         },
     }
 }

@@ -307,6 +307,9 @@ pub fn runtime_settings(config: &Configuration) -> RuntimeSettings {
         },
         max_parallelism: config.max_parallelism(),
         state_backend: state_backend(config),
+        state_ttl: config
+            .get_duration("table.exec.state.ttl")
+            .filter(|ttl| !ttl.is_zero()),
         ..RuntimeSettings::default()
     }
 }

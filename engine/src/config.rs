@@ -565,9 +565,10 @@ static KEYS: &[KeySpec] = &[
     KeySpec::new(
         "table.exec.state.ttl",
         DURATION,
-        "Idle state older than this is expired and swept; 0 ms keeps state forever.",
+        "Idle state of non-windowed operators expires this long after its last update and is swept; 0 ms keeps state forever.",
     )
-    .default("0 ms"),
+    .default("0 ms")
+    .honoured(),
     // --- restart strategies ----------------------------------------------------------------
     KeySpec::new(
         "restart-strategy.type",

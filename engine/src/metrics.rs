@@ -15,6 +15,14 @@ pub struct TaskMetrics {
     pub late_records_dropped: AtomicU64,
     /// Rows skipped by `*.ignore-parse-errors`.
     pub parse_errors_skipped: AtomicU64,
+    /// Keyed-state entries removed because `table.exec.state.ttl` expired them.
+    pub state_ttl_expired: AtomicU64,
+    /// Encoded bytes of those entries (key, value and write time).
+    pub state_ttl_bytes_reclaimed: AtomicU64,
+    /// How long the state TTL sweeper's last complete pass over the state took, in
+    /// milliseconds: an expired entry nobody reads is removed at most about this long after it
+    /// expired.
+    pub state_ttl_sweep_lag_ms: AtomicU64,
     /// `currentInputWatermark` (milliseconds; i64::MIN before the first).
     pub current_input_watermark: std::sync::atomic::AtomicI64,
 }

@@ -82,6 +82,7 @@ fn context(backend: BackendKind, range: KeyGroupRange) -> StateContext {
         store: Some(Arc::new(SubtaskStore::new(config.clone(), range, "model"))),
         config,
         checkpointing: true,
+        ttl: None,
     }
 }
 
@@ -204,7 +205,7 @@ fn run(ops: Vec<Op>, backend: BackendKind) -> std::result::Result<(), TestCaseEr
                     let mut value = Vec::new();
                     I64Codec.encode_key(k, &mut key);
                     I64Codec.encode_value(v, &mut value);
-                    state.restore_entry(&I64Codec, &key, &value).unwrap();
+                    state.restore_entry(&I64Codec, "s", &key, &value).unwrap();
                 }
                 prop_assert_eq!(&restored, &at);
                 model = at;

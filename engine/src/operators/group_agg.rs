@@ -14,6 +14,12 @@
 //! State: per key the accumulators and the live row count, in a [`KeyedState`] named `group`
 //! (the previous aggregate row of a `-U` is recomputed from the accumulators, so nothing else is
 //! kept). A checkpoint's synchronous part flushes only the keys changed since the previous one.
+//!
+//! With `table.exec.state.ttl` a key's state expires that long after its last update (stored as
+//! `group-ttl`, with write times), as in Flink: a key whose state expired starts again with `+I`,
+//! a retraction for it is ignored, and an update that leaves the aggregate row unchanged still
+//! emits `-U`/`+U`, so that downstream operators with the same TTL do not expire the row early.
+//! The sweeper runs on the operator's timer.
 //! The operator state of a snapshot is the operator's shape (key columns and aggregate calls),
 //! which a restore checks before it accepts any keyed entry.
 
@@ -25,7 +31,7 @@ use crate::codec::{
 };
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorFactory, Output, TaskContext};
-use crate::state::{decode_row_key, row_key_hash, KeyedDelta, KeyedState, StateCodec};
+use crate::state::{decode_row_key, row_key_hash, KeyedDelta, KeyedState, StateCodec, StateNames};
 use crate::value::{Change, Row, RowKind};
 
 /// What the planner specifies for a `GroupAggregate`.
@@ -51,8 +57,11 @@ pub struct KeyState {
 /// The byte after the version byte of a `GroupAggregate` operator-state blob, so that a blob of
 /// another operator is refused instead of misread.
 const STATE_MARKER: u8 = b'G';
-/// The name of the keyed state in snapshots.
-const GROUP_STATE: &str = "group";
+/// The names of the keyed state in snapshots, without and with a TTL.
+const GROUP_STATE: StateNames = StateNames {
+    plain: "group",
+    with_ttl: "group-ttl",
+};
 
 /// How keys and values of the `group` state become bytes.
 struct GroupCodec<'a> {
@@ -106,6 +115,8 @@ pub struct GroupAggregate {
     prev_buf: Row,
     /// Reused for the aggregate values after the change.
     next_buf: Row,
+    /// `table.exec.state.ttl` is set: unchanged results are emitted too (Flink's rule).
+    ttl: bool,
 }
 
 /// The codec of `op`'s state, borrowing only the fields it needs so the state stays mutable.
@@ -128,7 +139,13 @@ impl GroupAggregate {
             next_buf: Vec::new(),
             key_cols: spec.key_cols,
             aggs,
-            groups: KeyedState::new(GROUP_STATE, &ctx.state, ctx.max_parallelism),
+            groups: KeyedState::with_ttl(
+                GROUP_STATE,
+                &ctx.state,
+                ctx.max_parallelism,
+                &ctx.metrics,
+            ),
+            ttl: ctx.state.ttl.is_some(),
         })
     }
 
@@ -211,7 +228,7 @@ impl GroupAggregate {
         }
         self.next_buf.clear();
         self.aggs.values_into(&ks.accumulators, &mut self.next_buf);
-        if self.next_buf == self.prev_buf {
+        if !self.ttl && self.next_buf == self.prev_buf {
             return Ok(());
         }
         out.emit(RowKind::UpdateBefore, self.output_row(&self.prev_buf));
@@ -222,10 +239,15 @@ impl GroupAggregate {
 
 impl Operator for GroupAggregate {
     fn on_batch(&mut self, _input: usize, batch: Vec<Change>, out: &mut Output) -> Result<()> {
+        self.groups.refresh_time();
         for change in &batch {
             self.process(change, out)?;
         }
         Ok(())
+    }
+
+    fn on_timer(&mut self, _now_millis: i64, _out: &mut Output) -> Result<()> {
+        self.groups.sweep_expired(&codec!(self))
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<u8>> {
@@ -255,13 +277,8 @@ impl Operator for GroupAggregate {
     }
 
     fn restore_keyed(&mut self, state: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        if state != GROUP_STATE {
-            return Err(EngineError::data(format!(
-                "cannot restore the GroupAggregate state: unknown keyed state '{state}'"
-            )));
-        }
         self.groups
-            .restore_entry(&codec!(self), key, value)
+            .restore_entry(&codec!(self), state, key, value)
             .map_err(|e| {
                 EngineError::data(format!("cannot restore the GroupAggregate state: {e}"))
             })?;
@@ -347,6 +364,65 @@ mod tests {
             .map(|(k, r)| Change::new(k, r))
             .collect();
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn expired_keys_start_again_and_their_retractions_are_ignored() {
+        let clock = crate::runtime::ManualClock::new(0);
+        let mut c = ctx();
+        c.state.ttl = Some(crate::state::StateTtl {
+            ttl: std::time::Duration::from_millis(1000),
+            clock: Arc::new(clock.clone()),
+        });
+        let spec = GroupAggregateSpec {
+            key_cols: vec![0],
+            aggs: vec![call("SUM", Some((1, DataType::Int)), false)],
+            input_append_only: false,
+        };
+        let mut op = GroupAggregate::new(spec, &c).unwrap();
+        let out = run(
+            &mut op,
+            vec![
+                Change::insert(vec![s("a"), Value::Int(1)]),
+                Change::insert(vec![s("b"), Value::Int(2)]),
+                Change::insert(vec![s("a"), Value::Int(0)]),
+            ],
+        );
+        // With a TTL an unchanged result is emitted too.
+        assert_eq!(
+            show(&out),
+            vec![
+                "+I[String(\"a\"), Int(1)]",
+                "+I[String(\"b\"), Int(2)]",
+                "-U[String(\"a\"), Int(1)]",
+                "+U[String(\"a\"), Int(1)]",
+            ]
+        );
+        clock.advance(600);
+        run(&mut op, vec![Change::insert(vec![s("a"), Value::Int(5)])]);
+        clock.advance(600);
+        // b expired (last written at 0); a was written at 600.
+        let out = run(
+            &mut op,
+            vec![
+                Change::new(RowKind::UpdateBefore, vec![s("b"), Value::Int(2)]),
+                Change::insert(vec![s("b"), Value::Int(7)]),
+                Change::insert(vec![s("a"), Value::Int(1)]),
+            ],
+        );
+        assert_eq!(
+            show(&out),
+            vec![
+                "+I[String(\"b\"), Int(7)]",
+                "-U[String(\"a\"), Int(6)]",
+                "+U[String(\"a\"), Int(7)]",
+            ]
+        );
+        // The sweeper on the operator's timer removes what nobody reads again.
+        clock.advance(1000);
+        op.on_timer(2200, &mut Output::new()).unwrap();
+        assert_eq!(op.hot_keys(), 0);
+        assert_eq!(TaskMetrics::get(&c.metrics.state_ttl_expired), 3);
     }
 
     #[test]
@@ -724,7 +800,9 @@ mod tests {
         let e = b.restore_keyed("other", &r.key, &value).unwrap_err();
         assert!(e.to_string().contains("unknown keyed state 'other'"), "{e}");
         for len in 0..value.len() {
-            assert!(b.restore_keyed(GROUP_STATE, &r.key, &value[..len]).is_err());
+            assert!(b
+                .restore_keyed(GROUP_STATE.plain, &r.key, &value[..len])
+                .is_err());
         }
         for _ in 0..2000 {
             let mut v = value.clone();
@@ -735,7 +813,7 @@ mod tests {
                 let j = rng.gen_range(0..k.len());
                 k[j] = rng.gen();
             }
-            let _ = b.restore_keyed(GROUP_STATE, &k, &v);
+            let _ = b.restore_keyed(GROUP_STATE.plain, &k, &v);
         }
     }
 }

@@ -574,7 +574,10 @@ impl Operator for WindowAggregate {
         match (state, self.is_session()) {
             (FIXED_STATE, false) => {
                 let windows: KeyFixedWindows = codec.decode_value(value).map_err(fail)?;
-                let key = self.fixed.restore_entry(&codec, key, value).map_err(fail)?;
+                let key = self
+                    .fixed
+                    .restore_entry(&codec, state, key, value)
+                    .map_err(fail)?;
                 for (w, _) in windows {
                     self.fixed_timers
                         .entry((w.end, w.start))
@@ -587,7 +590,7 @@ impl Operator for WindowAggregate {
                     codec.decode_value(value).map_err(fail)?;
                 let key = self
                     .sessions
-                    .restore_entry(&codec, key, value)
+                    .restore_entry(&codec, state, key, value)
                     .map_err(fail)?;
                 for (w, _) in sessions.windows() {
                     self.session_timers.insert((w.end, w.start, key.clone()));

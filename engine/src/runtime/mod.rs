@@ -50,6 +50,9 @@ pub struct RuntimeSettings {
     pub restart: Option<crate::checkpoint::RestartStrategy>,
     /// Where keyed state lives (`state.backend.*`).
     pub state_backend: crate::state::StateBackendConfig,
+    /// `table.exec.state.ttl`, when set (non-zero): how long idle state of non-windowed
+    /// operators lives.
+    pub state_ttl: Option<Duration>,
 }
 
 impl Default for RuntimeSettings {
@@ -64,6 +67,7 @@ impl Default for RuntimeSettings {
             checkpointing: None,
             restart: None,
             state_backend: crate::state::StateBackendConfig::default(),
+            state_ttl: None,
         }
     }
 }
@@ -96,6 +100,10 @@ fn state_context(
         config,
         store,
         checkpointing: settings.checkpointing.is_some(),
+        ttl: settings.state_ttl.map(|ttl| crate::state::StateTtl {
+            ttl,
+            clock: settings.clock.clone(),
+        }),
     }
 }
 

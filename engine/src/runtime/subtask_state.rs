@@ -269,14 +269,15 @@ pub struct WriteSettings {
 #[derive(Debug)]
 pub struct Written {
     pub keyed: KeyedHandle,
-    /// Bytes of keys and values in the snapshot (Flink's full state size).
+    /// Bytes of the snapshot as written (Flink's full state size of a full snapshot: the size of
+    /// what a restore reads).
     pub state_size: u64,
 }
 
 /// Writes (or inlines) a keyed snapshot in its file form.
 pub fn write_keyed(snapshot: &EncodedSnapshot, settings: &WriteSettings) -> Result<Written> {
     let bytes = &snapshot.bytes;
-    let state_size = snapshot.data_size as u64;
+    let state_size = bytes.len() as u64;
     let keyed = match &settings.checkpoint_dir {
         Some(dir) if bytes.len() >= settings.inline_threshold => {
             let rel = settings.file_name.clone();

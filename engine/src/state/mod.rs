@@ -36,13 +36,16 @@
 pub mod store;
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, RandomState};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hashbrown::HashTable;
+
 use crate::error::{EngineError, Result};
 use crate::keygroup;
+use crate::metrics::TaskMetrics;
+use crate::runtime::clock::Clock;
 use crate::value::Value;
 
 pub use store::SubtaskStore;
@@ -118,6 +121,8 @@ pub struct StateContext {
     pub store: Option<Arc<SubtaskStore>>,
     /// The job checkpoints: transactional sinks publish only what a completed checkpoint covers.
     pub checkpointing: bool,
+    /// `table.exec.state.ttl`, when set: states created with [`KeyedState::with_ttl`] expire.
+    pub ttl: Option<StateTtl>,
 }
 
 /// How a state's keys and values become bytes. The operator implements it (values such as
@@ -277,6 +282,80 @@ struct Slot<V> {
     /// The write interval in which the slot was last written (its key is then in that
     /// interval's dirty list), or 0 when the slot equals the store.
     epoch: u64,
+    /// Processing time (epoch milliseconds) of the last write, when the state has a TTL; 0
+    /// otherwise.
+    written: i64,
+}
+
+/// One entry of the hot map.
+#[derive(Debug)]
+struct Entry<K, V> {
+    key: K,
+    slot: Slot<V>,
+}
+
+/// `table.exec.state.ttl` as the runtime hands it to operators whose state expires (Flink's
+/// non-windowed operators; windows clean up by time themselves).
+#[derive(Clone)]
+pub struct StateTtl {
+    /// How long an entry lives after its last write.
+    pub ttl: std::time::Duration,
+    /// Processing time.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for StateTtl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateTtl").field("ttl", &self.ttl).finish()
+    }
+}
+
+/// The names a keyed state with a TTL is stored under: entries of a state with a TTL carry their
+/// write time, so the two layouts have different names and a restore knows which it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateNames {
+    /// Values without a write time (no TTL configured).
+    pub plain: &'static str,
+    /// Values prefixed with their write time (a TTL configured).
+    pub with_ttl: &'static str,
+}
+
+/// Hash-table slots the sweeper examines per call at least, and at most: a full pass over a large
+/// map is spread over many calls so that no call pauses processing for long.
+const SWEEP_MIN_SLOTS: usize = 16 * 1024;
+const SWEEP_MAX_SLOTS: usize = 256 * 1024;
+
+/// The expiry of a state with a TTL (Flink's `OnCreateAndWrite`, `NeverReturnExpired`,
+/// processing time): an entry expires `ttl` after its last write, is never returned once expired,
+/// and is removed on access or by the incremental sweeper, whichever comes first.
+struct Expiry {
+    ttl_ms: i64,
+    clock: Arc<dyn Clock>,
+    /// Processing time as of the last [`KeyedState::refresh_time`]: read once per batch, not per
+    /// record.
+    now: i64,
+    /// The next hash-table slot the sweeper examines.
+    cursor: usize,
+    /// When the sweeper's current pass over the hot map began.
+    pass_started: i64,
+    /// The next key group whose stored (evicted) entries the sweeper examines, once a pass over
+    /// the hot map found keys may be in the store only.
+    cold_group: Option<u16>,
+    metrics: Arc<TaskMetrics>,
+}
+
+impl Expiry {
+    fn expired(&self, written: i64) -> bool {
+        self.now.saturating_sub(written) >= self.ttl_ms
+    }
+
+    fn count(&self, bytes: usize) {
+        TaskMetrics::add(&self.metrics.state_ttl_expired, 1);
+        TaskMetrics::add(
+            &self.metrics.state_ttl_bytes_reclaimed,
+            u64::try_from(bytes).unwrap_or(u64::MAX),
+        );
+    }
 }
 
 /// Bytes charged per slot beyond its encoded size: the typed value is larger than its bytes, plus
@@ -292,8 +371,15 @@ const INITIAL_ENTRY_BYTES: usize = 64;
 /// list becomes the pending list and a new interval starts) and continues in chunks; a slot of the
 /// pending interval that is written before its chunk came is encoded first (copy on write), so the
 /// flush holds exactly the values at its beginning.
+///
+/// With a TTL ([`KeyedState::with_ttl`]) every slot carries its last write time: an expired value
+/// reads as absent and is removed like any removal (a tombstone until the next flush, so the
+/// removal reaches the store and the next incremental checkpoint), and
+/// [`KeyedState::sweep_expired`] walks the hash table a bounded number of slots at a time to remove
+/// the expired entries nobody reads.
 pub struct KeyedState<K, V> {
-    map: HashMap<K, Slot<V>>,
+    map: HashTable<Entry<K, V>>,
+    hasher: RandomState,
     tracker: Tracker<K>,
     store: Option<Arc<SubtaskStore>>,
     /// Entries the hot map may hold before it spills; `usize::MAX` without a bound.
@@ -305,12 +391,18 @@ pub struct KeyedState<K, V> {
     /// Measured average encoded size of an entry.
     entry_bytes: usize,
     scratch: Vec<u8>,
+    /// The names of a state that may have a TTL, `None` for a state that never has one.
+    names: Option<StateNames>,
+    ttl: Option<Expiry>,
 }
 
 /// The change tracking of a [`KeyedState`], apart from its map so that a slot can be marked while
 /// it is borrowed.
 struct Tracker<K> {
+    /// The name entries are written under.
     name: &'static str,
+    /// Whether values are written with their write time (the state has a TTL).
+    stamped: bool,
     max_parallelism: usize,
     /// Whether writes are tracked: only when there is a store to flush them to.
     track: bool,
@@ -340,20 +432,22 @@ impl<K: Clone> Tracker<K> {
         }
         let owned = key.to_owned();
         if Some(slot.epoch) == self.pending_epoch {
-            self.encode(codec, &owned, slot.value.as_ref());
+            self.encode(codec, &owned, slot);
         }
         slot.epoch = self.epoch;
         self.dirty.push(owned);
     }
 
-    fn encode<V>(&mut self, codec: &impl StateCodec<K, V>, key: &K, value: Option<&V>) {
+    fn encode<V>(&mut self, codec: &impl StateCodec<K, V>, key: &K, slot: &Slot<V>) {
+        let stamp = self.stamped.then_some(slot.written);
         encode_entry(
             &mut self.delta,
             self.name,
             self.max_parallelism,
             codec,
             key,
-            value,
+            slot.value.as_ref(),
+            stamp,
         );
         self.encoded_keys += 1;
     }
@@ -367,11 +461,13 @@ impl<K, V> std::fmt::Debug for KeyedState<K, V> {
             .field("dirty", &self.tracker.dirty.len())
             .field("pending", &self.tracker.pending.len())
             .field("max_entries", &self.max_entries)
+            .field("ttl_ms", &self.ttl.as_ref().map(|t| t.ttl_ms))
             .finish()
     }
 }
 
-/// Appends `key`'s entry (its value, or its removal) to `delta`.
+/// Appends `key`'s entry (its value, prefixed with its write time when `stamp` is given, or its
+/// removal) to `delta`.
 fn encode_entry<K, V>(
     delta: &mut KeyedDelta,
     name: &'static str,
@@ -379,6 +475,7 @@ fn encode_entry<K, V>(
     codec: &impl StateCodec<K, V>,
     key: &K,
     value: Option<&V>,
+    stamp: Option<i64>,
 ) {
     let group = u16::try_from(keygroup::key_group(codec.key_hash(key), max_parallelism))
         .expect("invariant: max parallelism is at most 32768");
@@ -387,7 +484,12 @@ fn encode_entry<K, V>(
             group,
             name,
             |out| codec.encode_key(key, out),
-            Some(|out: &mut Vec<u8>| codec.encode_value(v, out)),
+            Some(|out: &mut Vec<u8>| {
+                if let Some(t) = stamp {
+                    out.extend_from_slice(&t.to_le_bytes());
+                }
+                codec.encode_value(v, out);
+            }),
         ),
         None => delta.push_with(
             group,
@@ -398,9 +500,59 @@ fn encode_entry<K, V>(
     }
 }
 
+/// Splits a stored value of a state with a TTL into its write time and the value's bytes.
+fn split_stamp(bytes: &[u8]) -> Result<(i64, &[u8])> {
+    let Some((stamp, value)) = bytes.split_first_chunk::<8>() else {
+        return Err(crate::codec::corrupt(
+            "a value of a state with a TTL is shorter than its write time",
+        ));
+    };
+    Ok((i64::from_le_bytes(*stamp), value))
+}
+
+fn find_mut<'a, K, V, Q>(
+    map: &'a mut HashTable<Entry<K, V>>,
+    hasher: &RandomState,
+    key: &Q,
+) -> Option<&'a mut Entry<K, V>>
+where
+    K: Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+{
+    map.find_mut(hasher.hash_one(key), |e| e.key.borrow() == key)
+}
+
+/// Applies the TTL to the slot an access found: an expired value is removed as if by a removal
+/// (a tombstone, flushed like any other) and counted. Returns whether it expired.
+fn expire_on_access<K: Clone, V>(
+    ttl: &Option<Expiry>,
+    tracker: &mut Tracker<K>,
+    scratch: &mut Vec<u8>,
+    codec: &impl StateCodec<K, V>,
+    entry: &mut Entry<K, V>,
+) -> bool {
+    let Some(t) = ttl else {
+        return false;
+    };
+    let Some(value) = entry.slot.value.as_ref() else {
+        return false;
+    };
+    if !t.expired(entry.slot.written) {
+        return false;
+    }
+    scratch.clear();
+    codec.encode_key(&entry.key, scratch);
+    codec.encode_value(value, scratch);
+    t.count(scratch.len() + 8);
+    // Without tracking the tombstone has nothing to carry and the sweeper drops it.
+    tracker.mark(&mut entry.slot, &entry.key, codec);
+    entry.slot.value = None;
+    true
+}
+
 impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
     /// A keyed state named `name` (the name identifies it in snapshots; it must stay the same
-    /// across versions of the operator).
+    /// across versions of the operator). It never expires.
     pub fn new(name: &'static str, ctx: &StateContext, max_parallelism: usize) -> Self {
         let bounded = ctx.config.kind == BackendKind::Sled && ctx.store.is_some();
         // The hot map gets three quarters of the budget; the store's own cache the rest.
@@ -410,9 +562,11 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             usize::MAX
         };
         let mut s = KeyedState {
-            map: HashMap::new(),
+            map: HashTable::new(),
+            hasher: RandomState::new(),
             tracker: Tracker {
                 name,
+                stamped: false,
                 max_parallelism,
                 track: ctx.store.is_some(),
                 dirty: Vec::new(),
@@ -428,9 +582,53 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             may_miss: false,
             entry_bytes: INITIAL_ENTRY_BYTES,
             scratch: Vec::new(),
+            names: None,
+            ttl: None,
         };
         s.update_bound();
         s
+    }
+
+    /// A keyed state that expires after `ctx.ttl` when the job sets `table.exec.state.ttl`, stored
+    /// under `names.with_ttl` then and under `names.plain` otherwise. A restore reads either
+    /// layout: enabling or disabling the TTL keeps the state (Flink 2.2 and later do the same);
+    /// entries restored without a write time count as written at the restore.
+    pub fn with_ttl(
+        names: StateNames,
+        ctx: &StateContext,
+        max_parallelism: usize,
+        metrics: &Arc<TaskMetrics>,
+    ) -> Self {
+        let mut s = KeyedState::new(names.plain, ctx, max_parallelism);
+        s.names = Some(names);
+        if let Some(ttl) = &ctx.ttl {
+            s.tracker.name = names.with_ttl;
+            s.tracker.stamped = true;
+            let now = ttl.clock.now_millis();
+            s.ttl = Some(Expiry {
+                ttl_ms: i64::try_from(ttl.ttl.as_millis()).unwrap_or(i64::MAX),
+                clock: ttl.clock.clone(),
+                now,
+                cursor: 0,
+                pass_started: now,
+                cold_group: None,
+                metrics: metrics.clone(),
+            });
+        }
+        s
+    }
+
+    /// Reads processing time for the TTL: once per batch, so that a record's accesses cost no
+    /// clock read.
+    pub fn refresh_time(&mut self) {
+        if let Some(t) = &mut self.ttl {
+            t.now = t.clock.now_millis();
+        }
+    }
+
+    /// The write time a write stamps now.
+    fn stamp(&self) -> i64 {
+        self.ttl.as_ref().map_or(0, |t| t.now)
     }
 
     fn update_bound(&mut self) {
@@ -444,6 +642,39 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         u16::try_from(g).expect("invariant: max parallelism is at most 32768")
     }
 
+    fn insert_entry(&mut self, key: K, slot: Slot<V>) {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(&key);
+        self.map
+            .insert_unique(hash, Entry { key, slot }, |e| hasher.hash_one(&e.key));
+    }
+
+    fn contains<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map
+            .find(self.hasher.hash_one(key), |e| e.key.borrow() == key)
+            .is_some()
+    }
+
+    /// Decodes a stored value: its write time (the restore's time for a value stored without
+    /// one by a state with a TTL) and the value.
+    fn decode_stored(
+        &self,
+        codec: &impl StateCodec<K, V>,
+        stamped: bool,
+        bytes: &[u8],
+    ) -> Result<(i64, V)> {
+        if stamped {
+            let (written, value) = split_stamp(bytes)?;
+            Ok((written, codec.decode_value(value)?))
+        } else {
+            Ok((self.stamp(), codec.decode_value(bytes)?))
+        }
+    }
+
     /// Brings `key` into the hot map from the store if it may be there. Returns whether the map
     /// now has a slot for it.
     fn load<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<bool>
@@ -451,7 +682,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        if self.map.contains_key(key) {
+        if self.contains(key) {
             return Ok(true);
         }
         if !self.may_miss {
@@ -467,13 +698,14 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         let Some(bytes) = store.get(group, self.tracker.name, &self.scratch)? else {
             return Ok(false);
         };
-        let value = codec.decode_value(&bytes)?;
+        let (written, value) = self.decode_stored(codec, self.tracker.stamped, &bytes)?;
         self.make_room(codec)?;
-        self.map.insert(
+        self.insert_entry(
             owned,
             Slot {
                 value: Some(value),
                 epoch: 0,
+                written,
             },
         );
         Ok(true)
@@ -488,11 +720,23 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         if self.may_miss && !self.load(codec, key)? {
             return Ok(None);
         }
-        Ok(self.map.get(key).and_then(|s| s.value.as_ref()))
+        let Some(entry) = find_mut(&mut self.map, &self.hasher, key) else {
+            return Ok(None);
+        };
+        if expire_on_access(
+            &self.ttl,
+            &mut self.tracker,
+            &mut self.scratch,
+            codec,
+            entry,
+        ) {
+            return Ok(None);
+        }
+        Ok(entry.slot.value.as_ref())
     }
 
-    /// The value of `key` for update: the key counts as written. One hash lookup when the key is
-    /// in memory.
+    /// The value of `key` for update: the key counts as written (with a TTL, its time is
+    /// refreshed). One hash lookup when the key is in memory.
     pub fn get_mut<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<Option<&mut V>>
     where
         K: Borrow<Q>,
@@ -501,21 +745,33 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         if self.may_miss && !self.load(codec, key)? {
             return Ok(None);
         }
-        let Some(slot) = self.map.get_mut(key) else {
+        let stamp = self.stamp();
+        let Some(entry) = find_mut(&mut self.map, &self.hasher, key) else {
             return Ok(None);
         };
-        if slot.value.is_none() {
+        if entry.slot.value.is_none()
+            || expire_on_access(
+                &self.ttl,
+                &mut self.tracker,
+                &mut self.scratch,
+                codec,
+                entry,
+            )
+        {
             return Ok(None);
         }
-        self.tracker.mark(slot, key, codec);
-        Ok(slot.value.as_mut())
+        self.tracker.mark(&mut entry.slot, key, codec);
+        entry.slot.written = stamp;
+        Ok(entry.slot.value.as_mut())
     }
 
     /// Sets the value of `key`.
     pub fn insert(&mut self, codec: &impl StateCodec<K, V>, key: K, value: V) -> Result<()> {
-        if let Some(slot) = self.map.get_mut(&key) {
-            self.tracker.mark(slot, &key, codec);
-            slot.value = Some(value);
+        let written = self.stamp();
+        if let Some(entry) = find_mut(&mut self.map, &self.hasher, &key) {
+            self.tracker.mark(&mut entry.slot, &key, codec);
+            entry.slot.value = Some(value);
+            entry.slot.written = written;
             return Ok(());
         }
         self.make_room(codec)?;
@@ -525,17 +781,18 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         } else {
             0
         };
-        self.map.insert(
+        self.insert_entry(
             key,
             Slot {
                 value: Some(value),
                 epoch,
+                written,
             },
         );
         Ok(())
     }
 
-    /// Removes `key`, returning its value.
+    /// Removes `key`, returning its value (`None` when it had none, or it had expired).
     pub fn remove<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<Option<V>>
     where
         K: Borrow<Q>,
@@ -545,17 +802,156 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             return Ok(None);
         }
         if !self.tracker.track {
-            return Ok(self.map.remove(key).and_then(|s| s.value));
+            let hash = self.hasher.hash_one(key);
+            let Ok(found) = self.map.find_entry(hash, |e| e.key.borrow() == key) else {
+                return Ok(None);
+            };
+            let (mut entry, _) = found.remove();
+            if expire_on_access(
+                &self.ttl,
+                &mut self.tracker,
+                &mut self.scratch,
+                codec,
+                &mut entry,
+            ) {
+                return Ok(None);
+            }
+            return Ok(entry.slot.value);
         }
-        let Some(slot) = self.map.get_mut(key) else {
+        let Some(entry) = find_mut(&mut self.map, &self.hasher, key) else {
             return Ok(None);
         };
-        if slot.value.is_none() {
+        if entry.slot.value.is_none()
+            || expire_on_access(
+                &self.ttl,
+                &mut self.tracker,
+                &mut self.scratch,
+                codec,
+                entry,
+            )
+        {
             return Ok(None);
         }
-        self.tracker.mark(slot, key, codec);
+        self.tracker.mark(&mut entry.slot, key, codec);
         // The slot stays as a tombstone until the flush that carries the removal.
-        Ok(slot.value.take())
+        Ok(entry.slot.value.take())
+    }
+
+    /// Removes expired entries, examining at most a bounded number of hash-table slots from
+    /// where the previous call stopped (between `SWEEP_MIN_SLOTS` and `SWEEP_MAX_SLOTS`, an
+    /// eighth of the table when that lies between), so that a pass over the whole map is spread
+    /// over calls and no call pauses the operator for long. Runs on the operator thread, which
+    /// owns the state, so it never races a record. Once a pass over the hot map is complete and
+    /// keys may live only in the store (`sled` over its memory budget), each call also examines
+    /// one key group of the store. Removals are tombstones like any other, so they reach the
+    /// store and the next (incremental) checkpoint. Does nothing without a TTL.
+    pub fn sweep_expired(&mut self, codec: &impl StateCodec<K, V>) -> Result<()> {
+        let Some(t) = self.ttl.as_mut() else {
+            return Ok(());
+        };
+        t.now = t.clock.now_millis();
+        let buckets = self.map.num_buckets();
+        let budget = (buckets / 8).clamp(SWEEP_MIN_SLOTS, SWEEP_MAX_SLOTS);
+        let start = t.cursor.min(buckets);
+        let end = start.saturating_add(budget).min(buckets);
+        let track = self.tracker.track;
+        for i in start..end {
+            let Ok(mut found) = self.map.get_bucket_entry(i) else {
+                continue;
+            };
+            let entry = found.get_mut();
+            if entry.slot.value.is_none() {
+                // A tombstone outlives its flush only when nothing tracks it.
+                if !track {
+                    found.remove();
+                }
+                continue;
+            }
+            if !expire_on_access(
+                &self.ttl,
+                &mut self.tracker,
+                &mut self.scratch,
+                codec,
+                entry,
+            ) {
+                continue;
+            }
+            if !track {
+                found.remove();
+            }
+        }
+        let t = self
+            .ttl
+            .as_mut()
+            .expect("invariant: the TTL was checked above");
+        t.cursor = end;
+        if end >= buckets {
+            // A pass is complete: an entry expired before it began is gone now.
+            let lag = t.now.saturating_sub(t.pass_started);
+            t.metrics.state_ttl_sweep_lag_ms.store(
+                u64::try_from(lag).unwrap_or(0),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            t.cursor = 0;
+            t.pass_started = t.now;
+            if self.may_miss && t.cold_group.is_none() {
+                t.cold_group = self.store.as_ref().map(|s| s.key_groups().start);
+            }
+        }
+        self.sweep_cold(codec)
+    }
+
+    /// Examines one key group of the store for expired entries that are not in the hot map,
+    /// and removes them (a tombstone each, carried by the next flush).
+    fn sweep_cold(&mut self, codec: &impl StateCodec<K, V>) -> Result<()> {
+        let (Some(t), Some(store)) = (self.ttl.as_mut(), self.store.clone()) else {
+            return Ok(());
+        };
+        let Some(group) = t.cold_group else {
+            return Ok(());
+        };
+        let range = store.key_groups();
+        t.cold_group = (group < range.end).then(|| group + 1);
+        let now = t.now;
+        let ttl_ms = t.ttl_ms;
+        let name = self.tracker.name;
+        let mut expired: Vec<(Vec<u8>, usize)> = Vec::new();
+        store.scan_groups(
+            streamsql_storage::KeyGroupRange::new(group, group),
+            &mut |state, _group, key, value| {
+                if state == name {
+                    let (written, _) = split_stamp(value)?;
+                    if now.saturating_sub(written) >= ttl_ms {
+                        expired.push((key.to_vec(), key.len() + value.len()));
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        for (bytes, size) in expired {
+            let key = codec.decode_key(&bytes)?;
+            if self.contains(&key) {
+                // The hot slot is newer than the store and the hot pass judges it.
+                continue;
+            }
+            self.make_room(codec)?;
+            let t = self
+                .ttl
+                .as_ref()
+                .expect("invariant: the TTL was checked above");
+            t.count(size);
+            self.tracker.dirty.push(key.clone());
+            let epoch = self.tracker.epoch;
+            self.insert_entry(
+                key,
+                Slot {
+                    value: None,
+                    epoch,
+                    written: 0,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// The synchronous part of a flush, O(1): the keys written so far become the flush's, and
@@ -571,27 +967,31 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
     }
 
     /// Encodes up to `budget` keys of the flush in progress; true once it is complete (then
-    /// [`KeyedState::take_flushed`] hands over its delta). Flushed removals leave the map.
+    /// [`KeyedState::take_flushed`] hands over its delta). Flushed removals leave the map, except
+    /// in a bounded state: there a removal must stay visible until the store has it (a miss would
+    /// read the store's older value), so its tombstone stays, clean, until it is evicted.
     pub fn continue_flush(&mut self, codec: &impl StateCodec<K, V>, budget: usize) -> bool {
         let Some(epoch) = self.tracker.pending_epoch else {
             return true;
         };
+        let bounded = self.memory_budget != usize::MAX;
         for _ in 0..budget {
             let Some(key) = self.tracker.pending.pop() else {
                 break;
             };
-            let Some(slot) = self.map.get_mut(&key) else {
+            let hash = self.hasher.hash_one(&key);
+            let Ok(mut found) = self.map.find_entry(hash, |e| e.key == key) else {
                 continue;
             };
+            let slot = &mut found.get_mut().slot;
             if slot.epoch != epoch {
                 // Written again since the flush began: encoded then.
                 continue;
             }
-            self.tracker.encode(codec, &key, slot.value.as_ref());
-            if slot.value.is_none() {
-                self.map.remove(&key);
-            } else {
-                slot.epoch = 0;
+            self.tracker.encode(codec, &key, slot);
+            slot.epoch = 0;
+            if slot.value.is_none() && !bounded {
+                found.remove();
             }
         }
         if !self.tracker.pending.is_empty() {
@@ -623,7 +1023,8 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
     /// Before inserting a new slot: over the bound, flush every dirty slot to the store in one
     /// bulk write and evict clean slots down to half the bound. While a checkpoint's flush is in
     /// progress nothing is written back (the store must receive that flush first): only slots
-    /// already clean are evicted, and the map may exceed its bound until the flush is handed over.
+    /// already clean are evicted, except tombstones whose removal the store has not received yet,
+    /// and the map may exceed its bound until the flush is handed over.
     fn make_room(&mut self, codec: &impl StateCodec<K, V>) -> Result<()> {
         if self.map.len() < self.max_entries {
             return Ok(());
@@ -636,10 +1037,11 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             self.flush_into(codec, &mut delta);
             store.write_back(delta)?;
         }
+        let flush_pending = self.tracker.pending_epoch.is_some() || !self.tracker.delta.is_empty();
         let target = self.max_entries / 2;
         let mut excess = self.map.len().saturating_sub(target);
-        self.map.retain(|_, slot| {
-            if excess == 0 || slot.epoch != 0 {
+        self.map.retain(|e| {
+            if excess == 0 || e.slot.epoch != 0 || (e.slot.value.is_none() && flush_pending) {
                 return true;
             }
             excess -= 1;
@@ -649,28 +1051,70 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         Ok(())
     }
 
-    /// Adds a restored entry (clean: the store already holds it).
+    /// Adds a restored entry of state `state` (one of this state's names). An entry in this
+    /// state's current layout is clean (the store already holds it). An entry in the other layout
+    /// (the TTL was enabled or disabled since the snapshot) is converted: it is held in memory,
+    /// dirty, so the next flush stores it under the current name, and its old entry is removed
+    /// by the same flush; such a restore may exceed the memory bound until that flush. An entry
+    /// that expired before the restore is removed by the next flush.
     pub fn restore_entry(
         &mut self,
         codec: &impl StateCodec<K, V>,
+        state: &str,
         key: &[u8],
         value: &[u8],
     ) -> Result<K> {
-        let key = codec.decode_key(key)?;
-        if self.map.len() >= self.max_entries {
+        let current = state == self.tracker.name;
+        let stamped = match self.names {
+            Some(names) if state == names.with_ttl => true,
+            Some(names) if state == names.plain => false,
+            _ if current => false,
+            _ => {
+                return Err(EngineError::data(format!(
+                    "unknown keyed state '{state}' (expected '{}')",
+                    self.tracker.name
+                )))
+            }
+        };
+        let decoded = codec.decode_key(key)?;
+        if current && self.map.len() >= self.max_entries {
             // The rest stays in the store, read on a miss.
             self.may_miss = true;
-            return Ok(key);
+            return Ok(decoded);
         }
-        let value = codec.decode_value(value)?;
-        self.map.insert(
-            key.clone(),
+        let (written, value) = self.decode_stored(codec, stamped, value)?;
+        let expired = self.ttl.as_ref().is_some_and(|t| t.expired(written));
+        let dirty = !current || expired;
+        if !current {
+            // The old layout's entry goes with the next flush.
+            let old: &'static str = match self.names {
+                Some(names) if stamped => names.with_ttl,
+                Some(names) => names.plain,
+                None => self.tracker.name,
+            };
+            let group = self.key_group(codec, &decoded);
+            self.tracker.delta.push_with(
+                group,
+                old,
+                |out| out.extend_from_slice(key),
+                None::<fn(&mut Vec<u8>)>,
+            );
+        }
+        let epoch = if dirty {
+            self.tracker.dirty.push(decoded.clone());
+            self.tracker.epoch
+        } else {
+            0
+        };
+        self.insert_entry(
+            decoded.clone(),
             Slot {
-                value: Some(value),
-                epoch: 0,
+                value: (!expired).then_some(value),
+                epoch,
+                written,
             },
         );
-        Ok(key)
+        Ok(decoded)
     }
 
     /// Every key and value held in memory, in hash order. With the `hashmap` backend this is the
@@ -678,7 +1122,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
     pub fn hot_entries(&self) -> impl Iterator<Item = (&K, &V)> {
         self.map
             .iter()
-            .filter_map(|(k, s)| s.value.as_ref().map(|v| (k, v)))
+            .filter_map(|e| e.slot.value.as_ref().map(|v| (&e.key, v)))
     }
 }
 
@@ -756,6 +1200,7 @@ pub fn standalone_context(kind: BackendKind, memory_budget: usize) -> StateConte
         config,
         store: Some(Arc::new(store)),
         checkpointing: false,
+        ttl: None,
     }
 }
 
@@ -864,5 +1309,257 @@ mod tests {
         let second = entries(&s.take_flushed());
         assert_eq!(first, vec![(1, Some(10))]);
         assert_eq!(second, vec![(2, Some(20))]);
+    }
+
+    const NAMES: StateNames = StateNames {
+        plain: "s",
+        with_ttl: "s-ttl",
+    };
+
+    /// A state with a 100 ms TTL on a clock at 1000, with a store (tracked) or without one.
+    fn ttl_state(
+        kind: Option<BackendKind>,
+        budget: usize,
+    ) -> (
+        KeyedState<i64, i64>,
+        crate::runtime::ManualClock,
+        Arc<TaskMetrics>,
+    ) {
+        let clock = crate::runtime::ManualClock::new(1000);
+        let mut ctx = match kind {
+            Some(kind) => standalone_context(kind, budget),
+            None => StateContext::default(),
+        };
+        ctx.ttl = Some(StateTtl {
+            ttl: std::time::Duration::from_millis(100),
+            clock: Arc::new(clock.clone()),
+        });
+        let metrics = Arc::new(TaskMetrics::new());
+        let s = KeyedState::with_ttl(NAMES, &ctx, 128, &metrics);
+        (s, clock, metrics)
+    }
+
+    /// An entry of a state with a TTL: (state name, key, (write time, value)).
+    type Stamped = (&'static str, i64, Option<(i64, i64)>);
+
+    /// The entries of a delta of a state with a TTL.
+    fn stamped(delta: &KeyedDelta) -> Vec<Stamped> {
+        let c = I64Codec;
+        let mut v: Vec<_> = delta
+            .records()
+            .map(|r| {
+                let value = r.value.map(|b| {
+                    let (t, rest) = split_stamp(b).unwrap();
+                    (t, c.decode_value(rest).unwrap())
+                });
+                (r.state, c.decode_key(r.key).unwrap(), value)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn expired_values_are_never_returned_and_writes_refresh_them() {
+        let c = I64Codec;
+        for kind in [None, Some(BackendKind::HashMap)] {
+            let (mut s, clock, metrics) = ttl_state(kind, DEFAULT_MEMORY_BUDGET);
+            s.insert(&c, 1, 10).unwrap();
+            s.insert(&c, 2, 20).unwrap();
+            clock.advance(60);
+            s.refresh_time();
+            // A read does not refresh (Flink's OnCreateAndWrite); a write does.
+            assert_eq!(s.get(&c, &1).unwrap(), Some(&10));
+            *s.get_mut(&c, &2).unwrap().unwrap() += 1;
+            clock.advance(40);
+            s.refresh_time();
+            assert_eq!(s.get(&c, &1).unwrap(), None, "expired at exactly the TTL");
+            assert_eq!(s.get_mut(&c, &1).unwrap(), None);
+            assert_eq!(s.remove(&c, &1).unwrap(), None);
+            assert_eq!(s.get(&c, &2).unwrap(), Some(&21));
+            clock.advance(60);
+            s.refresh_time();
+            assert_eq!(s.remove(&c, &2).unwrap(), None);
+            assert_eq!(TaskMetrics::get(&metrics.state_ttl_expired), 2);
+            assert!(TaskMetrics::get(&metrics.state_ttl_bytes_reclaimed) >= 2 * 24);
+            // An expired key starts again.
+            s.insert(&c, 1, 5).unwrap();
+            assert_eq!(s.get(&c, &1).unwrap(), Some(&5));
+        }
+    }
+
+    #[test]
+    fn the_sweeper_removes_expired_entries_nobody_reads() {
+        let c = I64Codec;
+        for kind in [None, Some(BackendKind::HashMap)] {
+            let (mut s, clock, metrics) = ttl_state(kind, DEFAULT_MEMORY_BUDGET);
+            for k in 0..50_000 {
+                s.insert(&c, k, k).unwrap();
+            }
+            let mut first = KeyedDelta::new();
+            s.flush_into(&c, &mut first);
+            clock.advance(50);
+            s.refresh_time();
+            for k in 0..10 {
+                s.insert(&c, k, -k).unwrap();
+            }
+            clock.advance(60);
+            // Calls examine a bounded slice of the table; repeated calls complete a pass.
+            for _ in 0..16 {
+                s.sweep_expired(&c).unwrap();
+            }
+            assert_eq!(s.hot_entries().count(), 10);
+            assert_eq!(TaskMetrics::get(&metrics.state_ttl_expired), 49_990);
+            if kind.is_some() {
+                // The removals go into the next flush, so into the store and the next
+                // (incremental) checkpoint.
+                let mut next = KeyedDelta::new();
+                s.flush_into(&c, &mut next);
+                let e = stamped(&next);
+                assert_eq!(e.len(), 50_000);
+                assert_eq!(e.iter().filter(|(_, _, v)| v.is_none()).count(), 49_990);
+                assert!(e.contains(&("s-ttl", 3, Some((1050, -3)))));
+            }
+        }
+    }
+
+    #[test]
+    fn ttl_survives_a_restore_with_the_original_write_times() {
+        let c = I64Codec;
+        let (mut s, clock, _) = ttl_state(Some(BackendKind::HashMap), DEFAULT_MEMORY_BUDGET);
+        s.insert(&c, 1, 10).unwrap();
+        clock.advance(50);
+        s.refresh_time();
+        s.insert(&c, 2, 20).unwrap();
+        let mut delta = KeyedDelta::new();
+        s.flush_into(&c, &mut delta);
+        assert_eq!(
+            stamped(&delta),
+            vec![
+                ("s-ttl", 1, Some((1000, 10))),
+                ("s-ttl", 2, Some((1050, 20)))
+            ]
+        );
+        clock.advance(60);
+        let (mut r, _, _) = ttl_state(Some(BackendKind::HashMap), DEFAULT_MEMORY_BUDGET);
+        // The restored state's clock is the same instant as the original's.
+        r.ttl.as_mut().unwrap().clock = Arc::new(clock.clone());
+        r.refresh_time();
+        for rec in delta.records() {
+            r.restore_entry(&c, rec.state, rec.key, rec.value.unwrap())
+                .unwrap();
+        }
+        assert_eq!(r.get(&c, &1).unwrap(), None, "expired before the restore");
+        assert_eq!(r.get(&c, &2).unwrap(), Some(&20));
+        let mut next = KeyedDelta::new();
+        r.flush_into(&c, &mut next);
+        assert_eq!(stamped(&next), vec![("s-ttl", 1, None)]);
+    }
+
+    #[test]
+    fn enabling_and_disabling_the_ttl_keeps_the_state() {
+        let c = I64Codec;
+        // Without a TTL the state is stored under its plain name, without write times.
+        let ctx = standalone_context(BackendKind::HashMap, DEFAULT_MEMORY_BUDGET);
+        let metrics = Arc::new(TaskMetrics::new());
+        let mut plain = KeyedState::with_ttl(NAMES, &ctx, 128, &metrics);
+        plain.insert(&c, 1, 10).unwrap();
+        let mut delta = KeyedDelta::new();
+        plain.flush_into(&c, &mut delta);
+        assert_eq!(entries(&delta), vec![(1, Some(10))]);
+        assert_eq!(delta.records().next().unwrap().state, "s");
+
+        // Enabled: the entry counts as written at the restore, moves to the TTL layout.
+        let (mut s, clock, _) = ttl_state(Some(BackendKind::HashMap), DEFAULT_MEMORY_BUDGET);
+        for rec in delta.records() {
+            s.restore_entry(&c, rec.state, rec.key, rec.value.unwrap())
+                .unwrap();
+        }
+        assert_eq!(s.get(&c, &1).unwrap(), Some(&10));
+        let mut moved = KeyedDelta::new();
+        s.flush_into(&c, &mut moved);
+        assert_eq!(
+            stamped(&moved)
+                .into_iter()
+                .filter(|r| r.0 == "s-ttl")
+                .collect::<Vec<_>>(),
+            vec![("s-ttl", 1, Some((1000, 10)))]
+        );
+        assert!(moved.records().any(|r| r.state == "s" && r.value.is_none()));
+        clock.advance(100);
+        s.refresh_time();
+        assert_eq!(s.get(&c, &1).unwrap(), None);
+
+        // Disabled again: the write time is dropped and the entry never expires.
+        let mut again = KeyedState::with_ttl(NAMES, &ctx, 128, &metrics);
+        for rec in moved.records().filter(|r| r.value.is_some()) {
+            again
+                .restore_entry(&c, rec.state, rec.key, rec.value.unwrap())
+                .unwrap();
+        }
+        assert_eq!(again.get(&c, &1).unwrap(), Some(&10));
+        let mut back = KeyedDelta::new();
+        again.flush_into(&c, &mut back);
+        let names: Vec<(&str, bool)> = back
+            .records()
+            .map(|r| (r.state, r.value.is_some()))
+            .collect();
+        assert_eq!(names, vec![("s-ttl", false), ("s", true)]);
+        assert!(again.restore_entry(&c, "other", &[0; 8], &[0; 8]).is_err());
+    }
+
+    #[test]
+    fn the_sweeper_reaches_entries_evicted_to_the_store() {
+        let c = I64Codec;
+        // sled with a budget of a few hundred entries: most keys live only in the store.
+        let (mut s, clock, metrics) = ttl_state(Some(BackendKind::Sled), 64 * 1024);
+        for k in 0..5_000 {
+            s.insert(&c, k, k).unwrap();
+        }
+        assert!(s.hot_entries().count() < 5_000);
+        clock.advance(100);
+        s.refresh_time();
+        s.insert(&c, 7, 70).unwrap();
+        // A pass over the hot map, then one key group of the store per call.
+        for _ in 0..200 {
+            s.sweep_expired(&c).unwrap();
+        }
+        assert_eq!(TaskMetrics::get(&metrics.state_ttl_expired), 4_999);
+        let mut delta = KeyedDelta::new();
+        s.flush_into(&c, &mut delta);
+        s.store.clone().unwrap().write_back(delta).unwrap();
+        let mut stored = 0;
+        s.store
+            .clone()
+            .unwrap()
+            .scan(&mut |_, _, _, _| {
+                stored += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(stored, 1, "only the key written after the others expired");
+        assert_eq!(s.get(&c, &7).unwrap(), Some(&70));
+        assert_eq!(s.get(&c, &8).unwrap(), None);
+    }
+
+    #[test]
+    fn a_removal_stays_visible_while_its_flush_is_in_progress_over_the_bound() {
+        let c = I64Codec;
+        let ctx = standalone_context(BackendKind::Sled, 16 * 1024);
+        let mut s: KeyedState<i64, i64> = KeyedState::new("s", &ctx, 128);
+        for k in 0..2_000 {
+            s.insert(&c, k, k).unwrap();
+        }
+        let mut first = KeyedDelta::new();
+        s.flush_into(&c, &mut first);
+        ctx.store.clone().unwrap().write_back(first).unwrap();
+        assert_eq!(s.remove(&c, &1_999).unwrap(), Some(1_999));
+        s.begin_flush(&c);
+        assert!(s.continue_flush(&c, usize::MAX));
+        // The removal is encoded but not yet in the store: the key must not come back.
+        for k in 10_000..12_000 {
+            s.insert(&c, k, k).unwrap();
+        }
+        assert_eq!(s.get(&c, &1_999).unwrap(), None);
     }
 }

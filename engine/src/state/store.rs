@@ -384,16 +384,30 @@ impl SubtaskStore {
         })
     }
 
+    /// The key groups this subtask owns.
+    pub fn key_groups(&self) -> KeyGroupRange {
+        self.key_groups
+    }
+
     /// Visits every stored entry of the subtask's key groups as (state name, key group, key,
     /// value), in (key group, state, key) order.
     pub fn scan(&self, visit: &mut ScanVisitor<'_>) -> Result<()> {
+        self.scan_groups(self.key_groups, visit)
+    }
+
+    /// [`SubtaskStore::scan`] over the key groups of `range` this subtask owns.
+    pub fn scan_groups(&self, range: KeyGroupRange, visit: &mut ScanVisitor<'_>) -> Result<()> {
+        let range = range.intersect(&self.key_groups);
+        if range.is_empty() {
+            return Ok(());
+        }
         self.with_drained(|inner, store| {
             let backend = opened(store, inner)?;
             let names: HashMap<StateId, String> =
                 backend.registry().entries().into_iter().collect();
             let mut failure = None;
             backend
-                .scan(store.key_groups, &mut |e| {
+                .scan(range, &mut |e| {
                     let name = names.get(&e.state).map_or("", String::as_str);
                     match visit(name, e.key_group, e.key, e.value) {
                         Ok(()) => ControlFlow::Continue(()),
