@@ -579,8 +579,9 @@ impl Source for FileSource {
         self.apply_position(position)
     }
 
-    /// Flink's FileSource reassigns the splits left: every old subtask's splits, in old subtask
-    /// order, are dealt out to the new subtasks in turn.
+    /// Flink's FileSource reassigns the splits left: every old subtask's splits, in the order of
+    /// the listing (as a fresh job reads them, so event time keeps its order within a subtask),
+    /// are dealt out to the new subtasks in turn.
     fn restore_rescaled(&mut self, positions: &[Vec<u8>]) -> Result<()> {
         let mut all = Vec::new();
         for (j, pos) in positions.iter().enumerate() {
@@ -592,6 +593,8 @@ impl Source for FileSource {
             }
             all.extend(self.splits_of(pos, j, positions.len())?);
         }
+        // Every file belongs to one old subtask, so no two splits share a path.
+        all.sort_by(|a: &FileSplit, b| a.path.cmp(&b.path));
         let mine = crate::checkpoint::rescale::share(&all, self.subtask, self.parallelism);
         self.read_splits(mine);
         Ok(())
