@@ -898,7 +898,7 @@ fn checkpoints_taken_mid_job() {
 }
 
 /// The paced job killed between two of its periodic checkpoints (one every 50 ms) and resumed
-/// from the newest one: the SELECT result kept by an exactly-once consumer and the sink's files
+/// from the newest one at parallelism 3 (it ran at 2): the SELECT result kept by an exactly-once consumer and the sink's files
 /// are exactly those of an uninterrupted run. The kill comes 5 to 40 ms after a checkpoint, so
 /// the job has usually delivered SELECT changes that the checkpoint does not cover and that the
 /// consumer must drop; the test runs again (at most three times) until that happened once.
@@ -926,13 +926,15 @@ fn restored_from_a_checkpoint_taken_mid_job() {
         let (job_dir, kept) = (ckpt.join(&job_id), ckpt.join("kept").join(&job_id));
         preserve_checkpoints(&job_dir, &kept, preserved_ids(kill))
             .expect("checkpoint directories prepared");
-        let session = || session_checkpointing_every("50 ms", &ckpt, 2, true);
-        let job = session()
+        let session = |p: usize| session_checkpointing_every("50 ms", &ckpt, p, true);
+        let job = session(2)
             .execute("test.sql", &sql)
             .expect("the paced job starts")
             .job
             .expect("a job");
-        let resumed = kill_and_resume(job, &sql, &job_dir, &kept, kill, session)
+        // Resumed at another parallelism: the datagen ranges left, the keyed state and the
+        // sink's pending files are redistributed.
+        let resumed = kill_and_resume(job, &sql, &job_dir, &kept, kill, || session(3))
             .unwrap_or_else(|e| panic!("{replay}: {e}"));
         assert_eq!(
             resumed.stopped,
