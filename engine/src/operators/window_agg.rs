@@ -23,8 +23,8 @@
 //! memory beside it and rebuilt from the keyed state on restore, as Flink's heap timers are. The
 //! operator state of a snapshot is the operator's shape and the watermark it has seen (it decides
 //! which rows are late; restored at another parallelism, the smallest watermark of the subtasks
-//! whose key groups a subtask takes over); the late-record counter is a metric and starts again from zero, as
-//! Flink's metrics do.
+//! whose key groups a subtask takes over); the late-record counter is a metric and starts again
+//! from zero, as Flink's metrics do.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
