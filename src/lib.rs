@@ -306,6 +306,7 @@ pub fn runtime_settings(config: &Configuration) -> RuntimeSettings {
             interval
         },
         max_parallelism: config.max_parallelism(),
+        max_parallelism_explicit: config.get_int("pipeline.max-parallelism").is_some(),
         state_backend: state_backend(config),
         state_ttl: config
             .get_duration("table.exec.state.ttl")

@@ -12,6 +12,9 @@
 //!   checkpoints (cancelled with `RETAIN_ON_CANCELLATION`), then the same record runs again as a
 //!   new job in a fresh session (the file's earlier statements without a job, DDL and `SET`, are
 //!   re-run first) resumed from the newest checkpoint the stopped job completed, and finishes.
+//!   A file run at parallelism 2 resumes each job at parallelism 1 or 3 (chosen with the kill
+//!   point), so its state is redistributed by key group and its sources' splits reassigned; a
+//!   `# parallelism: 1` file (only deterministic there) resumes at 1.
 //!   The newest, not the chosen one: a transactional sink may already have published the output
 //!   of a later checkpoint that completed while the job was stopping, which only a restore from
 //!   that checkpoint leaves exactly once (as `--resume latest` after a crash). A SELECT's result
@@ -427,6 +430,12 @@ impl Restorer {
             return Ok((exec.outputs, Vec::new()));
         }
         let kill = KillPoint::random(&mut self.rng);
+        // Restore at another parallelism where the file's results do not depend on it.
+        let resume_p = if self.parallelism > 1 {
+            [1, 3][self.rng.gen_range(0..2)]
+        } else {
+            self.parallelism
+        };
         let job_id = streamsql::job_id(sql);
         let job_dir = self.ckpt.join(&job_id);
         let kept = self.ckpt.join("kept").join(&job_id);
@@ -446,7 +455,7 @@ impl Restorer {
                 return other.map(|e| (e.outputs, Vec::new())).map_err(db_error);
             }
         };
-        let (ckpt, p, history) = (&self.ckpt, self.parallelism, &self.history);
+        let (ckpt, p, history) = (&self.ckpt, resume_p, &self.history);
         let resumed = kill_and_resume(job, sql, &job_dir, &kept, kill, || {
             let mut s = checkpointed_session(ckpt, p, true);
             for h in history {
@@ -469,7 +478,8 @@ impl Restorer {
                 }
                 log.dropped += r.dropped;
                 format!(
-                    "job {n}: {:?} (kill {kill}), resumed from {}, {} changes dropped",
+                    "job {n}: {:?} (kill {kill}), resumed from {} at parallelism {resume_p}, {} \
+                     changes dropped",
                     r.stopped,
                     r.from
                         .map_or("nothing".to_string(), |id| format!("chk-{id}")),
@@ -888,7 +898,7 @@ fn checkpoints_taken_mid_job() {
 }
 
 /// The paced job killed between two of its periodic checkpoints (one every 50 ms) and resumed
-/// from the newest one: the SELECT result kept by an exactly-once consumer and the sink's files
+/// from the newest one at parallelism 3 (it ran at 2): the SELECT result kept by an exactly-once consumer and the sink's files
 /// are exactly those of an uninterrupted run. The kill comes 5 to 40 ms after a checkpoint, so
 /// the job has usually delivered SELECT changes that the checkpoint does not cover and that the
 /// consumer must drop; the test runs again (at most three times) until that happened once.
@@ -916,13 +926,15 @@ fn restored_from_a_checkpoint_taken_mid_job() {
         let (job_dir, kept) = (ckpt.join(&job_id), ckpt.join("kept").join(&job_id));
         preserve_checkpoints(&job_dir, &kept, preserved_ids(kill))
             .expect("checkpoint directories prepared");
-        let session = || session_checkpointing_every("50 ms", &ckpt, 2, true);
-        let job = session()
+        let session = |p: usize| session_checkpointing_every("50 ms", &ckpt, p, true);
+        let job = session(2)
             .execute("test.sql", &sql)
             .expect("the paced job starts")
             .job
             .expect("a job");
-        let resumed = kill_and_resume(job, &sql, &job_dir, &kept, kill, session)
+        // Resumed at another parallelism: the datagen ranges left, the keyed state and the
+        // sink's pending files are redistributed.
+        let resumed = kill_and_resume(job, &sql, &job_dir, &kept, kill, || session(3))
             .unwrap_or_else(|e| panic!("{replay}: {e}"));
         assert_eq!(
             resumed.stopped,

@@ -123,6 +123,28 @@ pub trait Operator: Send {
         }
     }
 
+    /// How this operator's non-keyed state is spread over the subtasks of a job restored at
+    /// another parallelism. The default suits keyed operators: each subtask gets the states of
+    /// the old subtasks whose key groups it takes over.
+    fn state_distribution(&self) -> crate::checkpoint::rescale::StateDistribution {
+        crate::checkpoint::rescale::StateDistribution::KeyGroups
+    }
+
+    /// Restores a freshly created operator of a job restored at another parallelism from the
+    /// blobs of [`Operator::snapshot_state`] that [`Operator::state_distribution`] assigned it
+    /// (possibly none), instead of [`Operator::restore_state`]. The default accepts only empty
+    /// blobs: an operator whose state cannot be merged must override it, so that a rescaled job
+    /// never silently drops state.
+    fn restore_rescaled(&mut self, states: &[&[u8]]) -> Result<()> {
+        if states.iter().all(|s| s.is_empty()) {
+            self.restore_state(&[])
+        } else {
+            Err(crate::error::EngineError::data(
+                "this operator's state cannot be restored at another parallelism",
+            ))
+        }
+    }
+
     /// The synchronous part of a checkpoint for keyed state, O(1): begin a flush of every
     /// [`crate::state::KeyedState`] (`begin_flush`). Called right after
     /// [`Operator::snapshot_state`]; the flush then holds the state at this moment, whatever is

@@ -12,10 +12,15 @@
 //! `start + i`, `start + i + n`, ... (no overlap, none missing), the source ends when a sequence is
 //! exhausted, and each subtask is throttled to its share of `rows-per-second` by sleeping.
 //!
+//! A subtask's position is the list of row ranges it has left (first sequence index, step, rows);
+//! restored at another parallelism, every old subtask's ranges are split over the new subtasks, so
+//! every sequence value left is emitted once.
+//!
 //! Random values are reproducible: each subtask's generator is ChaCha8 seeded from the table name
 //! and the subtask index (Flink has no seed option, so none is added). Timestamps, DATE and TIME
 //! derive from the wall clock and therefore differ between runs.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -67,7 +72,8 @@ enum Generator {
     /// The current date / time of day.
     Today,
     TimeOfDay,
-    /// `start + subtask + k * parallelism`, rendered in the column's type.
+    /// `start + subtask + k * parallelism` (the row's sequence index added to the start),
+    /// rendered in the column's type.
     Sequence {
         start: i128,
         end: i128,
@@ -337,8 +343,12 @@ impl SourceFactory for DataGenSourceFactory {
             rng: ChaCha8Rng::seed_from_u64(seed),
             remaining,
             produced: 0,
-            subtask: ctx.subtask_index as i128,
-            parallelism: parallelism as i128,
+            first: ctx.subtask_index as i128,
+            step: parallelism as i128,
+            taken: 0,
+            queued: VecDeque::new(),
+            subtask: ctx.subtask_index,
+            parallelism,
             rate: self.rows_per_second / parallelism as f64,
             started: None,
             throttle_base: 0,
@@ -347,15 +357,44 @@ impl SourceFactory for DataGenSourceFactory {
     }
 }
 
+/// Rows of a datagen source still to emit: row `k` (from 0) has sequence index
+/// `first + k * step` (a sequence column's value is its start plus the index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RowRange {
+    first: i128,
+    step: i128,
+    /// `None` = unbounded.
+    count: Option<u64>,
+}
+
+impl RowRange {
+    /// The part of this range new subtask `index` of `parallelism` emits: every
+    /// `parallelism`-th row from the `index`-th, so the parts of all new subtasks are the range.
+    fn share(&self, index: usize, parallelism: usize) -> RowRange {
+        RowRange {
+            first: self.first + index as i128 * self.step,
+            step: self.step * parallelism.max(1) as i128,
+            count: self.count.map(|c| share(c, index, parallelism)),
+        }
+    }
+}
+
 /// One datagen subtask.
 struct DataGenSource {
     columns: Arc<[ColumnGen]>,
     rng: ChaCha8Rng,
-    /// Rows still to emit; `None` = unbounded.
+    /// Rows still to emit from the current range; `None` = unbounded.
     remaining: Option<u64>,
+    /// Rows emitted since the start or the restore (throttling counts them).
     produced: u64,
-    subtask: i128,
-    parallelism: i128,
+    /// The current range: its first sequence index, its step, and the rows taken from it.
+    first: i128,
+    step: i128,
+    taken: u64,
+    /// Ranges to emit after the current one (a job restored at another parallelism).
+    queued: VecDeque<RowRange>,
+    subtask: usize,
+    parallelism: usize,
     /// Rows per second for this subtask.
     rate: f64,
     started: Option<Instant>,
@@ -443,7 +482,7 @@ impl DataGenSource {
                 Value::Time(i32::try_from(now.rem_euclid(format::MILLIS_PER_DAY)).unwrap_or(0))
             }
             Generator::Sequence { start, .. } => {
-                let v = start + self.subtask + i128::from(self.produced) * self.parallelism;
+                let v = start + self.first + i128::from(self.taken) * self.step;
                 match &c.ty {
                     DataType::Float => Value::Float(v as f32),
                     DataType::Double => Value::Double(v as f64),
@@ -474,35 +513,135 @@ fn integer_value(ty: &DataType, v: i128) -> Value {
     }
 }
 
-/// Version byte of a datagen position.
-const POSITION_VERSION: u8 = 1;
+/// Version byte of the first datagen position (one range implied by the subtask index); still
+/// read, never written.
+const POSITION_V1: u8 = 1;
+/// Version byte of a datagen position: the ranges left.
+const POSITION_V2: u8 = 2;
+
+impl DataGenSource {
+    /// The ranges left: the current one, then the queued ones.
+    fn ranges(&self) -> Vec<RowRange> {
+        let current = RowRange {
+            first: self.first + i128::from(self.taken) * self.step,
+            step: self.step,
+            count: self.remaining,
+        };
+        std::iter::once(current)
+            .chain(self.queued.iter().copied())
+            .filter(|r| r.count != Some(0))
+            .collect()
+    }
+
+    /// Emits `ranges` from now on, in order.
+    fn use_ranges(&mut self, ranges: Vec<RowRange>) {
+        self.queued = ranges.into_iter().filter(|r| r.count != Some(0)).collect();
+        self.taken = 0;
+        match self.queued.pop_front() {
+            Some(r) => {
+                self.first = r.first;
+                self.step = r.step;
+                self.remaining = r.count;
+            }
+            None => self.remaining = Some(0),
+        }
+    }
+
+    /// The ranges a position of old subtask `subtask` of `parallelism` had left, and its
+    /// generator's word position.
+    fn decode_position(
+        position: &[u8],
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<(Vec<RowRange>, u128)> {
+        let bad = || crate::error::EngineError::data("malformed datagen source position");
+        let u64_at = |i: usize| -> Result<u64> {
+            let b = position.get(i..i + 8).ok_or_else(bad)?;
+            Ok(u64::from_le_bytes(b.try_into().map_err(|_| bad())?))
+        };
+        let u128_at = |i: usize| -> Result<u128> {
+            let b = position.get(i..i + 16).ok_or_else(bad)?;
+            Ok(u128::from_le_bytes(b.try_into().map_err(|_| bad())?))
+        };
+        let i128_at = |i: usize| -> Result<i128> {
+            let b = position.get(i..i + 16).ok_or_else(bad)?;
+            Ok(i128::from_le_bytes(b.try_into().map_err(|_| bad())?))
+        };
+        let count = |c: u64| (c != u64::MAX).then_some(c);
+        match position.first() {
+            Some(&POSITION_V1) if position.len() == 33 => {
+                let produced = u64_at(1)?;
+                let step = parallelism.max(1) as i128;
+                let range = RowRange {
+                    first: subtask as i128 + i128::from(produced) * step,
+                    step,
+                    count: count(u64_at(9)?),
+                };
+                Ok((vec![range], u128_at(17)?))
+            }
+            Some(&POSITION_V2) => {
+                let word = u128_at(1)?;
+                let n = u64_at(17)?;
+                let mut ranges = Vec::new();
+                let mut at = 25;
+                for _ in 0..n {
+                    ranges.push(RowRange {
+                        first: i128_at(at)?,
+                        step: i128_at(at + 16)?,
+                        count: count(u64_at(at + 32)?),
+                    });
+                    at += 40;
+                }
+                if at != position.len() {
+                    return Err(bad());
+                }
+                Ok((ranges, word))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
 
 impl Source for DataGenSource {
-    /// `version | produced (u64) | remaining (u64, u64::MAX = unbounded) | rng word position
-    /// (u128)`: sequences derive from `produced`, random columns from the generator's position.
+    /// `version 2 | rng word position (u128) | range count (u64) | per range: first sequence
+    /// index (i128), step (i128), rows left (u64, u64::MAX = unbounded)`: sequences derive from
+    /// the ranges, random columns from the generator's position.
     fn snapshot_position(&mut self) -> Result<Vec<u8>> {
-        let mut out = vec![POSITION_VERSION];
-        out.extend_from_slice(&self.produced.to_le_bytes());
-        out.extend_from_slice(&self.remaining.unwrap_or(u64::MAX).to_le_bytes());
+        let ranges = self.ranges();
+        let mut out = vec![POSITION_V2];
         out.extend_from_slice(&self.rng.get_word_pos().to_le_bytes());
+        out.extend_from_slice(&(ranges.len() as u64).to_le_bytes());
+        for r in &ranges {
+            out.extend_from_slice(&r.first.to_le_bytes());
+            out.extend_from_slice(&r.step.to_le_bytes());
+            out.extend_from_slice(&r.count.unwrap_or(u64::MAX).to_le_bytes());
+        }
         Ok(out)
     }
 
     fn restore_position(&mut self, position: &[u8]) -> Result<()> {
-        let bad = || crate::error::EngineError::data("malformed datagen source position");
-        if position.len() != 33 || position[0] != POSITION_VERSION {
-            return Err(bad());
+        let (ranges, word) = Self::decode_position(position, self.subtask, self.parallelism)?;
+        self.use_ranges(ranges);
+        self.rng.set_word_pos(word);
+        self.throttle_base = self.produced;
+        self.started = None;
+        Ok(())
+    }
+
+    /// Every old subtask's ranges, each split over the new subtasks (a union redistribution):
+    /// every row left is emitted by exactly one new subtask. Random columns continue from this
+    /// subtask's own generator, so their values differ from an uninterrupted run's.
+    fn restore_rescaled(&mut self, positions: &[Vec<u8>]) -> Result<()> {
+        let mut mine = Vec::new();
+        for (j, position) in positions.iter().enumerate() {
+            let (ranges, _) = Self::decode_position(position, j, positions.len())?;
+            mine.extend(
+                ranges
+                    .iter()
+                    .map(|r| r.share(self.subtask, self.parallelism)),
+            );
         }
-        let u64_at = |i: usize| -> Result<u64> {
-            Ok(u64::from_le_bytes(
-                position[i..i + 8].try_into().map_err(|_| bad())?,
-            ))
-        };
-        self.produced = u64_at(1)?;
-        let remaining = u64_at(9)?;
-        self.remaining = (remaining != u64::MAX).then_some(remaining);
-        let word: [u8; 16] = position[17..33].try_into().map_err(|_| bad())?;
-        self.rng.set_word_pos(u128::from_le_bytes(word));
+        self.use_ranges(mine);
         self.throttle_base = self.produced;
         self.started = None;
         Ok(())
@@ -536,9 +675,18 @@ impl Source for DataGenSource {
             }
             out.changes.push(Change::insert(row));
             self.produced += 1;
+            self.taken += 1;
         }
         if let Some(r) = self.remaining.as_mut() {
             *r -= n;
+        }
+        if self.remaining == Some(0) {
+            if let Some(next) = self.queued.pop_front() {
+                self.first = next.first;
+                self.step = next.step;
+                self.remaining = next.count;
+                self.taken = 0;
+            }
         }
         Ok(SourceStatus::More)
     }
@@ -619,6 +767,61 @@ mod tests {
             "random columns and sequences continue where they stopped"
         );
         assert!(second.restore_position(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn rows_left_at_a_checkpoint_are_emitted_once_at_any_new_parallelism() {
+        let o = Options::from_pairs([
+            ("rows-per-second", "1000000000"),
+            ("number-of-rows", "95"),
+            ("fields.id.kind", "sequence"),
+            ("fields.id.start", "10"),
+            ("fields.id.end", "200"),
+        ]);
+        let f = create_source("t", &schema(), &o).unwrap();
+        let ids =
+            |rows: &[Change]| -> Vec<Value> { rows.iter().map(|c| c.row[0].clone()).collect() };
+        let mut all: Vec<Value> = (0..3)
+            .flat_map(|i| drain(&f, i, 3))
+            .map(|r| r[0].clone())
+            .collect();
+        all.sort();
+        assert_eq!(all.len(), 95);
+        for (old_p, new_p, then_p) in [(3, 2, 4), (2, 1, 3), (1, 4, 1), (2, 5, 2)] {
+            let mut seen = Vec::new();
+            let positions_after =
+                |p: usize, restore: &dyn Fn(&mut dyn Source), seen: &mut Vec<Value>| {
+                    (0..p)
+                        .map(|i| {
+                            let mut src = f.create(&ctx(i, p)).unwrap();
+                            restore(src.as_mut());
+                            for _ in 0..=i {
+                                let mut out = Output::new();
+                                src.poll(&mut out, 4).unwrap();
+                                seen.extend(ids(&out.changes));
+                            }
+                            src.snapshot_position().unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                };
+            let first = positions_after(old_p, &|_| {}, &mut seen);
+            let second =
+                positions_after(new_p, &|s| s.restore_rescaled(&first).unwrap(), &mut seen);
+            for i in 0..then_p {
+                let mut src = f.create(&ctx(i, then_p)).unwrap();
+                src.restore_rescaled(&second).unwrap();
+                loop {
+                    let mut out = Output::new();
+                    let st = src.poll(&mut out, 3).unwrap();
+                    seen.extend(ids(&out.changes));
+                    if st == SourceStatus::Finished {
+                        break;
+                    }
+                }
+            }
+            seen.sort();
+            assert_eq!(seen, all, "{old_p} -> {new_p} -> {then_p}");
+        }
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! A `file://` prefix is accepted. Files are split over the source subtasks: file `i` of the
 //! sorted list goes to subtask `i % parallelism`. Each subtask reads its files one after the
 //! other, line by line through one reused buffer, and finishes when they are exhausted.
+//!
+//! A subtask's position is the list of splits it has left (Flink's `FileSourceSplit`s): the file
+//! being read at the offset of its next record, then the files not yet opened. Restored at another
+//! parallelism, the splits of every old subtask are dealt out to the new ones in turn, so each is
+//! read to its end exactly once. A position is refused when the listing of files changed.
 //! Unbounded reading (`source.monitor-interval`) is not supported.
 
 use std::fs::File;
@@ -178,12 +183,12 @@ pub fn list_files(table: &str, path: &Path) -> Result<Vec<PathBuf>> {
 impl SourceFactory for FileSystemSourceFactory {
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Source>> {
         let parallelism = ctx.parallelism.max(1);
-        let files: Vec<PathBuf> = self
-            .files()?
-            .into_iter()
+        let listing = self.files()?;
+        let files: Vec<FileSplit> = listing
+            .iter()
             .enumerate()
             .filter(|(i, _)| i % parallelism == ctx.subtask_index)
-            .map(|(_, f)| f)
+            .map(|(_, f)| FileSplit::whole(f.clone()))
             .collect();
         let decoder = match &self.format {
             FileFormat::Csv(f) => Decoder::Csv(CsvDecoder::new(f.clone(), self.schema.types())),
@@ -195,6 +200,9 @@ impl SourceFactory for FileSystemSourceFactory {
             files,
             next_file: 0,
             current: None,
+            subtask: ctx.subtask_index,
+            parallelism,
+            listing,
             decoder,
             record: Vec::with_capacity(256),
             metrics: ctx.metrics.clone(),
@@ -242,13 +250,38 @@ impl OpenFile {
 /// (comments, blank lines and skipped bad records give none).
 type ReadOutcome = Option<Option<crate::value::Row>>;
 
+/// What is left to read of one file: Flink's `FileSourceSplit` with its checkpointed position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileSplit {
+    path: PathBuf,
+    /// Where the next record starts, in bytes.
+    offset: u64,
+    /// The number of the last line read before `offset`.
+    line_no: u64,
+}
+
+impl FileSplit {
+    fn whole(path: PathBuf) -> Self {
+        FileSplit {
+            path,
+            offset: 0,
+            line_no: 0,
+        }
+    }
+}
+
 /// A subtask of the filesystem source.
 struct FileSource {
     table: String,
     columns: Vec<String>,
-    files: Vec<PathBuf>,
+    /// The splits this subtask reads, in order.
+    files: Vec<FileSplit>,
     next_file: usize,
     current: Option<OpenFile>,
+    subtask: usize,
+    parallelism: usize,
+    /// Every file of the table when the job started, sorted: positions are checked against it.
+    listing: Vec<PathBuf>,
     decoder: Decoder,
     /// A csv record that spans several lines.
     record: Vec<u8>,
@@ -348,98 +381,192 @@ impl FileSource {
     }
 }
 
-/// Version byte of a filesystem source position.
-const POSITION_VERSION: u8 = 1;
+/// Version byte of the first filesystem source position: one file index into the subtask's share
+/// of the listing. Still read, never written.
+const POSITION_V1: u8 = 1;
+/// Version byte of a filesystem source position: the listing's fingerprint and the splits left.
+const POSITION_V2: u8 = 2;
+
+/// Reads a little-endian u64 at `at`.
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Reads a little-endian u32 at `at`.
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// A fingerprint of a listing of files: their number and a stable hash of their paths, so a
+/// position taken over another set of files is refused.
+fn fingerprint(listing: &[PathBuf]) -> (u64, u64) {
+    let mut h = 0u64;
+    for path in listing {
+        h = crate::graph::stable_hash(path.to_string_lossy().as_bytes(), h);
+    }
+    (listing.len() as u64, h)
+}
 
 impl FileSource {
-    /// `version | file index (u64) | byte offset (u64) | line number (u64) | path length (u32) |
-    /// path`: the file being read (or the next one, at offset 0) and where its next record starts.
+    /// `version 2 | listing size (u64) | listing hash (u64) | split count (u32) | per split: byte
+    /// offset (u64), line number (u64), path length (u32), path`: every split this subtask has
+    /// left, the one being read first, at the position of its next record.
     fn encode_position(&self) -> Vec<u8> {
-        let (index, offset, line_no, path) = match &self.current {
-            Some(f) => (self.next_file - 1, f.offset, f.line_no, f.path.clone()),
-            None => (
-                self.next_file,
-                0,
-                0,
-                self.files.get(self.next_file).cloned().unwrap_or_default(),
-            ),
-        };
-        let path = path.to_string_lossy().into_owned();
-        let mut out = vec![POSITION_VERSION];
-        out.extend_from_slice(&(index as u64).to_le_bytes());
-        out.extend_from_slice(&offset.to_le_bytes());
-        out.extend_from_slice(&line_no.to_le_bytes());
-        out.extend_from_slice(&u32::try_from(path.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(path.as_bytes());
+        let mut splits: Vec<FileSplit> = Vec::new();
+        if let Some(f) = &self.current {
+            splits.push(FileSplit {
+                path: f.path.clone(),
+                offset: f.offset,
+                line_no: f.line_no,
+            });
+        }
+        splits.extend(self.files.iter().skip(self.next_file).cloned());
+        let (count, hash) = fingerprint(&self.listing);
+        let mut out = vec![POSITION_V2];
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&hash.to_le_bytes());
+        out.extend_from_slice(
+            &u32::try_from(splits.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        for split in &splits {
+            let path = split.path.to_string_lossy();
+            out.extend_from_slice(&split.offset.to_le_bytes());
+            out.extend_from_slice(&split.line_no.to_le_bytes());
+            out.extend_from_slice(&u32::try_from(path.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(path.as_bytes());
+        }
         out
     }
 
+    fn malformed(&self) -> EngineError {
+        EngineError::data(format!("table '{}': malformed source position", self.table))
+    }
+
+    fn files_changed(&self, detail: &str) -> EngineError {
+        EngineError::data(format!(
+            "table '{}': the input files changed since the checkpoint: {detail}",
+            self.table
+        ))
+    }
+
+    /// The splits a position of old subtask `subtask` of `parallelism` had left. A version-1
+    /// position names a file of that subtask's share of the listing (file `i` went to subtask
+    /// `i % parallelism`), so the listing must be the same.
+    fn splits_of(&self, pos: &[u8], subtask: usize, parallelism: usize) -> Result<Vec<FileSplit>> {
+        let bad = || self.malformed();
+        match pos.first() {
+            Some(&POSITION_V1) => {
+                let index = usize::try_from(u64_at(pos, 1).ok_or_else(bad)?).map_err(|_| bad())?;
+                let offset = u64_at(pos, 9).ok_or_else(bad)?;
+                let line_no = u64_at(pos, 17).ok_or_else(bad)?;
+                let len = u32_at(pos, 25).ok_or_else(bad)? as usize;
+                let path = pos.get(29..29 + len).ok_or_else(bad)?;
+                let path = String::from_utf8_lossy(path);
+                let share: Vec<&PathBuf> = self
+                    .listing
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % parallelism.max(1) == subtask)
+                    .map(|(_, f)| f)
+                    .collect();
+                if index >= share.len() {
+                    return Ok(Vec::new());
+                }
+                let expected = share[index].to_string_lossy();
+                if expected != path {
+                    return Err(self.files_changed(&format!(
+                        "expected '{path}' at position {index}, found '{expected}'"
+                    )));
+                }
+                let mut splits: Vec<FileSplit> = share[index..]
+                    .iter()
+                    .map(|f| FileSplit::whole((*f).clone()))
+                    .collect();
+                splits[0].offset = offset;
+                splits[0].line_no = line_no;
+                Ok(splits)
+            }
+            Some(&POSITION_V2) => {
+                let count = u64_at(pos, 1).ok_or_else(bad)?;
+                let hash = u64_at(pos, 9).ok_or_else(bad)?;
+                if (count, hash) != fingerprint(&self.listing) {
+                    return Err(self.files_changed(&format!(
+                        "the checkpoint was taken over {count} files, the path now holds {} (or other ones)",
+                        self.listing.len()
+                    )));
+                }
+                let n = u32_at(pos, 17).ok_or_else(bad)?;
+                let mut at = 21;
+                let mut splits = Vec::new();
+                for _ in 0..n {
+                    let offset = u64_at(pos, at).ok_or_else(bad)?;
+                    let line_no = u64_at(pos, at + 8).ok_or_else(bad)?;
+                    let len = u32_at(pos, at + 16).ok_or_else(bad)? as usize;
+                    let path = pos.get(at + 20..at + 20 + len).ok_or_else(bad)?;
+                    at += 20 + len;
+                    let path = PathBuf::from(String::from_utf8_lossy(path).into_owned());
+                    if !self.listing.contains(&path) {
+                        return Err(self.files_changed(&format!("'{}' is gone", path.display())));
+                    }
+                    splits.push(FileSplit {
+                        path,
+                        offset,
+                        line_no,
+                    });
+                }
+                if at != pos.len() {
+                    return Err(bad());
+                }
+                Ok(splits)
+            }
+            _ => Err(bad()),
+        }
+    }
+
     fn apply_position(&mut self, pos: &[u8]) -> Result<()> {
-        let bad =
-            || EngineError::data(format!("table '{}': malformed source position", self.table));
-        let u64_at = |i: usize| -> Option<u64> {
-            Some(u64::from_le_bytes(pos.get(i..i + 8)?.try_into().ok()?))
-        };
-        if pos.first() != Some(&POSITION_VERSION) {
-            return Err(bad());
-        }
-        let index = usize::try_from(u64_at(1).ok_or_else(bad)?).map_err(|_| bad())?;
-        let offset = u64_at(9).ok_or_else(bad)?;
-        let line_no = u64_at(17).ok_or_else(bad)?;
-        let len = u32::from_le_bytes(
-            pos.get(25..29)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?,
-        );
-        let path = pos.get(29..29 + len as usize).ok_or_else(bad)?;
-        let path = String::from_utf8_lossy(path);
+        let splits = self.splits_of(pos, self.subtask, self.parallelism)?;
+        self.read_splits(splits);
+        Ok(())
+    }
+
+    /// Makes `splits` what this subtask reads, from the first.
+    fn read_splits(&mut self, splits: Vec<FileSplit>) {
         self.current = None;
-        self.next_file = index;
-        if index >= self.files.len() {
-            return Ok(());
-        }
-        let expected = self.files[index].to_string_lossy();
-        if expected != path {
-            return Err(EngineError::data(format!(
-                "table '{}': the input files changed since the checkpoint: expected '{path}' at position {index}, found '{expected}'",
-                self.table
-            )));
-        }
-        if offset == 0 {
-            return Ok(());
-        }
-        let file_path = self.files[index].clone();
-        let mut f = File::open(&file_path).map_err(|e| {
+        self.files = splits;
+        self.next_file = 0;
+    }
+
+    /// Opens a split at its position.
+    fn open_split(&self, split: &FileSplit) -> Result<OpenFile> {
+        let path = &split.path;
+        let mut f = File::open(path).map_err(|e| {
             EngineError::io(
-                format!(
-                    "table '{}': cannot open '{}'",
-                    self.table,
-                    file_path.display()
-                ),
+                format!("table '{}': cannot open '{}'", self.table, path.display()),
                 e,
             )
         })?;
-        use std::io::{Seek, SeekFrom};
-        f.seek(SeekFrom::Start(offset)).map_err(|e| {
-            EngineError::io(
-                format!(
-                    "table '{}': cannot seek in '{}'",
-                    self.table,
-                    file_path.display()
-                ),
-                e,
-            )
-        })?;
-        self.current = Some(OpenFile {
-            path: file_path,
+        if split.offset > 0 {
+            use std::io::{Seek, SeekFrom};
+            f.seek(SeekFrom::Start(split.offset)).map_err(|e| {
+                EngineError::io(
+                    format!(
+                        "table '{}': cannot seek in '{}'",
+                        self.table,
+                        path.display()
+                    ),
+                    e,
+                )
+            })?;
+        }
+        Ok(OpenFile {
+            path: path.clone(),
             reader: Box::new(BufReader::with_capacity(64 * 1024, f)),
             line: Vec::with_capacity(256),
-            line_no,
-            offset,
-        });
-        self.next_file = index + 1;
-        Ok(())
+            line_no: split.line_no,
+            offset: split.offset,
+        })
     }
 }
 
@@ -452,6 +579,27 @@ impl Source for FileSource {
         self.apply_position(position)
     }
 
+    /// Flink's FileSource reassigns the splits left: every old subtask's splits, in the order of
+    /// the listing (as a fresh job reads them, so event time keeps its order within a subtask),
+    /// are dealt out to the new subtasks in turn.
+    fn restore_rescaled(&mut self, positions: &[Vec<u8>]) -> Result<()> {
+        let mut all = Vec::new();
+        for (j, pos) in positions.iter().enumerate() {
+            if pos.is_empty() {
+                return Err(EngineError::data(format!(
+                    "table '{}': the checkpoint has no position for former source subtask {j}",
+                    self.table
+                )));
+            }
+            all.extend(self.splits_of(pos, j, positions.len())?);
+        }
+        // Every file belongs to one old subtask, so no two splits share a path.
+        all.sort_by(|a: &FileSplit, b| a.path.cmp(&b.path));
+        let mine = crate::checkpoint::rescale::share(&all, self.subtask, self.parallelism);
+        self.read_splits(mine);
+        Ok(())
+    }
+
     fn poll(&mut self, out: &mut Output, max_rows: usize) -> Result<SourceStatus> {
         let max_rows = max_rows.max(1);
         let mut emitted = 0;
@@ -459,27 +607,16 @@ impl Source for FileSource {
             let mut file = match self.current.take() {
                 Some(f) => f,
                 None => {
-                    let Some(path) = self.files.get(self.next_file).cloned() else {
+                    let Some(split) = self.files.get(self.next_file) else {
                         return Ok(if emitted > 0 {
                             SourceStatus::More
                         } else {
                             SourceStatus::Finished
                         });
                     };
+                    let file = self.open_split(split)?;
                     self.next_file += 1;
-                    let f = File::open(&path).map_err(|e| {
-                        EngineError::io(
-                            format!("table '{}': cannot open '{}'", self.table, path.display()),
-                            e,
-                        )
-                    })?;
-                    OpenFile {
-                        path,
-                        reader: Box::new(BufReader::with_capacity(64 * 1024, f)),
-                        line: Vec::with_capacity(256),
-                        line_no: 0,
-                        offset: 0,
-                    }
+                    file
                 }
             };
             match self.read_one(&mut file)? {
@@ -608,6 +745,73 @@ mod tests {
             .unwrap()
             .restore_position(&[9, 9])
             .is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn splits_left_at_a_checkpoint_are_read_once_at_any_new_parallelism() {
+        let d = temp_dir("rescale");
+        for f in 0..5 {
+            let rows: String = (0..7).map(|r| format!("{},f{f}\n", f * 100 + r)).collect();
+            std::fs::write(d.join(format!("f{f}.csv")), rows).unwrap();
+        }
+        let o = Options::from_pairs([("path", d.to_str().unwrap()), ("format", "csv")]);
+        let f = create_source("t", &schema(), &o).unwrap();
+        let ids =
+            |rows: &[Change]| -> Vec<Value> { rows.iter().map(|c| c.row[0].clone()).collect() };
+        let mut all = ids(&drain(&mut *f.create(&ctx(0, 1)).unwrap(), 100).unwrap());
+        all.sort();
+        for (old_p, new_p) in [(2, 3), (2, 1), (3, 2), (1, 4)] {
+            // Each old subtask reads a different number of rows, then the checkpoint is taken.
+            let mut seen = Vec::new();
+            let mut positions = Vec::new();
+            for j in 0..old_p {
+                let mut src = f.create(&ctx(j, old_p)).unwrap();
+                for _ in 0..(j + 1) * 3 {
+                    let mut out = Output::new();
+                    src.poll(&mut out, 1).unwrap();
+                    seen.extend(ids(&out.changes));
+                }
+                positions.push(src.snapshot_position().unwrap());
+            }
+            let mut per_subtask = Vec::new();
+            for i in 0..new_p {
+                let mut src = f.create(&ctx(i, new_p)).unwrap();
+                src.restore_rescaled(&positions).unwrap();
+                // And a position taken after the rescale restores at the same parallelism.
+                let mut out = Output::new();
+                src.poll(&mut out, 2).unwrap();
+                seen.extend(ids(&out.changes));
+                let pos = src.snapshot_position().unwrap();
+                let mut again = f.create(&ctx(i, new_p)).unwrap();
+                again.restore_position(&pos).unwrap();
+                let rest = ids(&drain(&mut *again, 3).unwrap());
+                per_subtask.push(rest.len());
+                seen.extend(rest);
+            }
+            seen.sort();
+            assert_eq!(seen, all, "{old_p} -> {new_p}");
+            if new_p > 1 {
+                assert!(
+                    per_subtask.iter().filter(|&&n| n > 0).count() > 1,
+                    "{per_subtask:?}"
+                );
+            }
+        }
+        // A version-1 position (one file index into the subtask's share) still restores.
+        let mut v1 = vec![1u8];
+        let path = d.join("f2.csv");
+        let path = path.to_string_lossy();
+        v1.extend_from_slice(&1u64.to_le_bytes());
+        v1.extend_from_slice(&7u64.to_le_bytes());
+        v1.extend_from_slice(&1u64.to_le_bytes());
+        v1.extend_from_slice(&(path.len() as u32).to_le_bytes());
+        v1.extend_from_slice(path.as_bytes());
+        let mut src = f.create(&ctx(0, 2)).unwrap();
+        src.restore_position(&v1).unwrap();
+        let rest = ids(&drain(&mut *src, 10).unwrap());
+        let expected: Vec<Value> = (201..207).chain(400..407).map(Value::Int).collect();
+        assert_eq!(rest, expected);
         let _ = std::fs::remove_dir_all(&d);
     }
 

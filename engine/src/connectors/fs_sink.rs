@@ -24,6 +24,9 @@
 //!   means data was lost and is an error). Every other in-progress file of the restored sink uuid
 //!   and subtask (written after that checkpoint) is deleted, and the subtask keeps the restored
 //!   uuid and part counter so new names never collide with published ones.
+//! - Restored at another parallelism, each old subtask's state goes to exactly one new subtask
+//!   (old `j` to new `j % n`), which does the same for it: every pending file is committed once,
+//!   and a new subtask continues the numbering of the old one of its own index, if any.
 //! - The end of input of a job without checkpoints publishes everything; with checkpoints, the
 //!   job's final checkpoint does, once it is durable. Publishing earlier would duplicate rows if
 //!   the process died before that checkpoint was written: a new run would start from the previous
@@ -35,6 +38,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::rescale::StateDistribution;
 use crate::codec;
 use crate::connectors::csv::CsvEncoder;
 use crate::connectors::filesystem::{read_common, FileFormat};
@@ -610,16 +614,34 @@ impl Operator for FileSystemSink {
 
     /// An empty blob (no state was recorded for this operator) restores nothing.
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {
+        self.restore_rescaled(&[state])
+    }
+
+    /// Every old subtask's state goes to exactly one new subtask: its pending files are
+    /// committed once and its stray in-progress files deleted once.
+    fn state_distribution(&self) -> StateDistribution {
+        StateDistribution::RoundRobin
+    }
+
+    /// The states of the old subtasks assigned to this one (one at the same parallelism).
+    fn restore_rescaled(&mut self, states: &[&[u8]]) -> Result<()> {
         if self.current.is_some() || !self.pending.is_empty() || !self.unsnapshotted.is_empty() {
             return Err(EngineError::internal(
                 "filesystem sink: state restored into a subtask that already wrote files",
             ));
         }
         self.checkpointed = true;
-        if state.is_empty() {
-            return Ok(());
+        for state in states.iter().filter(|s| !s.is_empty()) {
+            self.restore_one(&SinkState::decode(state)?)?;
         }
-        let state = SinkState::decode(state)?;
+        Ok(())
+    }
+}
+
+impl FileSystemSink {
+    /// Restores the state of one old subtask: commits what it prepared and deletes what it wrote
+    /// after the restored checkpoint.
+    fn restore_one(&mut self, state: &SinkState) -> Result<()> {
         // The restored checkpoint is complete, so everything it prepared is committed.
         let mut changed = false;
         for files in state.pending.values() {
@@ -640,7 +662,7 @@ impl Operator for FileSystemSink {
         if state.subtask == self.subtask {
             let after_highest = highest.map_or(0, |h| h.saturating_add(1));
             self.next_part = state.next_part.max(after_highest);
-            self.uuid = state.uuid;
+            self.uuid = state.uuid.clone();
             self.name_prefix = prefix;
         }
         Ok(())

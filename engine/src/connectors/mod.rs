@@ -34,6 +34,19 @@ pub trait Source: Send {
             "this source cannot be restored from a checkpoint",
         ))
     }
+
+    /// Moves a freshly created source of a job restored at another parallelism to its share of
+    /// the positions of every old subtask (`positions[j]` is old subtask `j`'s): the union of
+    /// what they had left, split so that the new subtasks together read all of it once (Flink's
+    /// union redistribution). The default refuses any position.
+    fn restore_rescaled(&mut self, positions: &[Vec<u8>]) -> Result<()> {
+        if positions.iter().all(Vec::is_empty) {
+            return Ok(());
+        }
+        Err(crate::error::EngineError::data(
+            "this source cannot be restored at another parallelism",
+        ))
+    }
 }
 
 /// Builds one source instance per subtask.

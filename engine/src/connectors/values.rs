@@ -70,6 +70,14 @@ impl Source for ValuesSource {
         self.next = usize::try_from(u64::from_le_bytes(bytes)).unwrap_or(usize::MAX);
         Ok(())
     }
+
+    /// Subtask 0 emits every row at any parallelism: it continues from old subtask 0's position.
+    fn restore_rescaled(&mut self, positions: &[Vec<u8>]) -> Result<()> {
+        match positions.first() {
+            Some(first) if self.next != usize::MAX => self.restore_position(first),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

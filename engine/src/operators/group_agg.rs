@@ -276,6 +276,11 @@ impl Operator for GroupAggregate {
             .map_err(|e| EngineError::data(format!("cannot restore the GroupAggregate state: {e}")))
     }
 
+    /// The operator state is only the shape, the same in every old subtask: each must fit.
+    fn restore_rescaled(&mut self, states: &[&[u8]]) -> Result<()> {
+        states.iter().try_for_each(|s| self.restore_state(s))
+    }
+
     fn restore_keyed(&mut self, state: &str, key: &[u8], value: &[u8]) -> Result<()> {
         self.groups
             .restore_entry(&codec!(self), state, key, value)

@@ -22,8 +22,9 @@
 //! sessions) in a [`KeyedState`] named `fixed` or `session`; the firing order (timers) is kept in
 //! memory beside it and rebuilt from the keyed state on restore, as Flink's heap timers are. The
 //! operator state of a snapshot is the operator's shape and the watermark it has seen (it decides
-//! which rows are late); the late-record counter is a metric and starts again from zero, as
-//! Flink's metrics do.
+//! which rows are late; restored at another parallelism, the smallest watermark of the subtasks
+//! whose key groups a subtask takes over); the late-record counter is a metric and starts again
+//! from zero, as Flink's metrics do.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -563,6 +564,23 @@ impl Operator for WindowAggregate {
         self.watermark = self.decode_operator_state(state).map_err(|e| {
             EngineError::data(format!("cannot restore the WindowAggregate state: {e}"))
         })?;
+        Ok(())
+    }
+
+    /// The states of the old subtasks whose key groups this one takes over: the smallest of
+    /// their watermarks, so that no row one of them would still have accepted is dropped as late
+    /// (Flink restores no watermark at all).
+    fn restore_rescaled(&mut self, states: &[&[u8]]) -> Result<()> {
+        let mut watermark: Option<i64> = None;
+        for state in states.iter().filter(|s| !s.is_empty()) {
+            let w = self.decode_operator_state(state).map_err(|e| {
+                EngineError::data(format!("cannot restore the WindowAggregate state: {e}"))
+            })?;
+            watermark = Some(watermark.map_or(w, |m| m.min(w)));
+        }
+        if let Some(w) = watermark {
+            self.watermark = w;
+        }
         Ok(())
     }
 

@@ -10,8 +10,10 @@
 //!
 //! `_metadata` layout (payload of a framed file, magic `SSCK`, version 1): codec version byte,
 //! checkpoint id, trigger timestamp, number of entries, then per subtask: operator id, subtask
-//! index, length-prefixed state bytes. State is inlined: every subtask's state travels in the one
-//! file.
+//! index, length-prefixed state bytes; then the job's topology: a tag byte, the max parallelism (the
+//! number of key groups) and each operator's id and parallelism, which a restore at another
+//! parallelism needs (checkpoints written before it was recorded end after the states). State is
+//! inlined: every subtask's state travels in the one file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -64,7 +66,16 @@ pub struct RestoredCheckpoint {
     pub path: PathBuf,
     /// A savepoint rather than a checkpoint.
     pub is_savepoint: bool,
+    /// The number of key groups (`pipeline.max-parallelism`) of the job that took it; `None` in
+    /// checkpoints written before it was recorded.
+    pub max_parallelism: Option<usize>,
+    /// Each operator's parallelism when it was taken, by operator id; empty in checkpoints written
+    /// before it was recorded (the subtasks present then tell it).
+    pub parallelism: BTreeMap<u64, usize>,
 }
+
+/// The tag of the topology section of `_metadata`.
+const TOPOLOGY_TAG: u8 = 1;
 
 /// The acknowledgement a task's final state stands for in a checkpoint triggered after its input
 /// ended: nothing was synchronously or asynchronously written for it.
@@ -81,6 +92,20 @@ fn final_state_ack(state: &[u8]) -> Acknowledgement {
 }
 
 impl RestoredCheckpoint {
+    /// The parallelism operator `operator_id` had when this was taken: as recorded, else the
+    /// number of its subtasks with state (0 when it has none).
+    pub fn parallelism_of(&self, operator_id: u64) -> usize {
+        if let Some(&p) = self.parallelism.get(&operator_id) {
+            return p;
+        }
+        self.states
+            .keys()
+            .filter(|k| k.operator_id == operator_id)
+            .map(|k| k.subtask + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The `chk-<n>` (or savepoint) directory: files of the checkpoint are named relative to it.
     pub fn checkpoint_dir(&self) -> PathBuf {
         if self.path.is_dir() {
@@ -147,6 +172,15 @@ pub fn encode_metadata(checkpoint: &RestoredCheckpoint) -> Vec<u8> {
         codec::put_uvarint(&mut out, state.len() as u64);
         out.extend_from_slice(state);
     }
+    if let Some(max) = checkpoint.max_parallelism {
+        out.push(TOPOLOGY_TAG);
+        codec::put_uvarint(&mut out, max as u64);
+        codec::put_uvarint(&mut out, checkpoint.parallelism.len() as u64);
+        for (operator_id, p) in &checkpoint.parallelism {
+            codec::put_uvarint(&mut out, *operator_id);
+            codec::put_uvarint(&mut out, *p as u64);
+        }
+    }
     out
 }
 
@@ -177,6 +211,26 @@ pub fn decode_metadata(mut input: &[u8], path: &Path) -> Result<RestoredCheckpoi
             bytes.to_vec(),
         );
     }
+    let mut max_parallelism = None;
+    let mut parallelism = BTreeMap::new();
+    if !input.is_empty() {
+        if codec::get_u8(input)? != TOPOLOGY_TAG {
+            return Err(codec::corrupt("unknown section after the subtask states"));
+        }
+        let count = |v: u64| {
+            usize::try_from(v)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| codec::corrupt("parallelism out of range"))
+        };
+        max_parallelism = Some(count(codec::get_uvarint(input)?)?);
+        let n = codec::get_len(input)?;
+        for _ in 0..n {
+            let operator_id = codec::get_uvarint(input)?;
+            let p = count(codec::get_uvarint(input)?)?;
+            parallelism.insert(operator_id, p);
+        }
+    }
     codec::expect_end(input)?;
     Ok(RestoredCheckpoint {
         checkpoint_id,
@@ -184,6 +238,8 @@ pub fn decode_metadata(mut input: &[u8], path: &Path) -> Result<RestoredCheckpoi
         states,
         path: path.to_path_buf(),
         is_savepoint,
+        max_parallelism,
+        parallelism,
     })
 }
 
@@ -407,6 +463,8 @@ fn take_failed(pending: &mut Pending, id: u64) -> FailedCheckpoint {
 pub(crate) struct Coordinator {
     pub setup: CheckpointSetup,
     pub tasks: Vec<TaskKey>,
+    /// The job's number of key groups, recorded in every checkpoint for a later restore.
+    pub max_parallelism: usize,
     /// Command channels of the source subtasks.
     pub sources: Vec<Sender<TaskCommand>>,
     /// Command channels of every subtask (completion notices).
@@ -632,13 +690,12 @@ impl Coordinator {
                         let id = next_id;
                         self.next_id
                             .fetch_max(id.saturating_add(1), Ordering::SeqCst);
-                        let checkpoint = RestoredCheckpoint {
-                            checkpoint_id: id,
-                            trigger_ms: stats.final_trigger_ms.unwrap_or(now),
-                            states: std::mem::take(&mut final_states),
-                            path: PathBuf::new(),
-                            is_savepoint: false,
-                        };
+                        let checkpoint = self.checkpoint(
+                            id,
+                            stats.final_trigger_ms.unwrap_or(now),
+                            std::mem::take(&mut final_states),
+                            false,
+                        );
                         stats.final_pending(id);
                         let (dir, written) = self.write_metadata(&checkpoint);
                         if let Err(e) = written {
@@ -708,6 +765,30 @@ impl Coordinator {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
+        }
+    }
+
+    /// A completed checkpoint of this job: its states and the job's topology.
+    fn checkpoint(
+        &self,
+        checkpoint_id: u64,
+        trigger_ms: i64,
+        states: BTreeMap<TaskKey, Vec<u8>>,
+        is_savepoint: bool,
+    ) -> RestoredCheckpoint {
+        let mut parallelism = BTreeMap::new();
+        for task in &self.tasks {
+            let p = parallelism.entry(task.operator_id).or_insert(0);
+            *p = (*p).max(task.subtask + 1);
+        }
+        RestoredCheckpoint {
+            checkpoint_id,
+            trigger_ms,
+            states,
+            path: PathBuf::new(),
+            is_savepoint,
+            max_parallelism: Some(self.max_parallelism),
+            parallelism,
         }
     }
 
@@ -922,23 +1003,11 @@ impl Coordinator {
             .remove(&checkpoint_id)
             .expect("invariant: the checkpoint was just found pending");
         if let Some(sp) = savepoint {
-            let checkpoint = RestoredCheckpoint {
-                checkpoint_id,
-                trigger_ms: p.trigger_ms(),
-                states,
-                path: PathBuf::new(),
-                is_savepoint: true,
-            };
+            let checkpoint = self.checkpoint(checkpoint_id, p.trigger_ms(), states, true);
             self.complete_savepoint(&checkpoint, p.kind(), sp, failures, stats, shared)?;
             return Ok(());
         }
-        let checkpoint = RestoredCheckpoint {
-            checkpoint_id,
-            trigger_ms: p.trigger_ms(),
-            states,
-            path: PathBuf::new(),
-            is_savepoint: false,
-        };
+        let checkpoint = self.checkpoint(checkpoint_id, p.trigger_ms(), states, false);
         let (dir, written) = self.write_metadata(&checkpoint);
         if let Err(e) = written {
             eprintln!("streamsql: checkpoint {checkpoint_id} failed: {e}");
@@ -1308,10 +1377,22 @@ mod tests {
             states,
             path: PathBuf::from("x"),
             is_savepoint: false,
+            max_parallelism: Some(256),
+            parallelism: [(7, 3), (9, 1)].into_iter().collect(),
         };
         let bytes = encode_metadata(&c);
         assert_eq!(decode_metadata(&bytes, Path::new("x")).unwrap(), c);
-        for cut in 0..bytes.len() {
+        assert_eq!((c.parallelism_of(7), c.parallelism_of(8)), (3, 0));
+        // A checkpoint written before the topology was recorded still reads.
+        let old = RestoredCheckpoint {
+            max_parallelism: None,
+            parallelism: BTreeMap::new(),
+            ..c.clone()
+        };
+        let back = decode_metadata(&encode_metadata(&old), Path::new("x")).unwrap();
+        assert_eq!(back, old);
+        let old_len = encode_metadata(&old).len();
+        for cut in (0..bytes.len()).filter(|&cut| cut != old_len) {
             assert!(decode_metadata(&bytes[..cut], Path::new("x")).is_err());
         }
     }
@@ -1383,6 +1464,7 @@ mod tests {
                 .collect(),
                 path: PathBuf::new(),
                 is_savepoint: false,
+                ..RestoredCheckpoint::default()
             };
             link_final_state_files(&job, &checkpoint).unwrap();
             let dir = job.join(format!("chk-{id}")).join("taskowned");
@@ -1512,6 +1594,7 @@ mod tests {
             states: BTreeMap::new(),
             path: checkpoint_dir(&dir, 1).join(METADATA_FILE),
             is_savepoint: false,
+            ..RestoredCheckpoint::default()
         };
         let second = StatsRecorder::open(&setup(&dir, Some(restore)), &tasks(), 5_000);
         // Ids continue past every checkpoint monitoring knows.

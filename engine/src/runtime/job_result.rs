@@ -134,6 +134,7 @@ mod tests {
             states: Default::default(),
             path: PathBuf::new(),
             is_savepoint: false,
+            ..RestoredCheckpoint::default()
         };
         checkpointing::write_checkpoint_metadata(job_dir, &checkpoint).unwrap();
     }

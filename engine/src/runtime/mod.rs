@@ -12,6 +12,7 @@ pub mod control;
 mod exchange;
 pub mod job_result;
 pub mod local_state;
+mod rescale;
 pub mod subtask_state;
 mod task;
 pub mod watermark;
@@ -43,6 +44,9 @@ pub struct RuntimeSettings {
     pub timer_interval: Duration,
     /// `pipeline.max-parallelism`: the number of key groups.
     pub max_parallelism: usize,
+    /// Whether the user set `pipeline.max-parallelism`: a restore then requires the snapshot's to
+    /// match it, while a derived one is replaced by the snapshot's, as in Flink.
+    pub max_parallelism_explicit: bool,
     pub clock: Arc<dyn Clock>,
     /// Checkpointing, when `execution.checkpointing.interval` is set (or a job resumes).
     pub checkpointing: Option<checkpointing::CheckpointSetup>,
@@ -63,6 +67,7 @@ impl Default for RuntimeSettings {
             buffer_timeout: Some(Duration::from_millis(100)),
             timer_interval: Duration::from_millis(200),
             max_parallelism: 128,
+            max_parallelism_explicit: false,
             clock: Arc::new(SystemClock),
             checkpointing: None,
             restart: None,
@@ -283,6 +288,7 @@ impl Attempt {
 /// Starts `graph` and supervises it: a failed attempt is restarted (from the latest completed
 /// checkpoint when the job checkpoints) as `settings.restart` allows.
 pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHandle> {
+    let settings = &with_restored_max_parallelism(graph, settings)?;
     if let Some(setup) = &settings.checkpointing {
         // A new run of the job: the record of an earlier run's end no longer applies.
         job_result::clear(&setup.job_dir)?;
@@ -334,6 +340,50 @@ pub fn start(graph: &DataflowGraph, settings: &RuntimeSettings) -> Result<JobHan
         savepoints: checkpoints.then_some(savepoint_tx),
         metrics,
     })
+}
+
+/// `settings` with the number of key groups of the checkpoint the job restores from, as Flink
+/// assigns state: a max parallelism the user did not set is taken from the snapshot, one the user
+/// set must match it, and no operator may then run at a higher parallelism.
+fn with_restored_max_parallelism(
+    graph: &DataflowGraph,
+    settings: &RuntimeSettings,
+) -> Result<RuntimeSettings> {
+    let restore = settings
+        .checkpointing
+        .as_ref()
+        .and_then(|c| c.restore.as_ref());
+    let Some(restored) = restore.and_then(|r| r.max_parallelism) else {
+        return Ok(settings.clone());
+    };
+    // Flink names the job vertex whose state it assigns: the first operator with state.
+    let vertex = |node: &crate::graph::Node| format!("{} ({:032x})", node.name, node.id);
+    let with_state: Vec<&crate::graph::Node> = graph
+        .nodes
+        .iter()
+        .filter(|n| restore.is_some_and(|r| r.parallelism_of(n.id) > 0))
+        .collect();
+    let Some(first) = with_state.first() else {
+        return Ok(settings.clone());
+    };
+    let max = crate::checkpoint::rescale::max_parallelism_to_restore(
+        restored,
+        settings.max_parallelism,
+        settings.max_parallelism_explicit,
+        &vertex(first),
+    )
+    .map_err(EngineError::data)?;
+    for node in &with_state {
+        crate::checkpoint::rescale::check_parallelism(
+            max,
+            node.parallelism,
+            &format!("{:032x}", node.id),
+        )
+        .map_err(EngineError::data)?;
+    }
+    let mut adjusted = settings.clone();
+    adjusted.max_parallelism = max;
+    Ok(adjusted)
 }
 
 /// Deletes the job's completed checkpoints when its retention does not keep them for this end
@@ -554,10 +604,8 @@ fn start_attempt(
     if let Some(setup) = &ckpt_setup {
         if let Some(restore) = &setup.restore {
             for key in restore.states.keys() {
-                let known = graph
-                    .nodes
-                    .iter()
-                    .any(|n| n.id == key.operator_id && key.subtask < n.parallelism);
+                // At another parallelism an operator's state is redistributed over its subtasks.
+                let known = graph.nodes.iter().any(|n| n.id == key.operator_id);
                 if !known && !setup.allow_non_restored_state {
                     return Err(EngineError::data(format!(
                         "Failed to rollback to checkpoint/savepoint {}. Cannot map checkpoint/savepoint state for operator {:032x} subtask {} to the new program, because the operator is not available in the new program. If you want to allow to skip this, you can set the --allowNonRestoredState option on the CLI.",
@@ -573,6 +621,10 @@ fn start_attempt(
     let mut threads = Vec::new();
     let mut all_metrics = Vec::new();
     for (i, node) in graph.nodes.iter().enumerate() {
+        let rescaled = ckpt_setup
+            .as_ref()
+            .and_then(|s| s.restore.as_ref())
+            .and_then(|r| rescaled_restore(r, node, settings.max_parallelism));
         let node_writers = std::mem::take(&mut writers[i]);
         let node_receivers = std::mem::take(&mut receivers[i]);
         for (subtask, (edge_writers, inputs)) in
@@ -622,7 +674,9 @@ fn start_attempt(
                     restore: setup
                         .restore
                         .as_ref()
+                        .filter(|_| rescaled.is_none())
                         .and_then(|r| r.states.get(&key).cloned()),
+                    rescaled: rescaled.clone(),
                     restore_dir: setup
                         .restore
                         .as_ref()
@@ -684,6 +738,7 @@ fn start_attempt(
         let coordinator = checkpointing::Coordinator {
             setup,
             tasks: task_keys,
+            max_parallelism: settings.max_parallelism,
             sources: source_cmds,
             all: all_cmds,
             events: event_rx,
@@ -710,6 +765,32 @@ fn start_attempt(
         shared,
         metrics: all_metrics,
     })
+}
+
+/// The states of every old subtask of `node` when the checkpoint was taken at another parallelism
+/// than `node` now runs at; `None` when the states map subtask to subtask (or there are none).
+fn rescaled_restore(
+    restore: &checkpointing::RestoredCheckpoint,
+    node: &crate::graph::Node,
+    max_parallelism: usize,
+) -> Option<Arc<rescale::RescaledRestore>> {
+    let old = restore.parallelism_of(node.id);
+    if old == 0 || old == node.parallelism {
+        return None;
+    }
+    let states = (0..old)
+        .map(|subtask| {
+            let key = crate::checkpoint::TaskKey {
+                operator_id: node.id,
+                subtask,
+            };
+            restore.states.get(&key).cloned()
+        })
+        .collect();
+    Some(Arc::new(rescale::RescaledRestore {
+        old: states,
+        max_parallelism,
+    }))
 }
 
 /// Runs `graph` to the end on the calling thread's behalf (blocking).

@@ -59,6 +59,9 @@ pub(crate) struct TaskCheckpointing {
     pub events: crossbeam_channel::Sender<TaskEvent>,
     /// The subtask's state (an encoded [`SubtaskState`]) to start from.
     pub restore: Option<Vec<u8>>,
+    /// The states of every old subtask when the checkpoint was taken at another parallelism
+    /// (then `restore` is `None`).
+    pub rescaled: Option<Arc<super::rescale::RescaledRestore>>,
     /// The directory of the checkpoint restored from: keyed-state files are named relative to it.
     pub restore_dir: PathBuf,
     pub mode: CheckpointingMode,
@@ -446,7 +449,9 @@ pub(crate) fn run(
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match kind {
         NodeKind::Source(factory) => {
             let mut source = factory.create(ctx)?;
-            if let Some(bytes) = ckpt.as_ref().and_then(|c| c.restore.as_deref()) {
+            if let Some((c, r)) = ckpt.as_ref().and_then(|c| Some(c).zip(c.rescaled.as_ref())) {
+                super::rescale::restore_source(source.as_mut(), ctx, r, &c.restore_dir)?;
+            } else if let Some(bytes) = ckpt.as_ref().and_then(|c| c.restore.as_deref()) {
                 let state = SubtaskState::decode(bytes).map_err(|e| {
                     EngineError::data(format!("cannot restore {}: {e}", ctx.thread_name()))
                 })?;
@@ -456,7 +461,16 @@ pub(crate) fn run(
         }
         NodeKind::Operator(factory) => {
             let mut op = factory.create(ctx)?;
-            if let Some(c) = &ckpt {
+            if let Some((c, r)) = ckpt.as_ref().and_then(|c| Some(c).zip(c.rescaled.as_ref())) {
+                let bytes = super::rescale::restore_operator(
+                    op.as_mut(),
+                    ctx,
+                    r,
+                    &c.restore_dir,
+                    c.restore_local.as_deref(),
+                )?;
+                shared.restored(bytes);
+            } else if let Some(c) = &ckpt {
                 // Always called when the job checkpoints, with an empty blob when there is no
                 // state: a transactional sink then holds its output for checkpoints from the
                 // first row on.
