@@ -102,6 +102,7 @@ impl Subtask {
             ))),
             config,
             checkpointing: true,
+            ttl: None,
         };
         let state = KeyedState::new("s", &ctx, MAX_PARALLELISM);
         Subtask {
@@ -175,7 +176,7 @@ fn restore(backend: BackendKind, chains: &[Vec<Snapshot>], parallelism: usize) -
                 I64Codec.encode_key(&k, &mut key);
                 I64Codec.encode_value(&v, &mut value);
                 sub.state
-                    .restore_entry(&I64Codec, &key, &value)
+                    .restore_entry(&I64Codec, "s", &key, &value)
                     .expect("restores");
             }
             sub
