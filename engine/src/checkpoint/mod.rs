@@ -3,7 +3,8 @@
 //! This module owns what is decided, not what is done: which input a task blocks and when it
 //! snapshots ([`alignment`]), when the coordinator triggers a checkpoint, when one is complete,
 //! expired or must fail the job, which checkpoints retention deletes and which one recovery loads
-//! ([`coordinator`]), why a checkpoint failed ([`failure`]), and whether and when a failed job is
+//! ([`coordinator`]), which in-flight records an unaligned checkpoint persists ([`in_flight`]),
+//! why a checkpoint failed ([`failure`]), and whether and when a failed job is
 //! restarted ([`restart`]). Nothing here performs I/O, reads the system clock or spawns a thread:
 //! time is passed in as milliseconds, facts are passed in as values, so every rule is tested as a
 //! table of scenarios. The runtime owns the loop and calls these structs; `docs/checkpointing.md`
@@ -12,6 +13,7 @@
 pub mod alignment;
 pub mod coordinator;
 pub mod failure;
+pub mod in_flight;
 pub mod restart;
 pub mod stats;
 

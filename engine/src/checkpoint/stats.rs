@@ -146,9 +146,9 @@ impl SubtaskStats {
             async_duration: ack.async_duration_ms,
             alignment_duration: ack.alignment_duration_ms,
             start_delay: ack.start_delay_ms,
-            processed_data: 0,
-            persisted_data: 0,
-            unaligned: false,
+            processed_data: ack.processed_data,
+            persisted_data: ack.persisted_data,
+            unaligned: ack.unaligned,
         }
     }
 
@@ -1016,9 +1016,7 @@ fn config_json(config: &Configuration) -> Result<Value> {
         },
         "state_backend": state_backend,
         "checkpoint_storage": checkpoint_storage,
-        "unaligned_checkpoints": config
-            .get_bool("execution.checkpointing.unaligned.enabled")
-            .unwrap_or(false),
+        "unaligned_checkpoints": cc.unaligned,
         "tolerable_failed_checkpoints": cc.tolerable_failed,
         "aligned_checkpoint_timeout": config
             .get_duration("execution.checkpointing.aligned-checkpoint-timeout")
@@ -1449,8 +1447,18 @@ mod tests {
         );
         assert_eq!(c["state_backend"], "HashMapStateBackend");
         assert_eq!(c["checkpoint_storage"], "FileSystemCheckpointStorage");
-        assert_eq!(c["unaligned_checkpoints"], true);
+        // Flink turns unaligned checkpoints off in AT_LEAST_ONCE.
+        assert_eq!(c["unaligned_checkpoints"], false);
         assert_eq!(c["tolerable_failed_checkpoints"], 3);
+        conf.set("execution.checkpointing.mode", "EXACTLY_ONCE")
+            .expect("valid");
+        conf.set("execution.checkpointing.aligned-checkpoint-timeout", "3 s")
+            .expect("valid");
+        let c = CheckpointStatsTracker::new(&conf)
+            .expect("valid")
+            .config_json();
+        assert_eq!(c["unaligned_checkpoints"], true);
+        assert_eq!(c["aligned_checkpoint_timeout"], 3000);
     }
 
     fn tmp(name: &str) -> PathBuf {
@@ -1519,6 +1527,7 @@ mod tests {
             async_duration_ms: 2,
             alignment_duration_ms: 3,
             start_delay_ms: 4,
+            ..Acknowledgement::default()
         };
         let s = SubtaskStats::from_acknowledgement(&a, 77);
         assert_eq!(

@@ -77,6 +77,7 @@ fn final_state_ack(state: &[u8]) -> Acknowledgement {
         async_duration_ms: 0,
         alignment_duration_ms: 0,
         start_delay_ms: 0,
+        ..Acknowledgement::default()
     }
 }
 
@@ -1359,6 +1360,7 @@ mod tests {
                     path: path.into(),
                     size: 16,
                 },
+                in_flight: Vec::new(),
             }
             .encode()
         };
