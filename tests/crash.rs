@@ -7,8 +7,8 @@
 //!
 //! A third variant turns on unaligned checkpoints (barriers overtake queued batches, which are
 //! persisted as in-flight data and replayed on restore), incremental checkpoints and local
-//! recovery together, with a sink slowed by a small channel capacity so that barriers do
-//! overtake data.
+//! recovery together: the windowed aggregation reads a hash edge, so its task takes unaligned
+//! checkpoints.
 //!
 //! The seed is printed; `CRASH_SEED=<n>` replays a run, `CRASH_KILLS=<n>` changes the number of
 //! kills (default 50).

@@ -83,6 +83,9 @@ struct Recording {
     from: Vec<u64>,
     /// The barrier's stamp of each channel, once known.
     until: Vec<Option<u64>>,
+    /// The last message of each channel recorded: messages are recorded when the task copies
+    /// them ahead of processing ([`InFlightTracker::on_pulled`]) or when it processes them.
+    recorded: Vec<u64>,
 }
 
 /// Per-channel message counts and the in-flight window of the checkpoint being recorded.
@@ -123,6 +126,11 @@ impl InFlightTracker {
                 self.processed.len()
             )))
         }
+    }
+
+    /// Messages of `channel` processed so far.
+    pub fn processed(&self, channel: usize) -> u64 {
+        self.processed.get(channel).copied().unwrap_or(0)
     }
 
     /// The checkpoint being recorded, if any.
@@ -183,9 +191,7 @@ impl InFlightTracker {
         self.check(channel)?;
         self.processed[channel] += 1;
         let seq = self.processed[channel];
-        let record = self.recording.as_ref().is_some_and(|r| {
-            seq > r.from[channel] && r.until[channel].is_none_or(|until| seq <= until)
-        });
+        let record = self.record(channel, seq);
         let mut barrier_after = None;
         if let Some((_, stamp)) = &self.announced[channel] {
             if *stamp == seq {
@@ -199,6 +205,39 @@ impl InFlightTracker {
             record,
             barrier_after,
         })
+    }
+
+    /// Whether message `seq` of `channel` is in flight and not yet recorded; marks it recorded.
+    fn record(&mut self, channel: usize, seq: u64) -> bool {
+        let Some(r) = self.recording.as_mut() else {
+            return false;
+        };
+        let in_window = seq > r.from[channel] && r.until[channel].is_none_or(|until| seq <= until);
+        if in_window && seq > r.recorded[channel] {
+            r.recorded[channel] = seq;
+            return true;
+        }
+        false
+    }
+
+    /// How many more messages of `channel` the task may copy ahead of processing, with `held`
+    /// already copied and not yet processed: those up to the channel's barrier, once known. The
+    /// checkpoint then completes without waiting for the task to process its in-flight data, as
+    /// Flink persists its input buffers; the copies are bounded by the channel's capacity.
+    pub fn to_pull(&self, channel: usize, held: usize) -> u64 {
+        let Some(r) = &self.recording else {
+            return 0;
+        };
+        match (r.until.get(channel), self.processed.get(channel)) {
+            (Some(Some(until)), Some(p)) => until.saturating_sub(p + held as u64),
+            _ => 0,
+        }
+    }
+
+    /// The task copied message `seq` of `channel` ahead of processing it: whether to record it.
+    /// [`InFlightTracker::on_message`] does not record it again.
+    pub fn on_pulled(&mut self, channel: usize, seq: u64) -> bool {
+        channel < self.processed.len() && self.record(channel, seq)
     }
 
     /// `channel` ended after the message last processed. Returns the checkpoint whose recording
@@ -242,6 +281,7 @@ impl InFlightTracker {
             checkpoint_id: id,
             from: self.processed.clone(),
             until,
+            recorded: self.processed.clone(),
         });
     }
 
@@ -250,8 +290,8 @@ impl InFlightTracker {
         self.recording.as_ref().is_some_and(|r| {
             r.until
                 .iter()
-                .zip(&self.processed)
-                .all(|(u, p)| u.is_some_and(|u| *p >= u))
+                .zip(self.processed.iter().zip(&r.recorded))
+                .all(|(u, (p, rec))| u.is_some_and(|u| (*p).max(*rec) >= u))
         })
     }
 
@@ -411,6 +451,28 @@ mod tests {
         t.announce(0, &barrier(4), 0).expect("ok");
         t.start_recording(4);
         assert!(t.is_complete());
+    }
+
+    #[test]
+    fn copies_ahead_of_processing_complete_the_recording_and_are_not_recorded_twice() {
+        let mut t = InFlightTracker::new(1);
+        process(&mut t, 0, 2);
+        t.announce(0, &barrier(1), 5).expect("ok");
+        t.start_recording(1);
+        assert_eq!(t.to_pull(0, 0), 3, "messages 3..=5 are before the barrier");
+        assert!(t.on_pulled(0, 3));
+        assert!(t.on_pulled(0, 4));
+        assert_eq!(t.to_pull(0, 2), 1);
+        assert!(!t.is_complete());
+        assert!(t.on_pulled(0, 5));
+        assert!(t.is_complete(), "complete before any of them is processed");
+        assert_eq!(t.to_pull(0, 3), 0);
+        assert!(!t.on_pulled(0, 6), "after the barrier");
+        assert_eq!(
+            process(&mut t, 0, 4),
+            0,
+            "already recorded, or after the barrier"
+        );
     }
 
     #[test]

@@ -631,6 +631,11 @@ impl CheckpointStatsTracker {
             return false;
         }
         *slot = Some(stats);
+        // Flink's checkpoint is unaligned once any subtask's snapshot was (also after an aligned
+        // start switched at the aligned-checkpoint timeout).
+        if stats.unaligned && c.checkpoint_type == CheckpointType::Checkpoint {
+            c.checkpoint_type = CheckpointType::UnalignedCheckpoint;
+        }
         true
     }
 
@@ -1516,6 +1521,27 @@ mod tests {
         let err = CheckpointStatsTracker::load(&p).expect_err("inconsistent");
         assert!(err.to_string().contains("checkpoint 99"), "{err}");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_unaligned_subtask_snapshot_makes_the_checkpoint_unaligned() {
+        let mut t = CheckpointStatsTracker::new(&Configuration::new()).expect("valid");
+        t.report_pending(1, 0, CheckpointType::Checkpoint, 2);
+        let aligned = SubtaskStats::default();
+        assert!(t.report_subtask_ack(1, 7, "op", 0, aligned));
+        let details = |t: &CheckpointStatsTracker| t.details_json(1).expect("known");
+        assert_eq!(details(&t)["checkpoint_type"], "CHECKPOINT");
+        let unaligned = SubtaskStats {
+            unaligned: true,
+            persisted_data: 300,
+            processed_data: 300,
+            ..SubtaskStats::default()
+        };
+        assert!(t.report_subtask_ack(1, 7, "op", 1, unaligned));
+        let h = details(&t);
+        assert_eq!(h["checkpoint_type"], "UNALIGNED_CHECKPOINT");
+        assert_eq!(h["persisted_data"], 300);
+        assert_eq!(h["processed_data"], 300);
     }
 
     #[test]

@@ -667,7 +667,9 @@ struct UnalignedInputs {
     policy: UnalignedPolicy,
     priority: Vec<Option<Receiver<PriorityBarrier>>>,
     tracker: InFlightTracker,
-    held: Vec<Option<Message>>,
+    /// Messages taken from a channel and not yet processed: copied ahead as in-flight data, or
+    /// read just before the channel's barrier turned out to be before them.
+    held: Vec<std::collections::VecDeque<Message>>,
     recording: Option<ChannelState>,
     /// The checkpoint that switches to unaligned at this time (ms), while aligned.
     deadline: Option<(CheckpointBarrier, i64)>,
@@ -687,12 +689,41 @@ impl UnalignedInputs {
             policy,
             priority,
             tracker: InFlightTracker::new(n),
-            held: (0..n).map(|_| None).collect(),
+            held: (0..n).map(|_| std::collections::VecDeque::new()).collect(),
             recording: None,
             deadline: None,
             parallelism,
             layout,
         }
+    }
+
+    /// Copies the in-flight messages already queued on the data channels of the checkpoint
+    /// being recorded (up to each channel's barrier), without waiting for any.
+    fn pull_ahead(&mut self, inputs: &[(Receiver<Message>, usize)], open: &[bool]) {
+        for (ch, (rx, _)) in inputs.iter().enumerate() {
+            if !open[ch] {
+                continue;
+            }
+            let mut left = self.tracker.to_pull(ch, self.held[ch].len());
+            while left > 0 {
+                let Ok(msg) = rx.try_recv() else {
+                    break;
+                };
+                let seq = self.tracker_seq(ch);
+                if self.tracker.on_pulled(ch, seq) {
+                    if let Some(rec) = self.recording.as_mut() {
+                        rec.record(ch, &msg);
+                    }
+                }
+                self.held[ch].push_back(msg);
+                left -= 1;
+            }
+        }
+    }
+
+    /// The sequence number the next message copied from `channel` has.
+    fn tracker_seq(&self, channel: usize) -> u64 {
+        self.tracker.processed(channel) + self.held[channel].len() as u64 + 1
     }
 
     /// Takes every barrier waiting on `channel`'s priority path.
@@ -1000,6 +1031,9 @@ fn run_operator(
         // Barriers on priority paths first: they overtake whatever is queued. Then the
         // alignment timer.
         if let (Some(c), Some(a), Some(u)) = (ckpt, aligner.as_mut(), unaligned.as_mut()) {
+            // Copies first, so that every barrier sent before a copied message is drained below
+            // before that message is processed.
+            u.pull_ahead(inputs, &open);
             let now_ms = settings.clock.now_millis();
             let announced: Vec<(usize, PriorityBarrier)> = (0..inputs.len())
                 .flat_map(|ch| u.drain(ch).into_iter().map(move |b| (ch, b)))
@@ -1031,8 +1065,8 @@ fn run_operator(
         let readable: Vec<bool> = open.iter().zip(&blocked).map(|(o, b)| *o && !*b).collect();
         let held = unaligned.as_mut().and_then(|u| {
             (0..inputs.len())
-                .find(|ch| readable[*ch] && u.held[*ch].is_some())
-                .and_then(|ch| u.held[ch].take().map(|m| (ch, m)))
+                .find(|ch| readable[*ch] && !u.held[*ch].is_empty())
+                .and_then(|ch| u.held[ch].pop_front().map(|m| (ch, m)))
         });
         let (received, from_held) = match held {
             Some((ch, msg)) => (Received::Message(ch, msg), true),
@@ -1072,7 +1106,7 @@ fn run_operator(
                 }
                 if blocked[ch] {
                     if let Some(u) = unaligned.as_mut() {
-                        u.held[ch] = Some(msg);
+                        u.held[ch].push_back(msg);
                     }
                     Received::Timeout
                 } else {
