@@ -5,6 +5,11 @@
 //! written to snappy-compressed files in `taskowned/` (inline threshold 0), so a kill can land
 //! while those files are being written.
 //!
+//! A third variant turns on unaligned checkpoints (barriers overtake queued batches, which are
+//! persisted as in-flight data and replayed on restore), incremental checkpoints and local
+//! recovery together: the windowed aggregation reads a hash edge, so its task takes unaligned
+//! checkpoints.
+//!
 //! The seed is printed; `CRASH_SEED=<n>` replays a run, `CRASH_KILLS=<n>` changes the number of
 //! kills (default 50).
 
@@ -20,9 +25,30 @@ use rand_chacha::ChaCha8Rng;
 
 const ROWS: usize = 60_000;
 
-fn pipeline(dir: &Path, incremental: bool) -> String {
+/// Which checkpointing features a crash loop runs with.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    name: &'static str,
+    incremental: bool,
+    /// Unaligned checkpoints and local recovery as well.
+    unaligned_local: bool,
+}
+
+fn pipeline(dir: &Path, v: Variant) -> String {
+    let incremental = v.incremental;
+    let extra = if v.unaligned_local {
+        format!(
+            "SET 'execution.checkpointing.unaligned.enabled' = 'true';
+SET 'execution.state-recovery.from-local' = 'true';
+SET 'execution.checkpointing.local-backup.dirs' = '{}/local';
+",
+            dir.display()
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "SET 'execution.checkpointing.interval' = '50 ms';
+        "{extra}SET 'execution.checkpointing.interval' = '50 ms';
 SET 'execution.checkpointing.incremental' = '{incremental}';
 SET 'state.checkpoints.dir' = '{dir}/checkpoints';
 SET 'parallelism.default' = '2';
@@ -92,28 +118,50 @@ fn run(dir: &Path, resume: bool) -> std::process::Child {
         .expect("streamsql starts")
 }
 
-fn fresh(root: &Path, name: &str, incremental: bool) -> PathBuf {
+fn fresh(root: &Path, name: &str, v: Variant) -> PathBuf {
     let dir = root.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     write_input(&dir);
-    std::fs::write(dir.join("p.sql"), pipeline(&dir, incremental)).expect("pipeline");
+    std::fs::write(dir.join("p.sql"), pipeline(&dir, v)).expect("pipeline");
     dir
 }
 
 #[test]
 fn sigkill_and_resume_loses_nothing_and_duplicates_nothing() {
-    crash_loop(false, 50);
+    let v = Variant {
+        name: "aligned",
+        incremental: false,
+        unaligned_local: false,
+    };
+    crash_loop(v, 50);
 }
 
 /// The same with incremental checkpoints: chains of delta files in `shared/`, referenced by the
 /// retained checkpoint, must restore exactly whatever moment the kill hits.
 #[test]
 fn sigkill_and_resume_with_incremental_checkpoints_loses_nothing_and_duplicates_nothing() {
-    crash_loop(true, 30);
+    let v = Variant {
+        name: "incremental",
+        incremental: true,
+        unaligned_local: false,
+    };
+    crash_loop(v, 30);
 }
 
-fn crash_loop(incremental: bool, default_kills: usize) {
+/// Unaligned checkpoints with incremental checkpoints and local recovery: restored state, the
+/// replayed in-flight data and the rewound sources must together give every row exactly once.
+#[test]
+fn sigkill_and_resume_with_unaligned_incremental_and_local_recovery_is_exact() {
+    let v = Variant {
+        name: "unaligned",
+        incremental: true,
+        unaligned_local: true,
+    };
+    crash_loop(v, 30);
+}
+
+fn crash_loop(v: Variant, default_kills: usize) {
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -128,13 +176,11 @@ fn crash_loop(incremental: bool, default_kills: usize) {
         .unwrap_or(default_kills);
     eprintln!("crash test seed: {seed} (replay with CRASH_SEED={seed})");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let root = std::env::temp_dir().join(format!(
-        "streamsql-crash-{}-{incremental}",
-        std::process::id()
-    ));
+    let root =
+        std::env::temp_dir().join(format!("streamsql-crash-{}-{}", std::process::id(), v.name));
 
     // The reference: one uninterrupted run.
-    let reference = fresh(&root, "reference", incremental);
+    let reference = fresh(&root, "reference", v);
     let started = std::time::Instant::now();
     let status = run(&reference, false).wait().expect("runs");
     assert!(status.success(), "the uninterrupted run succeeds");
@@ -154,7 +200,7 @@ fn crash_loop(incremental: bool, default_kills: usize) {
     let mut restored_runs = 0;
     while kills < kills_wanted {
         scenario += 1;
-        let dir = fresh(&root, &format!("crashed-{scenario}"), incremental);
+        let dir = fresh(&root, &format!("crashed-{scenario}"), v);
         let mut finished = false;
         while !finished && kills < kills_wanted {
             if common::has_checkpoint(&dir.join("checkpoints")) {

@@ -401,20 +401,23 @@ static KEYS: &[KeySpec] = &[
         "Unaligned checkpoints: barriers overtake in-flight records, which are stored with the checkpoint.",
     )
     .aliases(&["execution.checkpointing.unaligned"])
-    .default("false"),
+    .default("false")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.unaligned.forced",
         BOOL,
-        "Forces unaligned checkpoints even where Flink would fall back to aligned ones.",
+        "Forces unaligned checkpoints where Flink refuses them (custom partitioners, iterations; neither exists in streamsql). Forward and broadcast inputs keep their task aligned regardless, as in Flink.",
     )
-    .default("false"),
+    .default("false")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.aligned-checkpoint-timeout",
         DURATION,
         "With unaligned checkpoints enabled, start aligned and switch to unaligned after this long; 0 ms starts unaligned.",
     )
     .aliases(&["execution.checkpointing.alignment-timeout"])
-    .default("0 ms"),
+    .default("0 ms")
+    .honoured(),
     KeySpec::new(
         "execution.checkpointing.snapshot-compression",
         BOOL,
@@ -1611,9 +1614,14 @@ mod tests {
         );
         c.set("execution.checkpointing.unaligned.enabled", "true")
             .unwrap();
+        assert!(
+            c.unimplemented_settings().is_empty(),
+            "unaligned checkpoints are honoured"
+        );
+        c.set("state.backend.async", "false").unwrap();
         assert_eq!(
             c.unimplemented_settings(),
-            vec![("execution.checkpointing.unaligned.enabled", "true")]
+            vec![("state.backend.async", "false")]
         );
         c.set("parallelism.default", "4").unwrap();
         assert_eq!(

@@ -37,6 +37,15 @@ impl CheckpointBarrier {
     }
 }
 
+/// A barrier on the priority path of a channel (unaligned checkpoints): it overtakes the messages
+/// queued on the channel, and `stamp` says where it belongs among them: the number of messages
+/// its sender had sent on the channel before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriorityBarrier {
+    pub barrier: CheckpointBarrier,
+    pub stamp: u64,
+}
+
 /// Where a savepoint's files go, and whether the job stops after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SavepointTarget {

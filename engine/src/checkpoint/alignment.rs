@@ -16,7 +16,10 @@
 //!   `CHECKPOINT_DECLINED_SUBSUMED` and starts aligning the newer one.
 //! - Time is the caller's clock in milliseconds; alignment durations never go negative.
 //!
-//! Unaligned checkpoints (barriers overtaking in-flight data) are not decided here.
+//! - Unaligned checkpoints: [`BarrierAligner::switch_to_unaligned`] ends the alignment of a
+//!   checkpoint that is taken unaligned (at its first barrier, or when its alignment timed out),
+//!   so that its later barriers are obsolete; which records are in flight is decided by
+//!   [`crate::checkpoint::in_flight`].
 
 use std::collections::VecDeque;
 
@@ -390,6 +393,55 @@ impl BarrierAligner {
             }
         }
         Ok(actions)
+    }
+
+    /// Checkpoint `barrier` is taken unaligned now (`now_ms`): an older alignment is aborted as
+    /// subsumed, the checkpoint's own alignment (if it started) ends, every channel unblocks, and
+    /// its later barriers are obsolete. Returns the snapshot to take, or nothing when the
+    /// checkpoint is obsolete here. Exactly-once only: AT_LEAST_ONCE never takes unaligned
+    /// checkpoints (Flink turns them off in that mode).
+    pub fn switch_to_unaligned(
+        &mut self,
+        barrier: &CheckpointBarrier,
+        now_ms: i64,
+    ) -> Vec<AlignerAction> {
+        let mut actions = Vec::new();
+        let start_delay = elapsed(barrier.timestamp, now_ms);
+        let Strategy::Aligned {
+            current_id,
+            aligned,
+            blocked,
+            alignment,
+        } = &mut self.strategy
+        else {
+            return actions;
+        };
+        let id = barrier.id;
+        if current_id.is_some_and(|cur| cur > id || (cur == id && alignment.is_none())) {
+            return actions;
+        }
+        let (started_at, delay) = match alignment.take() {
+            Some(a) if a.barrier.id == id => (a.started_at_ms, a.start_delay_ms),
+            Some(old) => {
+                actions.push(AlignerAction::Abort(AbortedCheckpoint {
+                    checkpoint_id: old.barrier.id,
+                    reason: CheckpointFailureReason::CheckpointDeclinedSubsumed,
+                }));
+                (now_ms, start_delay)
+            }
+            None => (now_ms, start_delay),
+        };
+        *current_id = Some(id);
+        aligned.fill(false);
+        blocked.fill(false);
+        self.last_alignment_duration_ms = elapsed(started_at, now_ms);
+        self.last_start_delay_ms = delay;
+        actions.push(AlignerAction::TriggerSnapshot(SnapshotTrigger {
+            barrier: barrier.clone(),
+            alignment_duration_ms: self.last_alignment_duration_ms,
+            start_delay_ms: delay,
+        }));
+        actions
     }
 
     /// A cancellation marker arrived on `channel`: the upstream task declined the checkpoint.
@@ -900,6 +952,44 @@ mod tests {
         let mut a = BarrierAligner::new(2, EO, true);
         feed(&mut a, B(0, 1, 100));
         assert_eq!(feed(&mut a, B(1, 1, 50)), vec![Act::Trigger(1, 0)]);
+    }
+
+    #[test]
+    fn switching_to_unaligned_ends_the_alignment_and_obsoletes_later_barriers() {
+        let mut a = BarrierAligner::new(3, EO, true);
+        assert_eq!(feed(&mut a, B(0, 4, 100)), vec![Act::Block(0)]);
+        let b = CheckpointBarrier::checkpoint(4, 0);
+        assert_eq!(
+            compact(a.switch_to_unaligned(&b, 130)),
+            vec![Act::Trigger(4, 30)]
+        );
+        assert!(!a.is_blocked(0), "every channel unblocks");
+        assert!(!a.is_aligning());
+        assert_eq!(
+            feed(&mut a, B(1, 4, 140)),
+            vec![],
+            "later barriers are obsolete"
+        );
+        assert!(
+            a.switch_to_unaligned(&b, 150).is_empty(),
+            "once per checkpoint"
+        );
+        // Unaligned at the first barrier: no alignment, an older one is subsumed.
+        assert_eq!(feed(&mut a, B(2, 5, 200)), vec![Act::Block(2)]);
+        let b6 = CheckpointBarrier::checkpoint(6, 0);
+        assert_eq!(
+            compact(a.switch_to_unaligned(&b6, 210)),
+            vec![
+                Act::Abort(5, R::CheckpointDeclinedSubsumed),
+                Act::Trigger(6, 0)
+            ]
+        );
+        assert_eq!(a.start_delay_ms(), 210);
+        let mut alo = BarrierAligner::new(2, ALO, true);
+        assert!(
+            alo.switch_to_unaligned(&b6, 1).is_empty(),
+            "never in AT_LEAST_ONCE"
+        );
     }
 
     #[test]

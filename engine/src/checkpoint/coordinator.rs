@@ -71,6 +71,16 @@ pub struct CheckpointConfig {
     pub history_size: usize,
     /// `state.backend.type` (`sled`), as the statistics' configuration shows it.
     pub state_backend: String,
+    /// `execution.checkpointing.unaligned.enabled` (false), in effect only in EXACTLY_ONCE:
+    /// like Flink, AT_LEAST_ONCE turns unaligned checkpoints off.
+    pub unaligned: bool,
+    /// `execution.checkpointing.unaligned.forced` (false). Flink's use of it (custom partitioners,
+    /// iterations) has no counterpart here; forward and broadcast inputs stay aligned regardless.
+    pub unaligned_forced: bool,
+    /// `execution.checkpointing.aligned-checkpoint-timeout` (0 ms): with unaligned checkpoints, a
+    /// checkpoint starts aligned and switches to unaligned at a task once this long has passed
+    /// since it was triggered; 0 starts unaligned.
+    pub aligned_checkpoint_timeout: Duration,
 }
 
 /// What happens to completed checkpoints when the job ends (Flink's
@@ -124,6 +134,9 @@ impl Default for CheckpointConfig {
             write_buffer_size: 4096,
             history_size: 10,
             state_backend: "sled".into(),
+            unaligned: false,
+            unaligned_forced: false,
+            aligned_checkpoint_timeout: Duration::ZERO,
         }
     }
 }
@@ -183,6 +196,18 @@ impl CheckpointConfig {
             state_backend: config
                 .get_str("state.backend.type")
                 .map_or(d.state_backend, str::to_string),
+            // Flink logs "Unaligned checkpoints can only be used with checkpointing mode
+            // EXACTLY_ONCE" and turns them off.
+            unaligned: mode == CheckpointingMode::ExactlyOnce
+                && config
+                    .get_bool("execution.checkpointing.unaligned.enabled")
+                    .unwrap_or(d.unaligned),
+            unaligned_forced: config
+                .get_bool("execution.checkpointing.unaligned.forced")
+                .unwrap_or(d.unaligned_forced),
+            aligned_checkpoint_timeout: config
+                .get_duration("execution.checkpointing.aligned-checkpoint-timeout")
+                .unwrap_or(d.aligned_checkpoint_timeout),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -370,6 +395,13 @@ pub struct Acknowledgement {
     pub alignment_duration_ms: i64,
     /// Time from the trigger to the first barrier at the subtask.
     pub start_delay_ms: i64,
+    /// Bytes processed between the snapshot and the last barrier (in-flight data of an unaligned
+    /// snapshot, which the task processed as well as persisted).
+    pub processed_data: u64,
+    /// Bytes of in-flight data persisted with the snapshot.
+    pub persisted_data: u64,
+    /// Whether the subtask's snapshot was unaligned.
+    pub unaligned: bool,
 }
 
 /// The answer to an acknowledgement (Flink's `TaskAcknowledgeResult`).

@@ -3,16 +3,19 @@
 //! This module owns what is decided, not what is done: which input a task blocks and when it
 //! snapshots ([`alignment`]), when the coordinator triggers a checkpoint, when one is complete,
 //! expired or must fail the job, which checkpoints retention deletes and which one recovery loads
-//! ([`coordinator`]), why a checkpoint failed ([`failure`]), whether and when a failed job is
-//! restarted ([`restart`]), and which old subtasks' state each subtask of a job restored at
-//! another parallelism takes ([`rescale`]). Nothing here performs I/O, reads the system clock or
-//! spawns a thread: time is passed in as milliseconds, facts are passed in as values, so every
-//! rule is tested as a table of scenarios. The runtime owns the loop and calls these structs; `docs/checkpointing.md`
+//! ([`coordinator`]), which in-flight records an unaligned checkpoint persists ([`in_flight`]),
+//! why a checkpoint failed ([`failure`]), whether and when a failed job is restarted
+//! ([`restart`]), and which old subtasks' state each subtask of a job restored at another
+//! parallelism takes ([`rescale`]). Nothing here performs I/O, reads the system clock or spawns
+//! a thread: time is passed in as milliseconds, facts are passed in as values, so every rule is
+//! tested as a table of scenarios. The runtime owns the loop and calls these structs;
+//! `docs/checkpointing.md`
 //! writes the protocol out step by step.
 
 pub mod alignment;
 pub mod coordinator;
 pub mod failure;
+pub mod in_flight;
 pub mod rescale;
 pub mod restart;
 pub mod stats;

@@ -146,9 +146,9 @@ impl SubtaskStats {
             async_duration: ack.async_duration_ms,
             alignment_duration: ack.alignment_duration_ms,
             start_delay: ack.start_delay_ms,
-            processed_data: 0,
-            persisted_data: 0,
-            unaligned: false,
+            processed_data: ack.processed_data,
+            persisted_data: ack.persisted_data,
+            unaligned: ack.unaligned,
         }
     }
 
@@ -631,6 +631,11 @@ impl CheckpointStatsTracker {
             return false;
         }
         *slot = Some(stats);
+        // Flink's checkpoint is unaligned once any subtask's snapshot was (also after an aligned
+        // start switched at the aligned-checkpoint timeout).
+        if stats.unaligned && c.checkpoint_type == CheckpointType::Checkpoint {
+            c.checkpoint_type = CheckpointType::UnalignedCheckpoint;
+        }
         true
     }
 
@@ -1016,9 +1021,7 @@ fn config_json(config: &Configuration) -> Result<Value> {
         },
         "state_backend": state_backend,
         "checkpoint_storage": checkpoint_storage,
-        "unaligned_checkpoints": config
-            .get_bool("execution.checkpointing.unaligned.enabled")
-            .unwrap_or(false),
+        "unaligned_checkpoints": cc.unaligned,
         "tolerable_failed_checkpoints": cc.tolerable_failed,
         "aligned_checkpoint_timeout": config
             .get_duration("execution.checkpointing.aligned-checkpoint-timeout")
@@ -1449,8 +1452,18 @@ mod tests {
         );
         assert_eq!(c["state_backend"], "HashMapStateBackend");
         assert_eq!(c["checkpoint_storage"], "FileSystemCheckpointStorage");
-        assert_eq!(c["unaligned_checkpoints"], true);
+        // Flink turns unaligned checkpoints off in AT_LEAST_ONCE.
+        assert_eq!(c["unaligned_checkpoints"], false);
         assert_eq!(c["tolerable_failed_checkpoints"], 3);
+        conf.set("execution.checkpointing.mode", "EXACTLY_ONCE")
+            .expect("valid");
+        conf.set("execution.checkpointing.aligned-checkpoint-timeout", "3 s")
+            .expect("valid");
+        let c = CheckpointStatsTracker::new(&conf)
+            .expect("valid")
+            .config_json();
+        assert_eq!(c["unaligned_checkpoints"], true);
+        assert_eq!(c["aligned_checkpoint_timeout"], 3000);
     }
 
     fn tmp(name: &str) -> PathBuf {
@@ -1511,6 +1524,27 @@ mod tests {
     }
 
     #[test]
+    fn an_unaligned_subtask_snapshot_makes_the_checkpoint_unaligned() {
+        let mut t = CheckpointStatsTracker::new(&Configuration::new()).expect("valid");
+        t.report_pending(1, 0, CheckpointType::Checkpoint, 2);
+        let aligned = SubtaskStats::default();
+        assert!(t.report_subtask_ack(1, 7, "op", 0, aligned));
+        let details = |t: &CheckpointStatsTracker| t.details_json(1).expect("known");
+        assert_eq!(details(&t)["checkpoint_type"], "CHECKPOINT");
+        let unaligned = SubtaskStats {
+            unaligned: true,
+            persisted_data: 300,
+            processed_data: 300,
+            ..SubtaskStats::default()
+        };
+        assert!(t.report_subtask_ack(1, 7, "op", 1, unaligned));
+        let h = details(&t);
+        assert_eq!(h["checkpoint_type"], "UNALIGNED_CHECKPOINT");
+        assert_eq!(h["persisted_data"], 300);
+        assert_eq!(h["processed_data"], 300);
+    }
+
+    #[test]
     fn subtask_stats_from_a_coordinator_acknowledgement() {
         let a = Acknowledgement {
             state_size: 9,
@@ -1519,6 +1553,7 @@ mod tests {
             async_duration_ms: 2,
             alignment_duration_ms: 3,
             start_delay_ms: 4,
+            ..Acknowledgement::default()
         };
         let s = SubtaskStats::from_acknowledgement(&a, 77);
         assert_eq!(

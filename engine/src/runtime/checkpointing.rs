@@ -88,6 +88,7 @@ fn final_state_ack(state: &[u8]) -> Acknowledgement {
         async_duration_ms: 0,
         alignment_duration_ms: 0,
         start_delay_ms: 0,
+        ..Acknowledgement::default()
     }
 }
 
@@ -1331,6 +1332,15 @@ fn fresh_tracker(setup: &CheckpointSetup) -> CheckpointStatsTracker {
     if let Some(i) = c.interval {
         entries.push(("execution.checkpointing.interval", ms(i)));
     }
+    // `unaligned` is already off in AT_LEAST_ONCE, so the view shows what is in effect.
+    entries.push((
+        "execution.checkpointing.unaligned.enabled",
+        c.unaligned.to_string(),
+    ));
+    entries.push((
+        "execution.checkpointing.aligned-checkpoint-timeout",
+        ms(c.aligned_checkpoint_timeout),
+    ));
     entries.push(("state.backend.type", c.state_backend.clone()));
     entries.push(("web.checkpoints.history", c.history_size.to_string()));
     // Checkpoints are always files on disk.
@@ -1440,6 +1450,7 @@ mod tests {
                     path: path.into(),
                     size: 16,
                 },
+                in_flight: Vec::new(),
             }
             .encode()
         };

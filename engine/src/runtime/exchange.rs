@@ -5,6 +5,12 @@
 //! buffer per channel. Rows are appended to buffers (hash: by key group; rebalance: round robin;
 //! broadcast: all) and a buffer travels as one message when it is full, when the buffer timeout
 //! expires, or before any control message (so a watermark never overtakes the rows before it).
+//!
+//! A channel into a task that takes unaligned checkpoints also has a priority path for barriers
+//! ([`PriorityBarrier`]): the barrier leaves at once, ahead of the batches queued on the data
+//! channel, stamped with the number of messages sent on the data channel before it (a batch
+//! still buffered here counts as before it: it holds rows emitted before the snapshot). Every
+//! message sent on a data channel is counted, which is what the stamp refers to.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +21,7 @@ use super::JobShared;
 use crate::error::{EngineError, Result};
 use crate::graph::Partitioning;
 use crate::keygroup;
-use crate::message::Message;
+use crate::message::{CheckpointBarrier, Message, PriorityBarrier};
 use crate::operator::Output;
 use crate::value::Change;
 
@@ -24,7 +30,7 @@ const SEND_POLL: Duration = Duration::from_millis(50);
 
 /// Sends `msg`, waiting while the channel is full (back pressure) but giving up when the job is
 /// cancelled or the receiver is gone.
-pub(crate) fn send(tx: &Sender<Message>, mut msg: Message, shared: &JobShared) -> Result<()> {
+pub(crate) fn send<T>(tx: &Sender<T>, mut msg: T, shared: &JobShared) -> Result<()> {
     loop {
         match tx.send_timeout(msg, SEND_POLL) {
             Ok(()) => return Ok(()),
@@ -44,6 +50,10 @@ pub(crate) struct EdgeWriter {
     pub partitioning: Partitioning,
     /// One sender per reachable downstream subtask (a forward edge has exactly one).
     pub targets: Vec<Sender<Message>>,
+    /// The priority path of each target, when the downstream task takes unaligned checkpoints.
+    priority: Vec<Option<Sender<PriorityBarrier>>>,
+    /// Messages sent on each target's data channel.
+    sent: Vec<u64>,
     buffers: Vec<Vec<Change>>,
     next: usize,
     max_parallelism: usize,
@@ -56,13 +66,24 @@ impl EdgeWriter {
         max_parallelism: usize,
     ) -> Self {
         let buffers = targets.iter().map(|_| Vec::new()).collect();
+        let priority = targets.iter().map(|_| None).collect();
+        let sent = vec![0; targets.len()];
         EdgeWriter {
             partitioning,
             targets,
+            priority,
+            sent,
             buffers,
             next: 0,
             max_parallelism,
         }
+    }
+
+    /// Gives every target a priority path for barriers (one sender per target, in order).
+    pub fn with_priority(mut self, priority: Vec<Sender<PriorityBarrier>>) -> Self {
+        self.priority = priority.into_iter().map(Some).collect();
+        self.priority.resize(self.targets.len(), None);
+        self
     }
 
     /// The buffer index a change goes to, or `None` for broadcast.
@@ -201,7 +222,9 @@ impl OutputRouter {
             return Ok(());
         }
         let batch = std::mem::replace(&mut edge.buffers[t], Vec::with_capacity(self.batch_size));
-        send(&edge.targets[t], Message::Batch(batch), &self.shared)
+        send(&edge.targets[t], Message::Batch(batch), &self.shared)?;
+        edge.sent[t] += 1;
+        Ok(())
     }
 
     /// Sends every non-empty buffer.
@@ -218,9 +241,42 @@ impl OutputRouter {
     /// Flushes, then sends a control message to every downstream channel.
     pub fn broadcast(&mut self, make: impl Fn() -> Message) -> Result<()> {
         self.flush()?;
-        for edge in &self.edges {
-            for tx in &edge.targets {
+        for edge in &mut self.edges {
+            for (tx, sent) in edge.targets.iter().zip(&mut edge.sent) {
                 send(tx, make(), &self.shared)?;
+                *sent += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forwards checkpoint barrier `barrier` after a snapshot: on the priority path of every
+    /// channel that has one (first, so that it does not wait behind a blocked send), then in band
+    /// on every other channel, after flushing.
+    pub fn broadcast_barrier(&mut self, barrier: &CheckpointBarrier) -> Result<()> {
+        for edge in &self.edges {
+            for t in 0..edge.targets.len() {
+                if let Some(Some(tx)) = edge.priority.get(t) {
+                    let stamp = edge.sent[t] + u64::from(!edge.buffers[t].is_empty());
+                    let msg = PriorityBarrier {
+                        barrier: barrier.clone(),
+                        stamp,
+                    };
+                    send(tx, msg, &self.shared)?;
+                }
+            }
+        }
+        self.flush()?;
+        for edge in &mut self.edges {
+            for t in 0..edge.targets.len() {
+                if !matches!(edge.priority.get(t), Some(Some(_))) {
+                    send(
+                        &edge.targets[t],
+                        Message::Barrier(barrier.clone()),
+                        &self.shared,
+                    )?;
+                    edge.sent[t] += 1;
+                }
             }
         }
         Ok(())

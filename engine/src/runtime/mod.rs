@@ -6,6 +6,7 @@
 //! task records the job's first error and raises the cancel flag; every other task notices it
 //! within one poll interval (blocking calls all have timeouts) and stops.
 
+pub mod channel_state;
 pub mod checkpointing;
 pub mod clock;
 pub mod control;
@@ -114,6 +115,12 @@ fn state_context(
 
 /// One input channel of a subtask and the operator input it feeds.
 type TaskInput = (crossbeam_channel::Receiver<crate::message::Message>, usize);
+
+/// The priority path of an input channel, when its task takes unaligned checkpoints.
+type PriorityInput = Option<crossbeam_channel::Receiver<crate::message::PriorityBarrier>>;
+
+/// Barriers a priority path holds: a few checkpoints' worth, as a task drains it every loop.
+const PRIORITY_CAPACITY: usize = 16;
 
 /// State shared by all tasks of one attempt of a job.
 pub(crate) struct JobShared {
@@ -551,6 +558,28 @@ fn start_attempt(
         .iter()
         .map(|node| (0..node.parallelism).map(|_| Vec::new()).collect())
         .collect();
+    // priority[node][subtask] = the priority paths of its inputs, in the order of `receivers`
+    let mut priority: Vec<Vec<Vec<PriorityInput>>> = graph
+        .nodes
+        .iter()
+        .map(|node| (0..node.parallelism).map(|_| Vec::new()).collect())
+        .collect();
+    // Which tasks take unaligned checkpoints: all inputs of a task support them, or none does.
+    let unaligned: Vec<bool> = (0..graph.nodes.len())
+        .map(|i| {
+            settings
+                .checkpointing
+                .as_ref()
+                .is_some_and(|c| c.config.unaligned)
+                && channel_state::supports_unaligned(
+                    graph
+                        .edges
+                        .iter()
+                        .filter(|e| e.to == i)
+                        .map(|e| &e.partitioning),
+                )
+        })
+        .collect();
     // writers[node][subtask] = edge writers
     let mut writers: Vec<Vec<Vec<EdgeWriter>>> = graph
         .nodes
@@ -582,16 +611,24 @@ fn start_attempt(
                 _ => (0..down).collect(),
             };
             let mut targets = Vec::with_capacity(reach.len());
+            let mut priority_targets = Vec::new();
             for d in reach {
                 let (tx, rx) = bounded(settings.channel_capacity.max(1));
                 targets.push(tx);
                 receivers[edge.to][d].push((rx, edge.input));
+                let path = unaligned[edge.to].then(|| bounded(PRIORITY_CAPACITY));
+                priority[edge.to][d].push(path.map(|(ptx, prx)| {
+                    priority_targets.push(ptx);
+                    prx
+                }));
             }
-            subtask_writers.push(EdgeWriter::new(
-                edge.partitioning.clone(),
-                targets,
-                settings.max_parallelism,
-            ));
+            let writer =
+                EdgeWriter::new(edge.partitioning.clone(), targets, settings.max_parallelism);
+            subtask_writers.push(if priority_targets.is_empty() {
+                writer
+            } else {
+                writer.with_priority(priority_targets)
+            });
         }
     }
 
@@ -627,9 +664,11 @@ fn start_attempt(
             .and_then(|r| rescaled_restore(r, node, settings.max_parallelism));
         let node_writers = std::mem::take(&mut writers[i]);
         let node_receivers = std::mem::take(&mut receivers[i]);
+        let mut node_priority = std::mem::take(&mut priority[i]).into_iter();
         for (subtask, (edge_writers, inputs)) in
             node_writers.into_iter().zip(node_receivers).enumerate()
         {
+            let priority_inputs = node_priority.next().unwrap_or_default();
             let metrics = Arc::new(TaskMetrics::new());
             let ctx = TaskContext {
                 operator_id: node.id,
@@ -683,6 +722,13 @@ fn start_attempt(
                         .map(|r| r.checkpoint_dir())
                         .unwrap_or_default(),
                     mode: setup.config.mode,
+                    unaligned: crate::checkpoint::in_flight::UnalignedPolicy {
+                        enabled: unaligned[i],
+                        aligned_timeout_ms: i64::try_from(
+                            setup.config.aligned_checkpoint_timeout.as_millis(),
+                        )
+                        .unwrap_or(i64::MAX),
+                    },
                     after_finish: setup.config.checkpoints_after_tasks_finish,
                     job_dir: setup.job_dir.clone(),
                     compression: setup.config.compression,
@@ -718,6 +764,7 @@ fn start_attempt(
                         kind,
                         &ctx,
                         inputs,
+                        priority_inputs,
                         router,
                         &shared_t,
                         &settings_t,

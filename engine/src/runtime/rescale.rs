@@ -64,6 +64,20 @@ pub(crate) fn restore_source(
     })
 }
 
+/// Fails when an old subtask's state holds in-flight data of an unaligned checkpoint: replaying
+/// it needs the old channel layout.
+fn refuse_in_flight(state: &SubtaskState, ctx: &TaskContext, checkpoint_dir: &Path) -> Result<()> {
+    if state.in_flight.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::data(format!(
+        "cannot restore {} at parallelism {} from '{}': the checkpoint is unaligned and holds in-flight data, which restores only at the parallelism it was taken with (take a savepoint, which is always aligned, to rescale)",
+        ctx.thread_name(),
+        ctx.parallelism,
+        checkpoint_dir.display()
+    )))
+}
+
 /// Restores a freshly created operator: its operator state from the old subtasks its
 /// distribution assigns it, then the keyed state of its key groups from every old subtask that
 /// held some of them. Returns the bytes of state read.
@@ -84,7 +98,11 @@ pub(crate) fn restore_operator(
     );
     let operator_states = assigned
         .iter()
-        .map(|&j| restore.state(j, ctx, checkpoint_dir).map(|s| s.operator))
+        .map(|&j| {
+            let state = restore.state(j, ctx, checkpoint_dir)?;
+            refuse_in_flight(&state, ctx, checkpoint_dir)?;
+            Ok(state.operator)
+        })
         .collect::<Result<Vec<_>>>()?;
     let blobs: Vec<&[u8]> = operator_states.iter().map(Vec::as_slice).collect();
     op.restore_rescaled(&blobs).map_err(|e| {
@@ -104,6 +122,7 @@ pub(crate) fn restore_operator(
         restore.max_parallelism,
     ) {
         let state = restore.state(j, ctx, checkpoint_dir)?;
+        refuse_in_flight(&state, ctx, checkpoint_dir)?;
         bytes += state
             .checkpointed_size()
             .saturating_sub(state.operator.len() as u64);

@@ -24,6 +24,8 @@ const KEYED_NONE: u8 = 0;
 const KEYED_INLINE: u8 = 1;
 const KEYED_FILE: u8 = 2;
 const KEYED_CHAIN: u8 = 3;
+/// Tags the optional trailing section holding in-flight data.
+const IN_FLIGHT: u8 = b'F';
 
 /// The directory of the job (`<checkpoint dir>/..`) where incremental checkpoints keep the files
 /// they share.
@@ -57,6 +59,10 @@ pub struct SubtaskState {
     pub operator: Vec<u8>,
     /// Keyed state.
     pub keyed: KeyedHandle,
+    /// The encoded [`crate::runtime::channel_state::ChannelState`] of an unaligned checkpoint
+    /// (empty: nothing in flight). Encoded as an optional trailing section, so entries written
+    /// without it still decode.
+    pub in_flight: Vec<u8>,
 }
 
 impl SubtaskState {
@@ -87,6 +93,11 @@ impl SubtaskState {
                     codec::put_uvarint(&mut out, f.size);
                 }
             }
+        }
+        if !self.in_flight.is_empty() {
+            out.push(IN_FLIGHT);
+            codec::put_uvarint(&mut out, self.in_flight.len() as u64);
+            out.extend_from_slice(&self.in_flight);
         }
         out
     }
@@ -136,8 +147,20 @@ impl SubtaskState {
             }
             t => return Err(corrupt(format!("unknown keyed-state handle {t}"))),
         };
+        let mut in_flight = Vec::new();
+        if !input.is_empty() {
+            if codec::get_u8(input)? != IN_FLIGHT {
+                return Err(corrupt("unknown section after the keyed-state handle"));
+            }
+            let n = codec::get_len(input)?;
+            in_flight = codec::get_bytes(input, n)?.to_vec();
+        }
         codec::expect_end(input)?;
-        Ok(SubtaskState { operator, keyed })
+        Ok(SubtaskState {
+            operator,
+            keyed,
+            in_flight,
+        })
     }
 
     /// The state of a subtask that restores nothing.
@@ -145,6 +168,7 @@ impl SubtaskState {
         SubtaskState {
             operator: Vec::new(),
             keyed: KeyedHandle::None,
+            in_flight: Vec::new(),
         }
     }
 
@@ -157,7 +181,7 @@ impl SubtaskState {
             // Only the file this checkpoint added; the rest was written by earlier ones.
             KeyedHandle::Chain(files) => files.last().map_or(0, |f| f.size),
         };
-        self.operator.len() as u64 + keyed
+        self.operator.len() as u64 + keyed + self.in_flight.len() as u64
     }
 
     /// The files of the job's `shared/` directory this state needs (relative to the job dir).
@@ -363,6 +387,7 @@ mod tests {
         let state = SubtaskState {
             operator: b"pos".to_vec(),
             keyed: large.keyed.clone(),
+            in_flight: Vec::new(),
         };
         let back = SubtaskState::decode(&state.encode()).unwrap();
         assert_eq!(back, state);
@@ -382,6 +407,7 @@ mod tests {
         let state = SubtaskState {
             operator: Vec::new(),
             keyed: w.keyed,
+            in_flight: Vec::new(),
         };
         let file = dir.join("taskowned/op-0");
         let mut bytes = std::fs::read(&file).unwrap();
@@ -400,6 +426,7 @@ mod tests {
                     path: bad.into(),
                     size: 1,
                 },
+                in_flight: Vec::new(),
             };
             assert!(SubtaskState::decode(&s.encode()).is_err(), "{bad}");
         }
@@ -414,6 +441,7 @@ mod tests {
         let state = SubtaskState {
             operator: Vec::new(),
             keyed: w.keyed,
+            in_flight: Vec::new(),
         };
         let local = temp_dir("local-copy");
         let copy = local.join("chk-4/taskowned/op-0");

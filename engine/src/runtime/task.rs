@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select};
 
+use super::channel_state::ChannelState;
 use super::checkpointing::{TaskCommand, TaskEvent, FINAL_CHECKPOINT};
 use super::exchange::OutputRouter;
 use super::local_state::LocalCopies;
@@ -20,6 +21,7 @@ use super::subtask_state::{
 };
 use super::watermark::{ValveOutput, WatermarkValve};
 use super::{JobShared, RuntimeSettings};
+use crate::checkpoint::in_flight::{Announced, InFlightTracker, UnalignedPolicy};
 use crate::checkpoint::{
     Acknowledgement, AlignerAction, BarrierAligner, CheckpointFailureReason, CheckpointingMode,
     TaskKey,
@@ -27,7 +29,7 @@ use crate::checkpoint::{
 use crate::connectors::SourceStatus;
 use crate::error::{EngineError, Result};
 use crate::graph::NodeKind;
-use crate::message::{Message, SavepointTarget};
+use crate::message::{CheckpointBarrier, Message, PriorityBarrier, SavepointTarget};
 use crate::metrics::TaskMetrics;
 use crate::operator::{Operator, Output, TaskContext};
 use crate::state::KeyedDelta;
@@ -47,6 +49,18 @@ pub(crate) struct InFlightSnapshot {
     sync: Duration,
     async_start: Instant,
     delta: KeyedDelta,
+    /// The keyed-state flush is complete.
+    flushed: bool,
+    /// The in-flight data the snapshot waits for.
+    channels: ChannelWait,
+}
+
+/// The in-flight data a snapshot includes: none (aligned), still being recorded (unaligned: the
+/// snapshot is written once every input reached the barrier), or complete.
+pub(crate) enum ChannelWait {
+    None,
+    Recording,
+    Done(ChannelState),
 }
 
 /// How long an idle source sleeps between polls.
@@ -65,6 +79,8 @@ pub(crate) struct TaskCheckpointing {
     /// The directory of the checkpoint restored from: keyed-state files are named relative to it.
     pub restore_dir: PathBuf,
     pub mode: CheckpointingMode,
+    /// When this task takes checkpoints unaligned (disabled: its inputs carry in-band barriers).
+    pub unaligned: UnalignedPolicy,
     pub after_finish: bool,
     /// `<execution.checkpointing.dir>/<job-id>`: checkpoint n's files go to `chk-<n>/` below it.
     pub job_dir: PathBuf,
@@ -151,9 +167,18 @@ impl TaskCheckpointing {
         id: u64,
         savepoint: Option<&SavepointTarget>,
         timing: SnapshotTiming,
+        channels: ChannelWait,
         after_sync: impl FnOnce() -> Result<()>,
     ) -> Result<()> {
         self.advance(op, ctx, in_flight, usize::MAX)?;
+        if let Some(f) = in_flight.as_mut() {
+            // An older snapshot still recording in-flight data is superseded (its checkpoint was
+            // declined when the newer barrier arrived): it is written without it.
+            if matches!(f.channels, ChannelWait::Recording) {
+                f.channels = ChannelWait::None;
+            }
+            self.advance(op, ctx, in_flight, usize::MAX)?;
+        }
         let start = Instant::now();
         let operator = op.snapshot_state(id)?;
         op.begin_keyed_snapshot()?;
@@ -170,6 +195,8 @@ impl TaskCheckpointing {
             // subtask and applying the flush to the store.
             async_start: Instant::now(),
             delta: KeyedDelta::new(),
+            flushed: false,
+            channels,
         });
         let budget = if id == FINAL_CHECKPOINT {
             usize::MAX
@@ -191,7 +218,10 @@ impl TaskCheckpointing {
         let Some(f) = in_flight.as_mut() else {
             return Ok(());
         };
-        if op.continue_keyed_snapshot(budget, &mut f.delta)? {
+        if !f.flushed {
+            f.flushed = op.continue_keyed_snapshot(budget, &mut f.delta)?;
+        }
+        if f.flushed && !matches!(f.channels, ChannelWait::Recording) {
             if let Some(f) = in_flight.take() {
                 self.submit(ctx, f);
             }
@@ -209,7 +239,22 @@ impl TaskCheckpointing {
             sync,
             async_start,
             delta,
+            flushed: _,
+            channels,
         } = f;
+        let mut timing = timing;
+        let in_flight = match channels {
+            ChannelWait::Done(state) => {
+                timing.unaligned = true;
+                timing.in_flight_bytes = state.data_size();
+                if state.is_empty() {
+                    Vec::new()
+                } else {
+                    state.encode()
+                }
+            }
+            ChannelWait::None | ChannelWait::Recording => Vec::new(),
+        };
         let savepoint = savepoint.as_ref();
         let store = match &ctx.state.store {
             Some(store) if !delta.is_empty() || store.is_open() => store,
@@ -217,6 +262,7 @@ impl TaskCheckpointing {
                 let state = SubtaskState {
                     operator,
                     keyed: KeyedHandle::None,
+                    in_flight,
                 };
                 self.send(id, state, 0, sync, async_start.elapsed(), timing);
                 return;
@@ -302,7 +348,11 @@ impl TaskCheckpointing {
                     });
                 match written {
                     Ok((keyed, keyed_size)) => {
-                        let state = SubtaskState { operator, keyed };
+                        let state = SubtaskState {
+                            operator,
+                            keyed,
+                            in_flight,
+                        };
                         send_state(
                             &events,
                             key,
@@ -360,6 +410,10 @@ impl TaskCheckpointing {
 struct SnapshotTiming {
     alignment_ms: i64,
     start_delay_ms: i64,
+    /// The snapshot was unaligned.
+    unaligned: bool,
+    /// Bytes of in-flight data it persisted.
+    in_flight_bytes: u64,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -398,6 +452,11 @@ fn send_state(
                 async_duration_ms: millis(async_duration),
                 alignment_duration_ms: timing.alignment_ms,
                 start_delay_ms: timing.start_delay_ms,
+                // Flink's processed data: what was processed between the first and the last
+                // barrier; of an unaligned snapshot that is its in-flight data.
+                processed_data: timing.in_flight_bytes,
+                persisted_data: timing.in_flight_bytes,
+                unaligned: timing.unaligned,
             },
         }
     };
@@ -411,14 +470,15 @@ fn report_async_failure(message: &str) {
 
 /// Restores a freshly created operator from its encoded [`SubtaskState`]: operator state first,
 /// then every keyed entry (through the subtask's store, which keeps the byte form). Returns the
-/// bytes of state the checkpoint held for it.
+/// bytes of state the checkpoint held for it, and its in-flight data (of an unaligned
+/// checkpoint), which the task replays before live input.
 fn restore_operator(
     op: &mut dyn Operator,
     ctx: &TaskContext,
     restore: Option<&[u8]>,
     checkpoint_dir: &Path,
     local_job_dir: Option<&Path>,
-) -> Result<u64> {
+) -> Result<(u64, Option<ChannelState>)> {
     let state = match restore {
         Some(bytes) => SubtaskState::decode(bytes).map_err(|e| {
             EngineError::data(format!(
@@ -431,16 +491,28 @@ fn restore_operator(
     };
     let keyed = state.load_keyed_preferring(checkpoint_dir, local_job_dir)?;
     crate::state::restore_operator(op, ctx.state.store.as_ref(), &state.operator, keyed)?;
-    Ok(state.checkpointed_size())
+    let channels = if state.in_flight.is_empty() {
+        None
+    } else {
+        Some(ChannelState::decode(&state.in_flight).map_err(|e| {
+            EngineError::data(format!(
+                "cannot restore the in-flight data of {}: {e}",
+                ctx.thread_name()
+            ))
+        })?)
+    };
+    Ok((state.checkpointed_size(), channels))
 }
 
 /// Runs one subtask to its end and records how it ended in `shared`. A failure (error or panic)
 /// is recorded *before* this task's channels close, so that the tasks around it see the job
 /// cancelled rather than a channel that vanished.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     kind: NodeKind,
     ctx: &TaskContext,
     inputs: Vec<(Receiver<Message>, usize)>,
+    priority: Vec<Option<Receiver<PriorityBarrier>>>,
     mut router: OutputRouter,
     shared: &JobShared,
     settings: &RuntimeSettings,
@@ -461,6 +533,7 @@ pub(crate) fn run(
         }
         NodeKind::Operator(factory) => {
             let mut op = factory.create(ctx)?;
+            let mut replay = None;
             if let Some((c, r)) = ckpt.as_ref().and_then(|c| Some(c).zip(c.rescaled.as_ref())) {
                 let bytes = super::rescale::restore_operator(
                     op.as_mut(),
@@ -474,7 +547,7 @@ pub(crate) fn run(
                 // Always called when the job checkpoints, with an empty blob when there is no
                 // state: a transactional sink then holds its output for checkpoints from the
                 // first row on.
-                let bytes = restore_operator(
+                let (bytes, channels) = restore_operator(
                     op.as_mut(),
                     ctx,
                     c.restore.as_deref(),
@@ -482,11 +555,14 @@ pub(crate) fn run(
                     c.restore_local.as_deref(),
                 )?;
                 shared.restored(bytes);
+                replay = channels;
             }
             run_operator(
                 op,
                 ctx,
                 &inputs,
+                priority,
+                replay,
                 &mut router,
                 shared,
                 settings,
@@ -543,14 +619,16 @@ fn run_source(
                         .clock
                         .now_millis()
                         .saturating_sub(barrier.timestamp);
-                    router.broadcast(|| Message::Barrier(barrier.clone()))?;
+                    router.broadcast_barrier(&barrier)?;
                     let state = SubtaskState {
                         operator: position,
                         keyed: KeyedHandle::None,
+                        in_flight: Vec::new(),
                     };
                     let timing = SnapshotTiming {
                         alignment_ms: 0,
                         start_delay_ms: start_delay.max(0),
+                        ..SnapshotTiming::default()
                     };
                     c.send(barrier.id, state, 0, sync, Duration::ZERO, timing);
                     if barrier.stops() && c.await_stop(barrier.id, shared)? {
@@ -577,6 +655,7 @@ fn run_source(
                     let state = SubtaskState {
                         operator: source.snapshot_position()?,
                         keyed: KeyedHandle::None,
+                        in_flight: Vec::new(),
                     };
                     c.send(
                         FINAL_CHECKPOINT,
@@ -594,10 +673,311 @@ fn run_source(
     }
 }
 
+/// The unaligned-checkpoint side of a task whose inputs have priority paths: the barriers
+/// announced on them, the in-flight data being recorded, the alignment timer, and a message
+/// taken from a channel whose barrier turned out to be before it (held until the channel
+/// unblocks).
+struct UnalignedInputs {
+    policy: UnalignedPolicy,
+    priority: Vec<Option<Receiver<PriorityBarrier>>>,
+    tracker: InFlightTracker,
+    /// Messages taken from a channel and not yet processed: copied ahead as in-flight data, or
+    /// read just before the channel's barrier turned out to be before them.
+    held: Vec<std::collections::VecDeque<Message>>,
+    recording: Option<ChannelState>,
+    /// The checkpoint that switches to unaligned at this time (ms), while aligned.
+    deadline: Option<(CheckpointBarrier, i64)>,
+    parallelism: usize,
+    layout: Vec<usize>,
+}
+
+impl UnalignedInputs {
+    fn new(
+        policy: UnalignedPolicy,
+        priority: Vec<Option<Receiver<PriorityBarrier>>>,
+        parallelism: usize,
+        layout: Vec<usize>,
+    ) -> Self {
+        let n = layout.len();
+        UnalignedInputs {
+            policy,
+            priority,
+            tracker: InFlightTracker::new(n),
+            held: (0..n).map(|_| std::collections::VecDeque::new()).collect(),
+            recording: None,
+            deadline: None,
+            parallelism,
+            layout,
+        }
+    }
+
+    /// Copies the in-flight messages already queued on the data channels of the checkpoint
+    /// being recorded (up to each channel's barrier), without waiting for any.
+    fn pull_ahead(&mut self, inputs: &[(Receiver<Message>, usize)], open: &[bool]) {
+        for (ch, (rx, _)) in inputs.iter().enumerate() {
+            if !open[ch] {
+                continue;
+            }
+            let mut left = self.tracker.to_pull(ch, self.held[ch].len());
+            while left > 0 {
+                let Ok(msg) = rx.try_recv() else {
+                    break;
+                };
+                let seq = self.tracker_seq(ch);
+                if self.tracker.on_pulled(ch, seq) {
+                    if let Some(rec) = self.recording.as_mut() {
+                        rec.record(ch, &msg);
+                    }
+                }
+                self.held[ch].push_back(msg);
+                left -= 1;
+            }
+        }
+    }
+
+    /// The sequence number the next message copied from `channel` has.
+    fn tracker_seq(&self, channel: usize) -> u64 {
+        self.tracker.processed(channel) + self.held[channel].len() as u64 + 1
+    }
+
+    /// Takes every barrier waiting on `channel`'s priority path.
+    fn drain(&mut self, channel: usize) -> Vec<PriorityBarrier> {
+        let mut out = Vec::new();
+        let Some(slot) = self.priority.get_mut(channel) else {
+            return out;
+        };
+        while let Some(rx) = slot.as_ref() {
+            match rx.try_recv() {
+                Ok(b) => out.push(b),
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                // The upstream task ended: nothing more comes this way.
+                Err(crossbeam_channel::TryRecvError::Disconnected) => *slot = None,
+            }
+        }
+        out
+    }
+}
+
+/// What the task loop works with while it runs an operator: the pieces the alignment and
+/// unaligned-checkpoint steps change.
+struct LoopState<'a> {
+    op: &'a mut dyn Operator,
+    ctx: &'a TaskContext,
+    router: &'a mut OutputRouter,
+    ckpt: &'a TaskCheckpointing,
+    aligner: &'a mut BarrierAligner,
+    blocked: &'a mut [bool],
+    in_flight: &'a mut Option<InFlightSnapshot>,
+    unaligned: Option<&'a mut UnalignedInputs>,
+    stop_savepoint: &'a mut Option<u64>,
+    now_ms: i64,
+}
+
+impl LoopState<'_> {
+    /// A barrier announced on `channel`'s priority path.
+    fn on_priority_barrier(&mut self, channel: usize, pb: PriorityBarrier) -> Result<()> {
+        let Some(u) = self.unaligned.as_deref_mut() else {
+            return Ok(());
+        };
+        let (aborted, announced) = u.tracker.announce(channel, &pb.barrier, pb.stamp)?;
+        if let Some(old) = aborted {
+            self.abandon(old, CheckpointFailureReason::CheckpointDeclinedSubsumed);
+        }
+        let Some(u) = self.unaligned.as_deref_mut() else {
+            return Ok(());
+        };
+        let barrier = pb.barrier;
+        match announced {
+            Announced::Obsolete | Announced::Bounded => Ok(()),
+            Announced::Pending | Announced::Reached(_)
+                if u.policy.is_unaligned_at(&barrier, self.now_ms) =>
+            {
+                let actions = self.aligner.switch_to_unaligned(&barrier, self.now_ms);
+                self.apply(actions, true)
+            }
+            announced => {
+                if u.deadline.as_ref().is_none_or(|(b, _)| b.id < barrier.id) {
+                    u.deadline = u.policy.deadline(&barrier).map(|d| (barrier.clone(), d));
+                }
+                if let Announced::Reached(b) = announced {
+                    self.on_barrier(channel, &b)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A barrier arrived in the data order of `channel` (in band, or announced and reached).
+    fn on_barrier(&mut self, channel: usize, b: &CheckpointBarrier) -> Result<()> {
+        if b.stops() {
+            *self.stop_savepoint = Some(b.id);
+        }
+        let actions = self.aligner.on_barrier(channel, b, self.now_ms)?;
+        self.apply(actions, false)
+    }
+
+    /// The alignment timer: an aligned checkpoint whose timeout passed switches to unaligned.
+    fn on_timer(&mut self) -> Result<()> {
+        let Some(u) = self.unaligned.as_deref_mut() else {
+            return Ok(());
+        };
+        let due = u
+            .deadline
+            .as_ref()
+            .is_some_and(|(_, at)| self.now_ms >= *at);
+        if !due {
+            return Ok(());
+        }
+        let Some((barrier, _)) = u.deadline.take() else {
+            return Ok(());
+        };
+        let actions = self.aligner.switch_to_unaligned(&barrier, self.now_ms);
+        self.apply(actions, true)
+    }
+
+    /// Declines checkpoint `id` at this task and forgets what was recorded for it; its snapshot,
+    /// if taken, is written without in-flight data (the coordinator discards it).
+    fn abandon(&mut self, id: u64, reason: CheckpointFailureReason) {
+        if let Some(u) = self.unaligned.as_deref_mut() {
+            u.tracker.abort(id);
+            if u.deadline.as_ref().is_some_and(|(b, _)| b.id <= id) {
+                u.deadline = None;
+            }
+            if u.tracker.recording_id().is_none() {
+                u.recording = None;
+            }
+        }
+        if let Some(f) = self.in_flight.as_mut() {
+            if f.id <= id && matches!(f.channels, ChannelWait::Recording) {
+                f.channels = ChannelWait::None;
+            }
+        }
+        let _ = self.ckpt.events.send(TaskEvent::Decline {
+            checkpoint_id: id,
+            reason,
+        });
+    }
+
+    /// Once every input reached the barrier of the checkpoint being recorded, its in-flight data
+    /// is complete and the snapshot can be written.
+    fn check_recording_complete(&mut self) {
+        let Some(u) = self.unaligned.as_deref_mut() else {
+            return;
+        };
+        if !u.tracker.is_complete() {
+            return;
+        }
+        let id = u.tracker.finish_recording();
+        let Some(state) = u.recording.take() else {
+            return;
+        };
+        if let Some(f) = self.in_flight.as_mut() {
+            if Some(f.id) == id && matches!(f.channels, ChannelWait::Recording) {
+                f.channels = ChannelWait::Done(state);
+            }
+        }
+    }
+
+    /// Carries out what the barrier aligner decided: block a channel, or snapshot the operator
+    /// (unaligned: and start recording in-flight data), forward the barrier and acknowledge, or
+    /// decline.
+    fn apply(&mut self, actions: Vec<AlignerAction>, unaligned: bool) -> Result<()> {
+        for action in actions {
+            match action {
+                AlignerAction::Block(ch) => {
+                    if let Some(b) = self.blocked.get_mut(ch) {
+                        *b = true;
+                    }
+                }
+                AlignerAction::TriggerSnapshot(t) => {
+                    self.blocked.iter_mut().for_each(|b| *b = false);
+                    let id = t.barrier.id;
+                    let mut channels = ChannelWait::None;
+                    if let Some(u) = self.unaligned.as_deref_mut() {
+                        if u.deadline.as_ref().is_some_and(|(b, _)| b.id <= id) {
+                            u.deadline = None;
+                        }
+                        if unaligned {
+                            u.tracker.start_recording(id);
+                            u.recording = Some(ChannelState::new(u.parallelism, u.layout.clone()));
+                            channels = ChannelWait::Recording;
+                        }
+                    }
+                    let timing = SnapshotTiming {
+                        alignment_ms: t.alignment_duration_ms,
+                        start_delay_ms: t.start_delay_ms,
+                        unaligned,
+                        ..SnapshotTiming::default()
+                    };
+                    let barrier = t.barrier.clone();
+                    let router = &mut *self.router;
+                    self.ckpt.snapshot_operator(
+                        self.op,
+                        self.ctx,
+                        self.in_flight,
+                        id,
+                        t.barrier.savepoint.as_ref(),
+                        timing,
+                        channels,
+                        || router.broadcast_barrier(&barrier),
+                    )?;
+                    self.check_recording_complete();
+                }
+                AlignerAction::Abort(a) => {
+                    self.blocked.iter_mut().for_each(|b| *b = false);
+                    self.abandon(a.checkpoint_id, a.reason);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replays the in-flight data of the checkpoint restored from, channel by channel, before any
+/// live input: it is what the upstream tasks had sent before their snapshot and this task had
+/// not processed before its own.
+fn replay_channel_state(
+    state: &ChannelState,
+    op: &mut dyn Operator,
+    ctx: &TaskContext,
+    router: &mut OutputRouter,
+    valve: &mut WatermarkValve,
+    inputs: &[(Receiver<Message>, usize)],
+    out: &mut Output,
+) -> Result<u64> {
+    let mut records = 0u64;
+    for (ch, (_, input)) in inputs.iter().enumerate() {
+        for msg in state.messages(ch)? {
+            match msg {
+                Message::Batch(batch) => {
+                    records += batch.len() as u64;
+                    let v = valve.on_record(ch);
+                    apply_valve(v, op, ctx, router, out)?;
+                    op.on_batch(*input, batch, out)?;
+                    router.emit(out)?;
+                }
+                Message::Watermark(wm) => {
+                    let v = valve.on_watermark(ch, wm);
+                    apply_valve(v, op, ctx, router, out)?;
+                }
+                Message::Idle(idle) => {
+                    let v = valve.on_idle(ch, idle);
+                    apply_valve(v, op, ctx, router, out)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(records)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_operator(
     mut op: Box<dyn Operator>,
     ctx: &TaskContext,
     inputs: &[(Receiver<Message>, usize)],
+    priority: Vec<Option<Receiver<PriorityBarrier>>>,
+    replay: Option<ChannelState>,
     router: &mut OutputRouter,
     shared: &JobShared,
     settings: &RuntimeSettings,
@@ -608,6 +988,12 @@ fn run_operator(
     // Channels blocked by barrier alignment are not read until the snapshot.
     let mut blocked: Vec<bool> = vec![false; inputs.len()];
     let mut aligner = ckpt.map(|c| BarrierAligner::new(inputs.len(), c.mode, c.after_finish));
+    let layout: Vec<usize> = inputs.iter().map(|(_, input)| *input).collect();
+    // Only a task whose inputs have priority paths records anything: without unaligned
+    // checkpoints none of this exists and the loop below is the aligned one.
+    let mut unaligned = ckpt
+        .filter(|c| c.unaligned.enabled && priority.iter().any(Option::is_some))
+        .map(|c| UnalignedInputs::new(c.unaligned, priority, ctx.parallelism, layout.clone()));
     let mut out = Output::new();
     let timer_every = settings.timer_interval.max(Duration::from_millis(1));
     let mut next_timer = Instant::now() + timer_every;
@@ -617,6 +1003,19 @@ fn run_operator(
     // A checkpoint whose keyed-state flush is still being encoded between batches.
     let mut in_flight: Option<InFlightSnapshot> = None;
     let mut completed = 0u64;
+
+    if let Some(state) = replay.filter(|s| !s.is_empty()) {
+        state.check_layout(ctx.parallelism, &layout, &ctx.thread_name())?;
+        records_in += replay_channel_state(
+            &state,
+            op.as_mut(),
+            ctx,
+            router,
+            &mut valve,
+            inputs,
+            &mut out,
+        )?;
+    }
 
     if inputs.is_empty() {
         // An operator without inputs (a constant VALUES) only ever sees the end.
@@ -643,11 +1042,108 @@ fn run_operator(
                 }
             }
         }
+        // Barriers on priority paths first: they overtake whatever is queued. Then the
+        // alignment timer.
+        if let (Some(c), Some(a), Some(u)) = (ckpt, aligner.as_mut(), unaligned.as_mut()) {
+            // Copies first, so that every barrier sent before a copied message is drained below
+            // before that message is processed.
+            u.pull_ahead(inputs, &open);
+            let now_ms = settings.clock.now_millis();
+            let announced: Vec<(usize, PriorityBarrier)> = (0..inputs.len())
+                .flat_map(|ch| u.drain(ch).into_iter().map(move |b| (ch, b)))
+                .collect();
+            let mut state = LoopState {
+                op: op.as_mut(),
+                ctx,
+                router,
+                ckpt: c,
+                aligner: a,
+                blocked: &mut blocked,
+                in_flight: &mut in_flight,
+                unaligned: Some(u),
+                stop_savepoint: &mut stop_savepoint,
+                now_ms,
+            };
+            for (ch, b) in announced {
+                state.on_priority_barrier(ch, b)?;
+            }
+            state.on_timer()?;
+            state.check_recording_complete();
+            if let Some(u) = unaligned.as_ref() {
+                if let Some((_, at)) = &u.deadline {
+                    let left = u64::try_from(at.saturating_sub(now_ms).max(1)).unwrap_or(1);
+                    wait = wait.min(Duration::from_millis(left));
+                }
+            }
+        }
         let readable: Vec<bool> = open.iter().zip(&blocked).map(|(o, b)| *o && !*b).collect();
-        let received = receive(inputs, &readable, wait);
+        let held = unaligned.as_mut().and_then(|u| {
+            (0..inputs.len())
+                .find(|ch| readable[*ch] && !u.held[*ch].is_empty())
+                .and_then(|ch| u.held[ch].pop_front().map(|m| (ch, m)))
+        });
+        let (received, from_held) = match held {
+            Some((ch, msg)) => (Received::Message(ch, msg), true),
+            None => match unaligned.as_ref() {
+                Some(u) => (
+                    receive_or_priority(inputs, &u.priority, &readable, wait),
+                    false,
+                ),
+                None => (receive(inputs, &readable, wait), false),
+            },
+        };
+        let received = match received {
+            Received::Message(ch, msg) if !from_held && unaligned.is_some() => {
+                // The barrier of this channel may have been sent before this message: it is
+                // on the priority path now, and decides whether the message is before it.
+                let (Some(c), Some(a), Some(u)) = (ckpt, aligner.as_mut(), unaligned.as_mut())
+                else {
+                    return Err(EngineError::internal(
+                        "unaligned inputs without checkpointing",
+                    ));
+                };
+                let announced = u.drain(ch);
+                let mut state = LoopState {
+                    op: op.as_mut(),
+                    ctx,
+                    router,
+                    ckpt: c,
+                    aligner: a,
+                    blocked: &mut blocked,
+                    in_flight: &mut in_flight,
+                    unaligned: Some(u),
+                    stop_savepoint: &mut stop_savepoint,
+                    now_ms: settings.clock.now_millis(),
+                };
+                for b in announced {
+                    state.on_priority_barrier(ch, b)?;
+                }
+                if blocked[ch] {
+                    if let Some(u) = unaligned.as_mut() {
+                        u.held[ch].push_back(msg);
+                    }
+                    Received::Timeout
+                } else {
+                    Received::Message(ch, msg)
+                }
+            }
+            other => other,
+        };
         match received {
             Received::Message(ch, msg) => {
                 let input = inputs[ch].1;
+                // With unaligned inputs: count the message, record it when it is in flight, and
+                // learn whether its channel's barrier follows it.
+                let mut barrier_after = None;
+                if let Some(u) = unaligned.as_mut() {
+                    let fate = u.tracker.on_message(ch)?;
+                    if fate.record {
+                        if let Some(rec) = u.recording.as_mut() {
+                            rec.record(ch, &msg);
+                        }
+                    }
+                    barrier_after = fate.barrier_after;
+                }
                 match msg {
                     Message::Batch(batch) => {
                         records_in += batch.len() as u64;
@@ -674,20 +1170,19 @@ fn run_operator(
                                 b.id
                             )));
                         };
-                        if b.stops() {
-                            stop_savepoint = Some(b.id);
-                        }
-                        let now = settings.clock.now_millis();
-                        let actions = a.on_barrier(ch, &b, now)?;
-                        apply_alignment(
-                            actions,
-                            op.as_mut(),
+                        let mut state = LoopState {
+                            op: op.as_mut(),
                             ctx,
                             router,
-                            c,
-                            &mut blocked,
-                            &mut in_flight,
-                        )?;
+                            ckpt: c,
+                            aligner: a,
+                            blocked: &mut blocked,
+                            in_flight: &mut in_flight,
+                            unaligned: unaligned.as_mut(),
+                            stop_savepoint: &mut stop_savepoint,
+                            now_ms: settings.clock.now_millis(),
+                        };
+                        state.on_barrier(ch, &b)?;
                     }
                     Message::Stop => {
                         open[ch] = false;
@@ -711,16 +1206,34 @@ fn run_operator(
                     Message::EndOfStream => {
                         open[ch] = false;
                         if let (Some(c), Some(a)) = (ckpt, aligner.as_mut()) {
-                            let actions = a.on_end_of_stream(ch, settings.clock.now_millis())?;
-                            apply_alignment(
-                                actions,
-                                op.as_mut(),
+                            let now_ms = settings.clock.now_millis();
+                            let ended = match unaligned.as_mut() {
+                                Some(u) => u.tracker.on_end_of_stream(ch)?,
+                                None => None,
+                            };
+                            let actions = a.on_end_of_stream(ch, now_ms)?;
+                            let mut state = LoopState {
+                                op: op.as_mut(),
                                 ctx,
                                 router,
-                                c,
-                                &mut blocked,
-                                &mut in_flight,
-                            )?;
+                                ckpt: c,
+                                aligner: a,
+                                blocked: &mut blocked,
+                                in_flight: &mut in_flight,
+                                unaligned: unaligned.as_mut(),
+                                stop_savepoint: &mut stop_savepoint,
+                                now_ms,
+                            };
+                            if let Some(id) = ended {
+                                // The channel ended before its barrier: the in-flight data of
+                                // this checkpoint can never be complete.
+                                state.abandon(
+                                    id,
+                                    CheckpointFailureReason::CheckpointDeclinedInputEndOfStream,
+                                );
+                            }
+                            state.apply(actions, false)?;
+                            state.check_recording_complete();
                         }
                         let v = valve.on_end(ch);
                         apply_valve(v, op.as_mut(), ctx, router, &mut out)?;
@@ -735,6 +1248,7 @@ fn run_operator(
                                     FINAL_CHECKPOINT,
                                     None,
                                     SnapshotTiming::default(),
+                                    ChannelWait::None,
                                     || Ok(()),
                                 )?;
                                 c.await_completion(FINAL_CHECKPOINT, shared, &mut |id| {
@@ -745,8 +1259,57 @@ fn run_operator(
                         }
                     }
                 }
+                if let (Some(b), Some(c), Some(a)) = (barrier_after, ckpt, aligner.as_mut()) {
+                    let mut state = LoopState {
+                        op: op.as_mut(),
+                        ctx,
+                        router,
+                        ckpt: c,
+                        aligner: a,
+                        blocked: &mut blocked,
+                        in_flight: &mut in_flight,
+                        unaligned: unaligned.as_mut(),
+                        stop_savepoint: &mut stop_savepoint,
+                        now_ms: settings.clock.now_millis(),
+                    };
+                    state.on_barrier(ch, &b)?;
+                }
+                if let (Some(c), Some(a)) = (ckpt, aligner.as_mut()) {
+                    if unaligned.is_some() {
+                        LoopState {
+                            op: op.as_mut(),
+                            ctx,
+                            router,
+                            ckpt: c,
+                            aligner: a,
+                            blocked: &mut blocked,
+                            in_flight: &mut in_flight,
+                            unaligned: unaligned.as_mut(),
+                            stop_savepoint: &mut stop_savepoint,
+                            now_ms: 0,
+                        }
+                        .check_recording_complete();
+                    }
+                }
             }
             Received::Timeout => {}
+            Received::Priority(ch, pb) => {
+                if let (Some(c), Some(a)) = (ckpt, aligner.as_mut()) {
+                    LoopState {
+                        op: op.as_mut(),
+                        ctx,
+                        router,
+                        ckpt: c,
+                        aligner: a,
+                        blocked: &mut blocked,
+                        in_flight: &mut in_flight,
+                        unaligned: unaligned.as_mut(),
+                        stop_savepoint: &mut stop_savepoint,
+                        now_ms: settings.clock.now_millis(),
+                    }
+                    .on_priority_barrier(ch, pb)?;
+                }
+            }
             Received::Disconnected(ch) => {
                 // An upstream task went away without end-of-stream: it failed or was cancelled.
                 open[ch] = false;
@@ -769,54 +1332,6 @@ fn run_operator(
         }
         router.flush_if_due(now)?;
     }
-}
-
-/// Carries out what the barrier aligner decided: block a channel, or snapshot the operator,
-/// forward the barrier and acknowledge, or decline.
-fn apply_alignment(
-    actions: Vec<AlignerAction>,
-    op: &mut dyn Operator,
-    ctx: &TaskContext,
-    router: &mut OutputRouter,
-    ckpt: &TaskCheckpointing,
-    blocked: &mut [bool],
-    in_flight: &mut Option<InFlightSnapshot>,
-) -> Result<()> {
-    for action in actions {
-        match action {
-            AlignerAction::Block(ch) => {
-                if let Some(b) = blocked.get_mut(ch) {
-                    *b = true;
-                }
-            }
-            AlignerAction::TriggerSnapshot(t) => {
-                blocked.iter_mut().for_each(|b| *b = false);
-                let timing = SnapshotTiming {
-                    alignment_ms: t.alignment_duration_ms,
-                    start_delay_ms: t.start_delay_ms,
-                };
-                let barrier = t.barrier.clone();
-                let savepoint = t.barrier.savepoint.as_ref();
-                ckpt.snapshot_operator(
-                    op,
-                    ctx,
-                    in_flight,
-                    t.barrier.id,
-                    savepoint,
-                    timing,
-                    || router.broadcast(|| Message::Barrier(barrier.clone())),
-                )?;
-            }
-            AlignerAction::Abort(a) => {
-                blocked.iter_mut().for_each(|b| *b = false);
-                let _ = ckpt.events.send(TaskEvent::Decline {
-                    checkpoint_id: a.checkpoint_id,
-                    reason: a.reason,
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 fn finish(op: &mut dyn Operator, router: &mut OutputRouter, out: &mut Output) -> Result<()> {
@@ -847,8 +1362,53 @@ fn apply_valve(
 
 enum Received {
     Message(usize, Message),
+    /// A barrier on the priority path of a channel.
+    Priority(usize, PriorityBarrier),
     Timeout,
     Disconnected(usize),
+}
+
+/// [`receive`] for a task with priority paths: waits on the readable data channels and on every
+/// live priority path, so that a barrier is seen as soon as it is sent.
+fn receive_or_priority(
+    inputs: &[(Receiver<Message>, usize)],
+    priority: &[Option<Receiver<PriorityBarrier>>],
+    open: &[bool],
+    wait: Duration,
+) -> Received {
+    let mut sel = Select::new();
+    let mut ops: Vec<(bool, usize)> = Vec::new();
+    for (ch, rx) in priority.iter().enumerate() {
+        if let Some(rx) = rx {
+            sel.recv(rx);
+            ops.push((true, ch));
+        }
+    }
+    for (ch, (rx, _)) in inputs.iter().enumerate() {
+        if open[ch] {
+            sel.recv(rx);
+            ops.push((false, ch));
+        }
+    }
+    if ops.is_empty() {
+        std::thread::sleep(wait);
+        return Received::Timeout;
+    }
+    match sel.select_timeout(wait) {
+        Ok(oper) => match ops.get(oper.index()) {
+            Some((true, ch)) => match priority[*ch].as_ref().map(|rx| oper.recv(rx)) {
+                Some(Ok(b)) => Received::Priority(*ch, b),
+                // A closed priority path is noticed (and dropped) by the next drain.
+                _ => Received::Timeout,
+            },
+            Some((false, ch)) => match oper.recv(&inputs[*ch].0) {
+                Ok(m) => Received::Message(*ch, m),
+                Err(_) => Received::Disconnected(*ch),
+            },
+            None => Received::Timeout,
+        },
+        Err(_) => Received::Timeout,
+    }
 }
 
 fn receive(inputs: &[(Receiver<Message>, usize)], open: &[bool], wait: Duration) -> Received {
