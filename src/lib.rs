@@ -311,6 +311,22 @@ pub fn runtime_settings(config: &Configuration) -> RuntimeSettings {
         state_ttl: config
             .get_duration("table.exec.state.ttl")
             .filter(|ttl| !ttl.is_zero()),
+        state_latency: config
+            .get_bool("state.latency-track.keyed-state-enabled")
+            .unwrap_or(false)
+            .then(|| streamsql_engine::runtime::StateLatencySettings {
+                sample_interval: config
+                    .get_int("state.latency-track.sample-interval")
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(100),
+                history_size: config
+                    .get_int("state.latency-track.history-size")
+                    .and_then(|v| usize::try_from(v).ok())
+                    .unwrap_or(128),
+                state_name_as_variable: config
+                    .get_bool("state.latency-track.state-name-as-variable")
+                    .unwrap_or(true),
+            }),
         ..RuntimeSettings::default()
     }
 }

@@ -547,3 +547,53 @@ fn a_fresh_run_of_the_same_pipeline_continues_checkpoint_ids() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn keyed_state_latency_is_sampled_per_state_and_operation_when_enabled() {
+    let sql = |tracking: &str| {
+        format!(
+            "SET 'state.latency-track.keyed-state-enabled' = '{tracking}';
+SET 'state.latency-track.sample-interval' = '10';
+SET 'state.latency-track.history-size' = '16';
+CREATE TABLE t (k INT) WITH ('connector' = 'datagen', 'number-of-rows' = '1000',
+  'fields.k.kind' = 'sequence', 'fields.k.start' = '1', 'fields.k.end' = '1000');
+CREATE TABLE s (k INT, n BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO s SELECT k, COUNT(*) FROM t GROUP BY k;"
+        )
+    };
+    let histograms = |tracking: &str| {
+        let mut s = common::session(1);
+        let exec = s.execute("latency.sql", &sql(tracking)).expect("plans");
+        let job = exec.job.expect("a job");
+        let metrics: Vec<_> = job
+            .metrics()
+            .iter()
+            .filter(|m| m.operator_name == "GroupAggregate")
+            .map(|m| m.metrics.clone())
+            .collect();
+        job.wait().expect("runs");
+        assert_eq!(metrics.len(), 1);
+        metrics[0].state_latencies()
+    };
+    assert!(
+        histograms("false").is_empty(),
+        "nothing is tracked by default"
+    );
+    let tracked = histograms("true");
+    let find = |name: &str| {
+        tracked
+            .iter()
+            .find(|h| h.metric_name() == name)
+            .unwrap_or_else(|| panic!("{name} is tracked"))
+            .stats()
+    };
+    // Every row reads its key once and, each key being new, writes it once: one in ten of each
+    // is timed; nothing is removed.
+    let get = find("valueStateGetLatency");
+    let update = find("valueStateUpdateLatency");
+    assert_eq!((get.count, update.count), (100, 100));
+    assert_eq!(find("valueStateClearLatency").count, 0);
+    assert!(get.max >= get.min && get.max > 0, "{get:?}");
+    assert!(get.p99 >= get.p50, "{get:?}");
+    assert!(tracked.iter().all(|h| h.state == "group"));
+}

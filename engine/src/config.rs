@@ -543,28 +543,32 @@ static KEYS: &[KeySpec] = &[
         "Track the latency of keyed state accesses.",
     )
     .aliases(&["state.backend.latency-track.keyed-state-enabled"])
-    .default("false"),
+    .default("false")
+    .honoured(),
     KeySpec::new(
         "state.latency-track.sample-interval",
         int(1, INT_MAX),
         "Track the latency of one in this many state accesses.",
     )
     .aliases(&["state.backend.latency-track.sample-interval"])
-    .default("100"),
+    .default("100")
+    .honoured(),
     KeySpec::new(
         "state.latency-track.history-size",
         int(1, INT_MAX),
         "Number of latency measurements kept per state access operation.",
     )
     .aliases(&["state.backend.latency-track.history-size"])
-    .default("128"),
+    .default("128")
+    .honoured(),
     KeySpec::new(
         "state.latency-track.state-name-as-variable",
         BOOL,
         "Expose the state name as a metric variable when tracking latency.",
     )
     .aliases(&["state.backend.latency-track.state-name-as-variable"])
-    .default("true"),
+    .default("true")
+    .honoured(),
     KeySpec::new(
         "table.exec.state.ttl",
         DURATION,

@@ -3,6 +3,9 @@
 //! visible.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::state::latency::LatencyHistogram;
 
 /// Counters of one operator subtask, with Flink's metric names in their docs.
 #[derive(Debug, Default)]
@@ -23,6 +26,9 @@ pub struct TaskMetrics {
     /// milliseconds: an expired entry nobody reads is removed at most about this long after it
     /// expired.
     pub state_ttl_sweep_lag_ms: AtomicU64,
+    /// Keyed-state access latencies, per state and operation, when
+    /// `state.latency-track.keyed-state-enabled` is on.
+    pub state_latency: Mutex<Vec<Arc<LatencyHistogram>>>,
     /// `currentInputWatermark` (milliseconds; i64::MIN before the first).
     pub current_input_watermark: std::sync::atomic::AtomicI64,
 }
@@ -37,6 +43,14 @@ impl TaskMetrics {
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The keyed-state latency histograms registered so far.
+    pub fn state_latencies(&self) -> Vec<Arc<LatencyHistogram>> {
+        self.state_latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

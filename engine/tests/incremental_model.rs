@@ -83,6 +83,7 @@ fn context(backend: BackendKind, range: KeyGroupRange) -> StateContext {
         config,
         checkpointing: true,
         ttl: None,
+        latency: None,
     }
 }
 

@@ -103,6 +103,7 @@ impl Subtask {
             config,
             checkpointing: true,
             ttl: None,
+            latency: None,
         };
         let state = KeyedState::new("s", &ctx, MAX_PARALLELISM);
         Subtask {

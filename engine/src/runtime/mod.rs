@@ -58,6 +58,19 @@ pub struct RuntimeSettings {
     /// `table.exec.state.ttl`, when set (non-zero): how long idle state of non-windowed
     /// operators lives.
     pub state_ttl: Option<Duration>,
+    /// `state.latency-track.*`, when `keyed-state-enabled` is on.
+    pub state_latency: Option<StateLatencySettings>,
+}
+
+/// `state.latency-track.*` for every keyed state of a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateLatencySettings {
+    /// `state.latency-track.sample-interval`.
+    pub sample_interval: u32,
+    /// `state.latency-track.history-size`.
+    pub history_size: usize,
+    /// `state.latency-track.state-name-as-variable`.
+    pub state_name_as_variable: bool,
 }
 
 impl Default for RuntimeSettings {
@@ -74,6 +87,7 @@ impl Default for RuntimeSettings {
             restart: None,
             state_backend: crate::state::StateBackendConfig::default(),
             state_ttl: None,
+            state_latency: None,
         }
     }
 }
@@ -85,6 +99,7 @@ fn state_context(
     settings: &RuntimeSettings,
     node: &crate::graph::Node,
     subtask: usize,
+    metrics: &Arc<TaskMetrics>,
 ) -> crate::state::StateContext {
     let config = settings.state_backend.clone();
     let needs_store =
@@ -110,6 +125,14 @@ fn state_context(
             ttl,
             clock: settings.clock.clone(),
         }),
+        latency: settings
+            .state_latency
+            .map(|l| crate::state::latency::LatencyTracking {
+                sample_interval: l.sample_interval,
+                history_size: l.history_size,
+                state_name_as_variable: l.state_name_as_variable,
+                metrics: metrics.clone(),
+            }),
     }
 }
 
@@ -677,7 +700,7 @@ fn start_attempt(
                 parallelism: node.parallelism,
                 max_parallelism: settings.max_parallelism,
                 metrics: metrics.clone(),
-                state: state_context(settings, node, subtask),
+                state: state_context(settings, node, subtask, &metrics),
             };
             all_metrics.push(SubtaskMetrics {
                 node: i,

@@ -33,6 +33,7 @@
 //!   operator's partitioning key, exactly as the hash exchange computes it, so a snapshot can be
 //!   split by key group.
 
+pub mod latency;
 pub mod store;
 
 use std::borrow::Borrow;
@@ -123,6 +124,8 @@ pub struct StateContext {
     pub checkpointing: bool,
     /// `table.exec.state.ttl`, when set: states created with [`KeyedState::with_ttl`] expire.
     pub ttl: Option<StateTtl>,
+    /// `state.latency-track.*`, when `keyed-state-enabled` is on.
+    pub latency: Option<latency::LatencyTracking>,
 }
 
 /// How a state's keys and values become bytes. The operator implements it (values such as
@@ -394,6 +397,8 @@ pub struct KeyedState<K, V> {
     /// The names of a state that may have a TTL, `None` for a state that never has one.
     names: Option<StateNames>,
     ttl: Option<Expiry>,
+    /// Access latency sampling, when tracked.
+    latency: Option<latency::StateLatency>,
 }
 
 /// The change tracking of a [`KeyedState`], apart from its map so that a slot can be marked while
@@ -584,6 +589,10 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             scratch: Vec::new(),
             names: None,
             ttl: None,
+            latency: ctx
+                .latency
+                .as_ref()
+                .map(|config| latency::StateLatency::new(name, config)),
         };
         s.update_bound();
         s
@@ -711,8 +720,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         Ok(true)
     }
 
-    /// The value of `key`.
-    pub fn get<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<Option<&V>>
+    fn get_untimed<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<Option<&V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -735,9 +743,11 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         Ok(entry.slot.value.as_ref())
     }
 
-    /// The value of `key` for update: the key counts as written (with a TTL, its time is
-    /// refreshed). One hash lookup when the key is in memory.
-    pub fn get_mut<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<Option<&mut V>>
+    fn get_mut_untimed<Q>(
+        &mut self,
+        codec: &impl StateCodec<K, V>,
+        key: &Q,
+    ) -> Result<Option<&mut V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -765,8 +775,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         Ok(entry.slot.value.as_mut())
     }
 
-    /// Sets the value of `key`.
-    pub fn insert(&mut self, codec: &impl StateCodec<K, V>, key: K, value: V) -> Result<()> {
+    fn insert_untimed(&mut self, codec: &impl StateCodec<K, V>, key: K, value: V) -> Result<()> {
         let written = self.stamp();
         if let Some(entry) = find_mut(&mut self.map, &self.hasher, &key) {
             self.tracker.mark(&mut entry.slot, &key, codec);
@@ -792,8 +801,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         Ok(())
     }
 
-    /// Removes `key`, returning its value (`None` when it had none, or it had expired).
-    pub fn remove<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<Option<V>>
+    fn remove_untimed<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<Option<V>>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -835,6 +843,67 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         self.tracker.mark(&mut entry.slot, key, codec);
         // The slot stays as a tombstone until the flush that carries the removal.
         Ok(entry.slot.value.take())
+    }
+
+    /// Starts timing an access of `op` when latency tracking samples it.
+    fn sample(
+        &mut self,
+        op: latency::StateOp,
+    ) -> Option<(Arc<latency::LatencyHistogram>, std::time::Instant)> {
+        self.latency.as_mut().and_then(|l| l.sample(op))
+    }
+
+    /// The value of `key`.
+    pub fn get<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<Option<&V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let Some((histogram, start)) = self.sample(latency::StateOp::Get) else {
+            return self.get_untimed(codec, key);
+        };
+        let r = self.get_untimed(codec, key);
+        histogram.record(start.elapsed());
+        r
+    }
+
+    /// The value of `key` for update: the key counts as written (with a TTL, its time is
+    /// refreshed). One hash lookup when the key is in memory.
+    pub fn get_mut<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<Option<&mut V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let Some((histogram, start)) = self.sample(latency::StateOp::Get) else {
+            return self.get_mut_untimed(codec, key);
+        };
+        let r = self.get_mut_untimed(codec, key);
+        histogram.record(start.elapsed());
+        r
+    }
+
+    /// Sets the value of `key`.
+    pub fn insert(&mut self, codec: &impl StateCodec<K, V>, key: K, value: V) -> Result<()> {
+        let Some((histogram, start)) = self.sample(latency::StateOp::Update) else {
+            return self.insert_untimed(codec, key, value);
+        };
+        let r = self.insert_untimed(codec, key, value);
+        histogram.record(start.elapsed());
+        r
+    }
+
+    /// Removes `key`, returning its value (`None` when it had none, or it had expired).
+    pub fn remove<Q>(&mut self, codec: &impl StateCodec<K, V>, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        let Some((histogram, start)) = self.sample(latency::StateOp::Clear) else {
+            return self.remove_untimed(codec, key);
+        };
+        let r = self.remove_untimed(codec, key);
+        histogram.record(start.elapsed());
+        r
     }
 
     /// Removes expired entries, examining at most a bounded number of hash-table slots from
@@ -1201,6 +1270,7 @@ pub fn standalone_context(kind: BackendKind, memory_budget: usize) -> StateConte
         store: Some(Arc::new(store)),
         checkpointing: false,
         ttl: None,
+        latency: None,
     }
 }
 
