@@ -1,14 +1,20 @@
-//! The two parts of a checkpoint of one `GroupAggregate` subtask (COUNT and SUM over BIGINT
-//! keys), measured directly on the operator and its store (figures go to docs/performance.md).
+//! The parts of a checkpoint of one `GroupAggregate` subtask (COUNT and SUM over BIGINT keys),
+//! measured directly on the operator and its store (figures go to docs/performance.md).
 //!
-//! For each total state size, the state is built and checkpointed once; then, ten times, 10 000
-//! keys are updated and a checkpoint is taken. Timed separately: the synchronous part
-//! (`snapshot_state` and `begin_keyed_snapshot`), the flush of the written keys that the task
-//! then encodes between batches (`continue_keyed_snapshot`), and the asynchronous part (applying
-//! the flush to the store and producing the snapshot: full, or the delta with incremental
-//! checkpoints). Printed: p50 and max in milliseconds.
+//! For each total state size, the state is built and checkpointed once; then, ten times, a
+//! number of keys spread over the whole state is updated and a checkpoint is taken. Timed
+//! separately: the synchronous part (`snapshot_state` and `begin_keyed_snapshot`), the flush of
+//! the written keys that the task then encodes between batches (`continue_keyed_snapshot`), and
+//! the asynchronous part (applying the flush to the store and producing the snapshot file's
+//! bytes: full, or the delta with incremental checkpoints). Also reported: the size of what a
+//! checkpoint writes, the whole checkpoint's duration, and the time to restore the last
+//! checkpoint (its full snapshot, or its chain) into a new operator. Printed: p50 and max (of ten,
+//! the max is the p99 and above) in milliseconds.
 //!
-//! `cargo bench --bench checkpoint_parts` (set `SIZES=100000,1000000` to choose the state sizes).
+//! `cargo bench --bench checkpoint_parts`. Environment: `SIZES=100000,1000000` (state sizes),
+//! `CHANGED=10000` (keys updated per checkpoint), `MODES=full,incremental,sled` (which of the
+//! hashmap backend with full snapshots, the hashmap backend with incremental checkpoints and the
+//! sled backend with incremental checkpoints to run).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +32,6 @@ use streamsql_storage::KeyGroupRange;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const CHANGED: i64 = 10_000;
 const ROUNDS: usize = 10;
 
 fn call(name: &str, arg: Option<usize>) -> AggCall {
@@ -62,6 +67,7 @@ fn context(kind: BackendKind, incremental: bool) -> TaskContext {
             store: Some(Arc::new(store)),
             checkpointing: true,
             ttl: None,
+            latency: None,
         },
     }
 }
@@ -82,12 +88,15 @@ fn feed(op: &mut GroupAggregate, keys: impl Iterator<Item = i64>, out: &mut Outp
     }
 }
 
-/// One checkpoint: (synchronous part, deferred flush, asynchronous part).
-fn checkpoint(
-    op: &mut GroupAggregate,
-    store: &Arc<SubtaskStore>,
-    id: u64,
-) -> (Duration, Duration, Duration) {
+/// One checkpoint: its parts' durations and the snapshot file's bytes.
+struct Taken {
+    sync: Duration,
+    flush: Duration,
+    asynchronous: Duration,
+    snapshot: streamsql_storage::EncodedSnapshot,
+}
+
+fn checkpoint(op: &mut GroupAggregate, store: &Arc<SubtaskStore>, id: u64) -> Taken {
     let start = Instant::now();
     op.snapshot_state(id).expect("operator state");
     op.begin_keyed_snapshot().expect("flush begins");
@@ -107,75 +116,136 @@ fn checkpoint(
         false,
         streamsql_storage::Compression::None,
         Box::new(move |r: streamsql::engine::state::store::SnapshotResult| {
-            let _ = tx.send(r.map(|s| s.bytes.len()));
+            let _ = tx.send(r);
         }),
     );
     store.run_queued();
-    rx.recv().expect("a result").expect("a snapshot");
-    (sync, flush, start.elapsed())
+    let snapshot = rx.recv().expect("a result").expect("a snapshot");
+    Taken {
+        sync,
+        flush,
+        asynchronous: start.elapsed(),
+        snapshot,
+    }
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn main() {
-    let sizes: Vec<i64> = std::env::var("SIZES")
+fn spec() -> GroupAggregateSpec {
+    GroupAggregateSpec {
+        key_cols: vec![0],
+        aggs: vec![call("COUNT", None), call("SUM", Some(1))],
+        input_append_only: true,
+    }
+}
+
+/// p50 and max of `values`, in milliseconds.
+fn p50_max(values: &mut [Duration]) -> (f64, f64) {
+    values.sort();
+    (ms(values[values.len() / 2]), ms(values[values.len() - 1]))
+}
+
+fn env_list(name: &str) -> Option<Vec<String>> {
+    std::env::var(name)
         .ok()
-        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .map(|s| s.split(',').map(|x| x.trim().to_string()).collect())
+}
+
+fn main() {
+    let sizes: Vec<i64> = env_list("SIZES")
+        .map(|v| v.iter().filter_map(|x| x.parse().ok()).collect())
         .unwrap_or_else(|| vec![100_000, 1_000_000]);
+    let changed: i64 = std::env::var("CHANGED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let modes = env_list("MODES").unwrap_or_else(|| {
+        vec![
+            "full".to_string(),
+            "incremental".to_string(),
+            "sled".to_string(),
+        ]
+    });
     println!(
-        "| state keys | backend | checkpoints | sync p50 / max (ms) | flush between batches p50 / max (ms) | async p50 / max (ms) |"
+        "| state keys | backend | checkpoints | sync p50 / max (ms) | flush between batches p50 / max (ms) | async p50 / max (ms) | whole checkpoint p50 / max (ms) | written p50 (bytes) | restore of the last (ms) |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &size in &sizes {
-        for (kind, incremental) in [
-            (BackendKind::HashMap, false),
-            (BackendKind::HashMap, true),
-            (BackendKind::Sled, true),
-        ] {
+        for mode in &modes {
+            let (kind, incremental, name) = match mode.as_str() {
+                "full" => (BackendKind::HashMap, false, "hashmap, full"),
+                "incremental" => (BackendKind::HashMap, true, "hashmap, incremental"),
+                _ => (BackendKind::Sled, true, "sled, incremental"),
+            };
             let ctx = context(kind, incremental);
             let store = ctx.state.store.clone().expect("a store");
-            let spec = GroupAggregateSpec {
-                key_cols: vec![0],
-                aggs: vec![call("COUNT", None), call("SUM", Some(1))],
-                input_append_only: true,
-            };
-            let mut op = GroupAggregate::new(spec, &ctx).expect("operator");
+            let mut op = GroupAggregate::new(spec(), &ctx).expect("operator");
             let mut out = Output::new();
             feed(&mut op, 0..size, &mut out);
-            checkpoint(&mut op, &store, 1);
-            let (mut syncs, mut flushes, mut asyncs) = (Vec::new(), Vec::new(), Vec::new());
+            let first = checkpoint(&mut op, &store, 1);
+            // The snapshots a restore of the newest checkpoint reads: its chain.
+            let mut chain = vec![first.snapshot];
+            let (mut syncs, mut flushes, mut asyncs, mut wholes, mut sizes_written) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for round in 0..ROUNDS {
                 // A different stretch of keys each round, spread over the whole state.
                 let offset = (round as i64 * 7919) % size.max(1);
                 feed(
                     &mut op,
-                    (0..CHANGED).map(|i| (offset + i * (size / CHANGED).max(1)) % size),
+                    (0..changed).map(|i| (offset + i * (size / changed).max(1)) % size),
                     &mut out,
                 );
-                let (s, f, a) = checkpoint(&mut op, &store, round as u64 + 2);
-                syncs.push(s);
-                flushes.push(f);
-                asyncs.push(a);
+                let t = checkpoint(&mut op, &store, round as u64 + 2);
+                syncs.push(t.sync);
+                flushes.push(t.flush);
+                asyncs.push(t.asynchronous);
+                wholes.push(t.sync + t.flush + t.asynchronous);
+                sizes_written.push(t.snapshot.bytes.len());
+                if t.snapshot.kind == streamsql_storage::SnapshotKind::Full {
+                    chain.clear();
+                }
+                chain.push(t.snapshot);
             }
-            syncs.sort();
-            flushes.sort();
-            asyncs.sort();
-            let name = match (kind, incremental) {
-                (BackendKind::HashMap, false) => "hashmap, full",
-                (BackendKind::HashMap, true) => "hashmap, incremental",
-                _ => "sled, incremental",
-            };
+            drop(op);
+            drop(ctx);
+            let restore = restore(kind, incremental, &chain);
+            sizes_written.sort_unstable();
+            let (s50, smax) = p50_max(&mut syncs);
+            let (f50, fmax) = p50_max(&mut flushes);
+            let (a50, amax) = p50_max(&mut asyncs);
+            let (w50, wmax) = p50_max(&mut wholes);
             println!(
-                "| {size} | {name} | {ROUNDS} x {CHANGED} changed keys | {:.3} / {:.3} | {:.2} / {:.2} | {:.1} / {:.1} |",
-                ms(syncs[ROUNDS / 2]),
-                ms(syncs[ROUNDS - 1]),
-                ms(flushes[ROUNDS / 2]),
-                ms(flushes[ROUNDS - 1]),
-                ms(asyncs[ROUNDS / 2]),
-                ms(asyncs[ROUNDS - 1]),
+                "| {size} | {name} | {ROUNDS} x {changed} changed keys | {s50:.3} / {smax:.3} | {f50:.2} / {fmax:.2} | {a50:.1} / {amax:.1} | {w50:.1} / {wmax:.1} | {} | {:.0} |",
+                sizes_written[ROUNDS / 2],
+                ms(restore),
             );
         }
     }
+}
+
+/// Restores `chain` (a full snapshot and its deltas) into a new operator, timed from the file
+/// bytes to the operator holding every key.
+fn restore(
+    kind: BackendKind,
+    incremental: bool,
+    chain: &[streamsql_storage::EncodedSnapshot],
+) -> Duration {
+    let ctx = context(kind, incremental);
+    let mut op = GroupAggregate::new(spec(), &ctx).expect("operator");
+    let operator = op.snapshot_state(0).expect("operator state");
+    let start = Instant::now();
+    let snapshots = chain
+        .iter()
+        .map(|s| streamsql_storage::snapshot::decode(&s.bytes).expect("decodes"))
+        .collect();
+    streamsql::engine::state::restore_operator(
+        &mut op,
+        ctx.state.store.as_ref(),
+        &operator,
+        snapshots,
+    )
+    .expect("restores");
+    start.elapsed()
 }
