@@ -53,6 +53,7 @@ fn context(kind: BackendKind, incremental: bool) -> TaskContext {
         local_dir: None,
         incremental,
         local_recovery: None,
+        sled: Default::default(),
     };
     let store = SubtaskStore::new(config.clone(), KeyGroupRange::new(0, 127), "bench");
     TaskContext {

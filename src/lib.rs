@@ -356,6 +356,15 @@ pub fn state_backend(config: &Configuration) -> streamsql_engine::state::StateBa
                     .unwrap_or_else(streamsql_engine::runtime::local_state::default_root),
                 max_size: config.get_memory("execution.checkpointing.local-backup.max-size"),
             }),
+        sled: streamsql_engine::state::SledTuning {
+            write_buffer_ratio: config
+                .get_float("state.backend.sled.write-buffer-ratio")
+                .unwrap_or(0.75),
+            evict_ratio: config
+                .get_float("state.backend.sled.evict-ratio")
+                .unwrap_or(0.5),
+            low_space: config.get_str("state.backend.sled.mode") == Some("low-space"),
+        },
     }
 }
 

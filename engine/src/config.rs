@@ -532,6 +532,30 @@ static KEYS: &[KeySpec] = &[
     )
     .honoured(),
     KeySpec::new(
+        "state.backend.sled.write-buffer-ratio",
+        Kind::Float { min: 0.05, max: 0.95 },
+        "sled backend: the fraction of the memory budget given to each operator's in-memory state (typed values, where every write lands); the rest goes to the store's byte cache and sled's page cache (reads that miss).",
+    )
+    .default("0.75")
+    .honoured(),
+    KeySpec::new(
+        "state.backend.sled.evict-ratio",
+        Kind::Float { min: 0.05, max: 1.0 },
+        "sled backend: the fraction of a full cache freed at each write-back to sled (clean entries are evicted). Larger: fewer, larger write-backs and more misses after each.",
+    )
+    .default("0.5")
+    .honoured(),
+    KeySpec::new(
+        "state.backend.sled.mode",
+        Kind::Enum {
+            values: &["high-throughput", "low-space"],
+            synonyms: &[("highthroughput", "high-throughput"), ("lowspace", "low-space")],
+        },
+        "sled backend: sled's mode: 'high-throughput' (the default) or 'low-space' (rewrites its files more eagerly, for less disk).",
+    )
+    .default("high-throughput")
+    .honoured(),
+    KeySpec::new(
         "state.backend.async",
         BOOL,
         "Deprecated in Flink: snapshots are always asynchronous and the value has no effect, as in Flink.",

@@ -77,6 +77,7 @@ fn context(backend: BackendKind, range: KeyGroupRange) -> StateContext {
         local_dir: None,
         incremental: true,
         local_recovery: None,
+        sled: Default::default(),
     };
     StateContext {
         store: Some(Arc::new(SubtaskStore::new(config.clone(), range, "model"))),

@@ -93,6 +93,7 @@ impl Subtask {
             local_dir: None,
             incremental: true,
             local_recovery: None,
+            sled: Default::default(),
         };
         let ctx = StateContext {
             store: Some(Arc::new(SubtaskStore::new(

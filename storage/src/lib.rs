@@ -22,6 +22,6 @@ pub mod state;
 pub use file::{frame, read_framed, write_atomic, write_framed_atomic, StorageError};
 pub use snapshot::{Compression, EncodedSnapshot, Snapshot, SnapshotKind, SnapshotRecord};
 pub use state::{
-    HashMapBackend, KeyGroup, KeyGroupRange, KeyedStateBackend, SledBackend, StateEntry, StateId,
-    StateRegistry, StateStats,
+    HashMapBackend, KeyGroup, KeyGroupRange, KeyedStateBackend, SledBackend, SledOptions,
+    StateEntry, StateId, StateRegistry, StateStats,
 };

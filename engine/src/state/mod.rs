@@ -86,6 +86,47 @@ pub struct StateBackendConfig {
     pub incremental: bool,
     /// `execution.state-recovery.from-local`: task-local copies of keyed state, when on.
     pub local_recovery: Option<LocalRecoveryConfig>,
+    /// `state.backend.sled.*` tuning.
+    pub sled: SledTuning,
+}
+
+/// How the `sled` backend divides and frees its memory, and how sled runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SledTuning {
+    /// `state.backend.sled.write-buffer-ratio`: the share of the memory budget for the operators'
+    /// in-memory (typed) state; the rest is the store's byte cache and sled's page cache.
+    pub write_buffer_ratio: f64,
+    /// `state.backend.sled.evict-ratio`: the share of a full cache freed at each write-back.
+    pub evict_ratio: f64,
+    /// `state.backend.sled.mode` = `low-space`.
+    pub low_space: bool,
+}
+
+impl Default for SledTuning {
+    fn default() -> Self {
+        SledTuning {
+            write_buffer_ratio: 0.75,
+            evict_ratio: 0.5,
+            low_space: false,
+        }
+    }
+}
+
+impl SledTuning {
+    /// `fraction` of `bytes` (a byte count scaled by a ratio: the rounding is irrelevant).
+    fn share(bytes: usize, fraction: f64) -> usize {
+        (bytes as f64 * fraction.clamp(0.0, 1.0)) as usize
+    }
+
+    /// Bytes of the memory budget for the operators' in-memory state.
+    pub fn hot_bytes(&self, budget: usize) -> usize {
+        Self::share(budget, self.write_buffer_ratio)
+    }
+
+    /// Bytes of the memory budget for the store's caches.
+    pub fn store_bytes(&self, budget: usize) -> usize {
+        budget.saturating_sub(self.hot_bytes(budget))
+    }
 }
 
 /// Where task-local copies of keyed state go and how much room they may take.
@@ -106,6 +147,7 @@ impl Default for StateBackendConfig {
             local_dir: None,
             incremental: false,
             local_recovery: None,
+            sled: SledTuning::default(),
         }
     }
 }
@@ -388,6 +430,8 @@ pub struct KeyedState<K, V> {
     /// Entries the hot map may hold before it spills; `usize::MAX` without a bound.
     max_entries: usize,
     memory_budget: usize,
+    /// The share of the bound freed when the hot map spills (`state.backend.sled.evict-ratio`).
+    evict_ratio: f64,
     /// Whether some key may be in the store and not in the map (evicted, or restored lazily):
     /// only then does a miss read the store.
     may_miss: bool,
@@ -560,9 +604,9 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
     /// across versions of the operator). It never expires.
     pub fn new(name: &'static str, ctx: &StateContext, max_parallelism: usize) -> Self {
         let bounded = ctx.config.kind == BackendKind::Sled && ctx.store.is_some();
-        // The hot map gets three quarters of the budget; the store's own cache the rest.
+        // The hot map gets `write-buffer-ratio` of the budget; the store's own caches the rest.
         let memory_budget = if bounded {
-            ctx.config.memory_budget / 4 * 3
+            ctx.config.sled.hot_bytes(ctx.config.memory_budget)
         } else {
             usize::MAX
         };
@@ -584,6 +628,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             store: ctx.store.clone(),
             max_entries: usize::MAX,
             memory_budget,
+            evict_ratio: ctx.config.sled.evict_ratio,
             may_miss: false,
             entry_bytes: INITIAL_ENTRY_BYTES,
             scratch: Vec::new(),
@@ -1107,7 +1152,8 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             store.write_back(delta)?;
         }
         let flush_pending = self.tracker.pending_epoch.is_some() || !self.tracker.delta.is_empty();
-        let target = self.max_entries / 2;
+        let keep = 1.0 - self.evict_ratio;
+        let target = SledTuning::share(self.max_entries, keep);
         let mut excess = self.map.len().saturating_sub(target);
         self.map.retain(|e| {
             if excess == 0 || e.slot.epoch != 0 || (e.slot.value.is_none() && flush_pending) {
@@ -1259,6 +1305,7 @@ pub fn standalone_context(kind: BackendKind, memory_budget: usize) -> StateConte
         local_dir: None,
         incremental: false,
         local_recovery: None,
+        sled: SledTuning::default(),
     };
     let store = SubtaskStore::new(
         config.clone(),
@@ -1631,5 +1678,33 @@ mod tests {
             s.insert(&c, k, k).unwrap();
         }
         assert_eq!(s.get(&c, &1_999).unwrap(), None);
+    }
+
+    #[test]
+    fn the_sled_tuning_divides_the_budget_and_sets_what_a_spill_frees() {
+        let t = SledTuning {
+            write_buffer_ratio: 0.5,
+            ..SledTuning::default()
+        };
+        assert_eq!((t.hot_bytes(1000), t.store_bytes(1000)), (500, 500));
+        let d = SledTuning::default();
+        assert_eq!((d.hot_bytes(1000), d.store_bytes(1000)), (750, 250));
+        let c = I64Codec;
+        // Entries left in memory after the first spill of a state bounded to a few hundred.
+        let hot_after_spill = |evict_ratio: f64| {
+            let mut ctx = standalone_context(BackendKind::Sled, 64 * 1024);
+            ctx.config.sled.evict_ratio = evict_ratio;
+            let mut s: KeyedState<i64, i64> = KeyedState::new("s", &ctx, 128);
+            let mut k = 0;
+            while !s.may_miss {
+                s.insert(&c, k, k).unwrap();
+                k += 1;
+            }
+            (s.hot_entries().count(), s.max_entries)
+        };
+        let (few, bound) = hot_after_spill(0.9);
+        let (many, _) = hot_after_spill(0.1);
+        assert!(few <= bound / 10 + 1, "{few} of {bound}");
+        assert!(many >= bound * 8 / 10, "{many} of {bound}");
     }
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use streamsql_storage::{
     Compression, EncodedSnapshot, HashMapBackend, KeyGroupRange, KeyedStateBackend, SledBackend,
-    Snapshot, SnapshotKind, SnapshotRecord, StateId,
+    SledOptions, Snapshot, SnapshotKind, SnapshotRecord, StateId,
 };
 
 use super::{storage_error, BackendKind, KeyedDelta, StateBackendConfig};
@@ -166,14 +166,19 @@ impl SubtaskStore {
     }
 
     fn open_backend(&self) -> Result<Box<dyn KeyedStateBackend + Send>> {
-        // The store's own cache gets the quarter of the budget the hot map leaves it.
-        let bound = (self.config.memory_budget / 4).max(1024 * 1024);
+        // The store's own cache gets the share of the budget the hot map leaves it.
+        let sled = &self.config.sled;
+        let bound = sled.store_bytes(self.config.memory_budget).max(1024 * 1024);
+        let options = SledOptions {
+            evict_ratio: sled.evict_ratio,
+            low_space: sled.low_space,
+        };
         match self.config.kind {
             BackendKind::HashMap => Ok(Box::new(HashMapBackend::new(self.key_groups))),
             BackendKind::Sled => {
                 let b = match &self.work_dir {
-                    Some(dir) => SledBackend::open(dir, bound, self.key_groups),
-                    None => SledBackend::temporary(bound, self.key_groups),
+                    Some(dir) => SledBackend::open_with(dir, bound, self.key_groups, options),
+                    None => SledBackend::temporary_with(bound, self.key_groups, options),
                 }
                 .map_err(|e| storage_error("cannot open the sled state store", e))?;
                 Ok(Box::new(b))

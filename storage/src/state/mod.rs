@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 pub use hashmap::HashMapBackend;
-pub use sled_store::SledBackend;
+pub use sled_store::{SledBackend, SledOptions};
 
 use crate::file::StorageError;
 use crate::snapshot::{Snapshot, SnapshotKind, SnapshotRecord};

@@ -54,6 +54,27 @@ fn store_err(e: sled::Error) -> StorageError {
     }
 }
 
+/// How a sled store is tuned (`state.backend.sled.*`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SledOptions {
+    /// The fraction of the memory bound freed at each write-back: clean slots are evicted until
+    /// the cache holds `1 - evict_ratio` of its bound. Larger: fewer, larger write-backs and more
+    /// misses after each; smaller: more frequent, smaller write-backs.
+    pub evict_ratio: f64,
+    /// sled's `Mode::LowSpace` (compacts its files more eagerly, for less disk) instead of
+    /// `Mode::HighThroughput`.
+    pub low_space: bool,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            evict_ratio: 0.5,
+            low_space: false,
+        }
+    }
+}
+
 /// Keyed state in sled with a bounded in-memory write-back cache.
 pub struct SledBackend {
     // Kept so the tree's database lives as long as the backend.
@@ -68,6 +89,7 @@ pub struct SledBackend {
     scratch: Vec<u8>,
     memory_bytes: usize,
     memory_bound: usize,
+    options: SledOptions,
     stats: StateStats,
 }
 
@@ -90,16 +112,36 @@ impl SledBackend {
         memory_bound: usize,
         key_groups: KeyGroupRange,
     ) -> Result<Self, StorageError> {
+        Self::open_with(path, memory_bound, key_groups, SledOptions::default())
+    }
+
+    /// [`SledBackend::open`] with `options`.
+    pub fn open_with(
+        path: &Path,
+        memory_bound: usize,
+        key_groups: KeyGroupRange,
+        options: SledOptions,
+    ) -> Result<Self, StorageError> {
         let config = sled::Config::new().path(path);
-        Self::with_config(config, memory_bound, key_groups)
+        Self::with_config(config, memory_bound, key_groups, options)
     }
 
     /// A store in a temporary directory removed when the backend is dropped.
     pub fn temporary(memory_bound: usize, key_groups: KeyGroupRange) -> Result<Self, StorageError> {
+        Self::temporary_with(memory_bound, key_groups, SledOptions::default())
+    }
+
+    /// [`SledBackend::temporary`] with `options`.
+    pub fn temporary_with(
+        memory_bound: usize,
+        key_groups: KeyGroupRange,
+        options: SledOptions,
+    ) -> Result<Self, StorageError> {
         Self::with_config(
             sled::Config::new().temporary(true),
             memory_bound,
             key_groups,
+            options,
         )
     }
 
@@ -107,10 +149,16 @@ impl SledBackend {
         config: sled::Config,
         memory_bound: usize,
         key_groups: KeyGroupRange,
+        options: SledOptions,
     ) -> Result<Self, StorageError> {
+        let mode = if options.low_space {
+            sled::Mode::LowSpace
+        } else {
+            sled::Mode::HighThroughput
+        };
         // No periodic fsync: sled's own durability is not relied on (snapshots are).
         let db = config
-            .mode(sled::Mode::HighThroughput)
+            .mode(mode)
             .flush_every_ms(None)
             // sled's own page cache (1 GB by default) counts against the same bound as ours; sled
             // refuses (panics on) a tiny one.
@@ -131,6 +179,7 @@ impl SledBackend {
             scratch: Vec::new(),
             memory_bytes: 0,
             memory_bound,
+            options,
             stats: StateStats::default(),
         })
     }
@@ -228,10 +277,12 @@ impl SledBackend {
         Ok(())
     }
 
-    /// Over the bound: write back, then evict clean slots down to half the bound.
+    /// Over the bound: write back, then evict clean slots until `evict_ratio` of the bound is free.
     fn spill(&mut self) -> Result<(), StorageError> {
         self.write_back_all()?;
-        let target = self.memory_bound / 2;
+        let keep = (1.0 - self.options.evict_ratio).clamp(0.0, 1.0);
+        // A fraction of a byte count: the rounding is irrelevant.
+        let target = (self.memory_bound as f64 * keep) as usize;
         let mut memory = self.memory_bytes;
         let evicted_changed = &mut self.evicted_changed;
         self.cache.retain(|k, slot| {
@@ -578,6 +629,29 @@ mod tests {
         let full = b.snapshot(1).unwrap();
         assert_eq!(full.kind, SnapshotKind::Full);
         assert_eq!(full.records.len(), 500);
+    }
+
+    #[test]
+    fn the_evict_ratio_sets_how_much_a_write_back_frees() {
+        // Write-backs over 2000 puts of 60-byte slots into a 6000-byte cache: freeing 90% of the
+        // cache at each takes fewer write-backs than freeing 10%.
+        let batches = |evict_ratio: f64, low_space: bool| {
+            let options = SledOptions {
+                evict_ratio,
+                low_space,
+            };
+            let mut b = SledBackend::temporary_with(6000, KeyGroupRange::ALL, options).unwrap();
+            let s = b.register_state("v");
+            for i in 0..2000u32 {
+                b.put(1, s, &i.to_be_bytes(), &[7; 10]).unwrap();
+            }
+            for i in 0..2000u32 {
+                assert_eq!(get(&mut b, 1, s, &i.to_be_bytes()), Some(vec![7; 10]));
+            }
+            b.stats().store_write_batches
+        };
+        let (large, small) = (batches(0.9, false), batches(0.1, true));
+        assert!(large * 3 < small, "{large} vs {small} write-backs");
     }
 
     #[test]
