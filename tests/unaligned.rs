@@ -236,3 +236,67 @@ fn an_aligned_start_switches_to_unaligned_at_the_aligned_checkpoint_timeout() {
         "checkpoints that could not align in time complete unaligned: {history:#?}"
     );
 }
+
+#[test]
+fn a_restore_replays_the_in_flight_data_of_an_unaligned_checkpoint_exactly() {
+    use streamsql::engine::checkpoint::coordinator::Retention;
+    use streamsql::engine::runtime::checkpointing::read_checkpoint;
+
+    let job_dir: PathBuf =
+        std::env::temp_dir().join(format!("streamsql-unaligned-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&job_dir);
+    let settings = |restore| RuntimeSettings {
+        batch_size: BATCH,
+        channel_capacity: 8,
+        buffer_timeout: Some(Duration::ZERO),
+        checkpointing: Some(CheckpointSetup {
+            config: CheckpointConfig {
+                retention: Retention::RetainOnCancellation,
+                // Every checkpoint stays, so the one seen with in-flight data can be restored.
+                num_retained: 1000,
+                ..config(true, Duration::ZERO)
+            },
+            job_dir: job_dir.clone(),
+            restore,
+            allow_non_restored_state: false,
+        }),
+        ..RuntimeSettings::default()
+    };
+
+    // Cancel the back-pressured job once a checkpoint holding in-flight data completed.
+    let first = runtime::start(&graph(Arc::new(AtomicU64::new(0))), &settings(None))
+        .expect("the job starts");
+    let with_in_flight = |job_dir: &PathBuf| {
+        let stats = CheckpointStatsTracker::load(&stats_file(job_dir)).ok()?;
+        let latest = stats.to_rest_json()["latest"]["completed"].clone();
+        let persisted = latest["persisted_data"].as_u64()?;
+        (persisted > 0).then(|| latest["id"].as_u64().zip(Some(persisted)))?
+    };
+    let mut waited = Duration::ZERO;
+    let (id, persisted) = loop {
+        if let Some(found) = with_in_flight(&job_dir) {
+            break found;
+        }
+        assert!(
+            waited < Duration::from_secs(60),
+            "a checkpoint with in-flight data completes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        waited += Duration::from_millis(20);
+    };
+    first.cancel();
+    first.wait().expect("the cancelled job ends");
+
+    let restored =
+        read_checkpoint(&job_dir.join(format!("chk-{id}"))).expect("the checkpoint reads");
+    let result = Arc::new(AtomicU64::new(0));
+    runtime::run(&graph(result.clone()), &settings(Some(Arc::new(restored))))
+        .expect("the resumed job finishes");
+    let _ = std::fs::remove_dir_all(&job_dir);
+    assert_eq!(
+        result.load(Ordering::SeqCst),
+        ROWS * (ROWS + 1) / 2,
+        "the restored sum, the {persisted} bytes of replayed in-flight rows and the rest of the \
+         source: every row exactly once"
+    );
+}
