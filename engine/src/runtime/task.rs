@@ -1003,6 +1003,23 @@ fn run_operator(
     // A checkpoint whose keyed-state flush is still being encoded between batches.
     let mut in_flight: Option<InFlightSnapshot> = None;
     let mut completed = 0u64;
+    // The checkpointing steps of the loop all borrow the same state.
+    macro_rules! loop_state {
+        ($c:expr, $a:expr, $u:expr, $now:expr) => {
+            LoopState {
+                op: op.as_mut(),
+                ctx,
+                router,
+                ckpt: $c,
+                aligner: $a,
+                blocked: &mut blocked,
+                in_flight: &mut in_flight,
+                unaligned: $u,
+                stop_savepoint: &mut stop_savepoint,
+                now_ms: $now,
+            }
+        };
+    }
 
     if let Some(state) = replay.filter(|s| !s.is_empty()) {
         state.check_layout(ctx.parallelism, &layout, &ctx.thread_name())?;
@@ -1052,18 +1069,7 @@ fn run_operator(
             let announced: Vec<(usize, PriorityBarrier)> = (0..inputs.len())
                 .flat_map(|ch| u.drain(ch).into_iter().map(move |b| (ch, b)))
                 .collect();
-            let mut state = LoopState {
-                op: op.as_mut(),
-                ctx,
-                router,
-                ckpt: c,
-                aligner: a,
-                blocked: &mut blocked,
-                in_flight: &mut in_flight,
-                unaligned: Some(u),
-                stop_savepoint: &mut stop_savepoint,
-                now_ms,
-            };
+            let mut state = loop_state!(c, a, Some(u), now_ms);
             for (ch, b) in announced {
                 state.on_priority_barrier(ch, b)?;
             }
@@ -1103,18 +1109,7 @@ fn run_operator(
                     ));
                 };
                 let announced = u.drain(ch);
-                let mut state = LoopState {
-                    op: op.as_mut(),
-                    ctx,
-                    router,
-                    ckpt: c,
-                    aligner: a,
-                    blocked: &mut blocked,
-                    in_flight: &mut in_flight,
-                    unaligned: Some(u),
-                    stop_savepoint: &mut stop_savepoint,
-                    now_ms: settings.clock.now_millis(),
-                };
+                let mut state = loop_state!(c, a, Some(u), settings.clock.now_millis());
                 for b in announced {
                     state.on_priority_barrier(ch, b)?;
                 }
@@ -1170,18 +1165,8 @@ fn run_operator(
                                 b.id
                             )));
                         };
-                        let mut state = LoopState {
-                            op: op.as_mut(),
-                            ctx,
-                            router,
-                            ckpt: c,
-                            aligner: a,
-                            blocked: &mut blocked,
-                            in_flight: &mut in_flight,
-                            unaligned: unaligned.as_mut(),
-                            stop_savepoint: &mut stop_savepoint,
-                            now_ms: settings.clock.now_millis(),
-                        };
+                        let mut state =
+                            loop_state!(c, a, unaligned.as_mut(), settings.clock.now_millis());
                         state.on_barrier(ch, &b)?;
                     }
                     Message::Stop => {
@@ -1212,18 +1197,7 @@ fn run_operator(
                                 None => None,
                             };
                             let actions = a.on_end_of_stream(ch, now_ms)?;
-                            let mut state = LoopState {
-                                op: op.as_mut(),
-                                ctx,
-                                router,
-                                ckpt: c,
-                                aligner: a,
-                                blocked: &mut blocked,
-                                in_flight: &mut in_flight,
-                                unaligned: unaligned.as_mut(),
-                                stop_savepoint: &mut stop_savepoint,
-                                now_ms,
-                            };
+                            let mut state = loop_state!(c, a, unaligned.as_mut(), now_ms);
                             if let Some(id) = ended {
                                 // The channel ended before its barrier: the in-flight data of
                                 // this checkpoint can never be complete.
@@ -1260,54 +1234,21 @@ fn run_operator(
                     }
                 }
                 if let (Some(b), Some(c), Some(a)) = (barrier_after, ckpt, aligner.as_mut()) {
-                    let mut state = LoopState {
-                        op: op.as_mut(),
-                        ctx,
-                        router,
-                        ckpt: c,
-                        aligner: a,
-                        blocked: &mut blocked,
-                        in_flight: &mut in_flight,
-                        unaligned: unaligned.as_mut(),
-                        stop_savepoint: &mut stop_savepoint,
-                        now_ms: settings.clock.now_millis(),
-                    };
+                    let mut state =
+                        loop_state!(c, a, unaligned.as_mut(), settings.clock.now_millis());
                     state.on_barrier(ch, &b)?;
                 }
                 if let (Some(c), Some(a)) = (ckpt, aligner.as_mut()) {
                     if unaligned.is_some() {
-                        LoopState {
-                            op: op.as_mut(),
-                            ctx,
-                            router,
-                            ckpt: c,
-                            aligner: a,
-                            blocked: &mut blocked,
-                            in_flight: &mut in_flight,
-                            unaligned: unaligned.as_mut(),
-                            stop_savepoint: &mut stop_savepoint,
-                            now_ms: 0,
-                        }
-                        .check_recording_complete();
+                        loop_state!(c, a, unaligned.as_mut(), 0).check_recording_complete();
                     }
                 }
             }
             Received::Timeout => {}
             Received::Priority(ch, pb) => {
                 if let (Some(c), Some(a)) = (ckpt, aligner.as_mut()) {
-                    LoopState {
-                        op: op.as_mut(),
-                        ctx,
-                        router,
-                        ckpt: c,
-                        aligner: a,
-                        blocked: &mut blocked,
-                        in_flight: &mut in_flight,
-                        unaligned: unaligned.as_mut(),
-                        stop_savepoint: &mut stop_savepoint,
-                        now_ms: settings.clock.now_millis(),
-                    }
-                    .on_priority_barrier(ch, pb)?;
+                    loop_state!(c, a, unaligned.as_mut(), settings.clock.now_millis())
+                        .on_priority_barrier(ch, pb)?;
                 }
             }
             Received::Disconnected(ch) => {

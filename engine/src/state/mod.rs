@@ -890,12 +890,14 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         Ok(entry.slot.value.take())
     }
 
-    /// Starts timing an access of `op` when latency tracking samples it.
-    fn sample(
-        &mut self,
-        op: latency::StateOp,
-    ) -> Option<(Arc<latency::LatencyHistogram>, std::time::Instant)> {
-        self.latency.as_mut().and_then(|l| l.sample(op))
+    /// Runs the access `f`, timing it when latency tracking samples this access of `op`.
+    fn timed<'a, R>(&'a mut self, op: latency::StateOp, f: impl FnOnce(&'a mut Self) -> R) -> R {
+        let sample = self.latency.as_mut().and_then(|l| l.sample(op));
+        let r = f(self);
+        if let Some((histogram, start)) = sample {
+            histogram.record(start.elapsed());
+        }
+        r
     }
 
     /// The value of `key`.
@@ -904,12 +906,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let Some((histogram, start)) = self.sample(latency::StateOp::Get) else {
-            return self.get_untimed(codec, key);
-        };
-        let r = self.get_untimed(codec, key);
-        histogram.record(start.elapsed());
-        r
+        self.timed(latency::StateOp::Get, |s| s.get_untimed(codec, key))
     }
 
     /// The value of `key` for update: the key counts as written (with a TTL, its time is
@@ -919,22 +916,14 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let Some((histogram, start)) = self.sample(latency::StateOp::Get) else {
-            return self.get_mut_untimed(codec, key);
-        };
-        let r = self.get_mut_untimed(codec, key);
-        histogram.record(start.elapsed());
-        r
+        self.timed(latency::StateOp::Get, |s| s.get_mut_untimed(codec, key))
     }
 
     /// Sets the value of `key`.
     pub fn insert(&mut self, codec: &impl StateCodec<K, V>, key: K, value: V) -> Result<()> {
-        let Some((histogram, start)) = self.sample(latency::StateOp::Update) else {
-            return self.insert_untimed(codec, key, value);
-        };
-        let r = self.insert_untimed(codec, key, value);
-        histogram.record(start.elapsed());
-        r
+        self.timed(latency::StateOp::Update, |s| {
+            s.insert_untimed(codec, key, value)
+        })
     }
 
     /// Removes `key`, returning its value (`None` when it had none, or it had expired).
@@ -943,12 +932,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let Some((histogram, start)) = self.sample(latency::StateOp::Clear) else {
-            return self.remove_untimed(codec, key);
-        };
-        let r = self.remove_untimed(codec, key);
-        histogram.record(start.elapsed());
-        r
+        self.timed(latency::StateOp::Clear, |s| s.remove_untimed(codec, key))
     }
 
     /// Removes expired entries, examining at most a bounded number of hash-table slots from
