@@ -313,6 +313,17 @@ pub fn key_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     x.cmp(y)
 }
 
+/// The first sixteen bytes of `key` as a big-endian integer, zero-padded: sorting by it, then by
+/// [`key_order`] among equal prefixes, is byte order (a shorter key is padded with zeros, so it
+/// ties with the longer key it prefixes and the full comparison decides). It lets a sort compare
+/// integers held in the array instead of following a pointer to each key.
+pub fn sort_prefix(key: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    let n = key.len().min(16);
+    buf[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(buf)
+}
+
 fn len_u64(n: usize) -> u64 {
     u64::try_from(n).expect("invariant: usize fits in u64 on supported targets")
 }
@@ -509,6 +520,23 @@ mod tests {
         let keys = proptest::collection::vec(proptest::collection::vec(0u8..4, 0..20), 2);
         proptest!(|(pair in keys)| {
             prop_assert_eq!(key_order(&pair[0], &pair[1]), pair[0].cmp(&pair[1]));
+        });
+    }
+
+    #[test]
+    fn sorting_by_prefix_then_key_is_byte_order() {
+        use proptest::prelude::*;
+        let keys = proptest::collection::vec(proptest::collection::vec(0u8..4, 0..24), 0..64);
+        proptest!(|(keys in keys)| {
+            let mut by_prefix = keys.clone();
+            by_prefix.sort_by(|a, b| {
+                sort_prefix(a)
+                    .cmp(&sort_prefix(b))
+                    .then_with(|| key_order(a, b))
+            });
+            let mut by_bytes = keys;
+            by_bytes.sort();
+            prop_assert_eq!(by_prefix, by_bytes);
         });
     }
 
