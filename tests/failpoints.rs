@@ -564,3 +564,52 @@ fn a_discard_cut_short_leaves_no_committed_checkpoint_behind() {
     drop(fp);
     let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(&dir));
 }
+
+/// A failing compaction (its reads of the chain's files fail: in a fresh run nothing else reads
+/// keyed-state files) never fails a checkpoint or the job: the chain goes on, the hard limits
+/// start new chains, and the job ends with its checkpoints restorable.
+#[test]
+fn a_failing_compaction_never_fails_the_job() {
+    let dir = std::env::temp_dir().join(format!(
+        "streamsql-failpoints-compaction-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("p.sql"),
+        "SET 'execution.checkpointing.interval' = '20 ms';
+SET 'execution.checkpointing.incremental' = 'true';
+SET 'state.checkpoints.dir' = 'checkpoints';
+SET 'execution.checkpointing.num-retained' = '3';
+SET 'execution.checkpointing.externalized-checkpoint-retention' = 'RETAIN_ON_CANCELLATION';
+SET 'parallelism.default' = '1';
+CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '5000',
+  'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '14999');
+CREATE TABLE out (k BIGINT, n BIGINT, s BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO out SELECT id % 2000, COUNT(*), SUM(id) FROM gen GROUP BY id % 2000;
+",
+    )
+    .expect("pipeline");
+    let injected = run(&dir, false, "read=fail");
+    assert!(injected.success, "{}", injected.stderr);
+    assert!(
+        injected.stderr.contains("failpoint read fired"),
+        "no compaction ran: {}",
+        injected.stderr
+    );
+    assert!(
+        injected
+            .stderr
+            .contains("compaction of the incremental chain of"),
+        "{}",
+        injected.stderr
+    );
+    assert!(
+        !injected.stderr.contains("asynchronous part failed"),
+        "a checkpoint failed: {}",
+        injected.stderr
+    );
+    assert_checkpoints_whole(&dir, "a run whose compactions failed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,6 +15,11 @@ use streamsql::engine::runtime::subtask_state::{KeyedHandle, SubtaskState};
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn prepare(name: &str) -> PathBuf {
+    prepare_with(name, 20000, 2)
+}
+
+/// A job grouping a sequence by `keys` keys, retaining `retained` checkpoints.
+fn prepare_with(name: &str, keys: u64, retained: usize) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("streamsql-incr-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -22,12 +27,12 @@ fn prepare(name: &str) -> PathBuf {
         "SET 'execution.checkpointing.interval' = '50 ms';
 SET 'execution.checkpointing.incremental' = 'true';
 SET 'state.checkpoints.dir' = '{dir}/checkpoints';
-SET 'execution.checkpointing.num-retained' = '2';
+SET 'execution.checkpointing.num-retained' = '{retained}';
 SET 'parallelism.default' = '1';
 CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '4000',
   'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '1000000');
 CREATE TABLE out (k BIGINT, n BIGINT, s BIGINT) WITH ('connector' = 'blackhole');
-INSERT INTO out SELECT id % 20000, COUNT(*), SUM(id) FROM gen GROUP BY id % 20000;
+INSERT INTO out SELECT id % {keys}, COUNT(*), SUM(id) FROM gen GROUP BY id % {keys};
 ",
         dir = dir.display()
     );
@@ -178,6 +183,154 @@ fn checkpoints_chain_small_deltas_and_shared_files_are_bounded_and_collected() {
         if !used_now.contains(f) {
             assert!(
                 !present.contains(f),
+                "{f} is used by no retained checkpoint but is kept"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether a chain file is a compacted one (what a background compaction wrote).
+fn is_compacted(path: &str) -> bool {
+    path.ends_with(".compact.state")
+}
+
+/// The newest completed checkpoint's id and chain, if it reads (it may be discarded meanwhile).
+fn newest_chain(dir: &Path) -> Option<(u64, Vec<(String, u64)>)> {
+    let (_, ids) = completed(dir);
+    let (id, chk) = ids.last()?.clone();
+    std::panic::catch_unwind(|| chain(&chk))
+        .ok()
+        .map(|c| (id, c))
+}
+
+#[test]
+fn compaction_keeps_every_checkpoint_a_delta_and_a_resume_restores_a_compacted_chain() {
+    // 4000 keys: the state stops growing after a second; then each 50 ms interval changes
+    // about 5% of it, so compaction is due every few checkpoints (a third of the base's bytes).
+    let dir = prepare_with("compaction", 4000, 3);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamsql"))
+        .arg("run")
+        .arg(dir.join("p.sql"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    // Every checkpoint seen while it runs, with its chain.
+    let mut seen: std::collections::BTreeMap<u64, Vec<(String, u64)>> = Default::default();
+    let started = Instant::now();
+    // The first checkpoint of the steady state whose chain starts with a compacted file: from
+    // there on, no checkpoint writes a full snapshot.
+    let mut steady: Option<u64> = None;
+    loop {
+        assert!(
+            started.elapsed() < PATIENCE * 2,
+            "no steady compacted chains: {:?}",
+            seen.iter().map(|(id, c)| (id, c.len())).collect::<Vec<_>>()
+        );
+        if let Some((id, c)) = newest_chain(&dir) {
+            // Ids are at least 50 ms apart: from checkpoint 40 on, every key exists.
+            if steady.is_none() && id >= 40 && c.first().is_some_and(|f| is_compacted(&f.0)) {
+                steady = Some(id);
+            }
+            seen.insert(id, c);
+        }
+        if steady.is_some_and(|s| seen.keys().filter(|id| **id > s).count() >= 40) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let steady = steady.expect("steady");
+
+    let mut compacted = std::collections::BTreeSet::new();
+    for (id, files) in seen.range(steady..) {
+        let (base, rest) = files.split_first().expect("a chain");
+        // What the checkpoint wrote (its chain's last file) is a delta, not a full snapshot.
+        let (last, _) = files.last().expect("a chain");
+        assert!(
+            !rest.is_empty() && last.ends_with(&format!("-{id}.state")),
+            "checkpoint {id} wrote a full snapshot: {files:?}"
+        );
+        assert!(is_compacted(&base.0), "checkpoint {id}: {files:?}");
+        compacted.insert(base.0.clone());
+        // The space rule: within 1.5 times one compact full snapshot plus one delta.
+        let total: u64 = files.iter().map(|f| f.1).sum();
+        let largest_delta = rest.iter().map(|f| f.1).max().unwrap_or(0);
+        assert!(
+            total * 2 <= base.1 * 3 + largest_delta * 2,
+            "checkpoint {id}: {total} bytes for a compacted base of {}",
+            base.1
+        );
+    }
+    assert!(
+        compacted.len() >= 2,
+        "compaction ran repeatedly: {compacted:?}"
+    );
+
+    // The newest retained checkpoint's chain starts with a compacted file; resuming restores it.
+    let (_, ids) = completed(&dir);
+    let (restored_id, restored_chk) = ids.last().expect("a retained checkpoint").clone();
+    let restored = chain(&restored_chk);
+    assert!(is_compacted(&restored[0].0), "{restored:?}");
+    let mut resumed = Command::new(env!("CARGO_BIN_EXE_streamsql"))
+        .arg("run")
+        .arg(dir.join("p.sql"))
+        .args(["--resume", "latest"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("resumes");
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < PATIENCE, "the resumed job compacts");
+        assert!(
+            resumed.try_wait().expect("status").is_none(),
+            "the resumed job runs"
+        );
+        if let Some((id, c)) = newest_chain(&dir) {
+            let base_id = c.first().and_then(|f| {
+                f.0.rsplit('-')
+                    .next()?
+                    .strip_suffix(".compact.state")?
+                    .parse::<u64>()
+                    .ok()
+            });
+            if id > restored_id + 10 && base_id.is_some_and(|b| b > restored_id) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = resumed.kill();
+    let output = resumed.wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("restored checkpoint {restored_id} ")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("compaction of the incremental chain"),
+        "{stderr}"
+    );
+
+    // Files compacted away are gone once no retained checkpoint uses them (the resumed run's
+    // sweep and retention deleted them).
+    let (job, ids) = completed(&dir);
+    let mut used_now = std::collections::BTreeSet::new();
+    for (_, chk) in &ids {
+        used_now.extend(chain(chk).into_iter().map(|f| f.0));
+    }
+    let present: std::collections::BTreeSet<String> = std::fs::read_dir(job.join("shared"))
+        .expect("shared dir")
+        .flatten()
+        .map(|e| format!("shared/{}", e.file_name().to_string_lossy()))
+        .collect();
+    for files in seen.values() {
+        for (f, _) in files {
+            assert!(
+                used_now.contains(f) || !present.contains(f),
                 "{f} is used by no retained checkpoint but is kept"
             );
         }

@@ -1,5 +1,8 @@
 //! Incremental checkpoints against an in-memory model: random sequences of writes, removals,
-//! checkpoints (whose chains grow, and get a new full snapshot by the compaction rule), savepoints
+//! checkpoints (whose chains grow, are compacted when the store finds them due, as the task's
+//! background compaction does, and get a new full snapshot by the store's hard limits),
+//! compactions of a prefix of the chain (as a compaction that started some checkpoints ago
+//! finishes), savepoints
 //! (full snapshots outside the chain) and restores of a random completed checkpoint, into a
 //! subtask owning every key group or only part of them (as after a change of parallelism). With
 //! sled the memory budget is tiny, so the hot map spills to the store between checkpoints. The
@@ -12,7 +15,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use streamsql_engine::error::Result;
 use streamsql_engine::keygroup;
-use streamsql_engine::state::store::{SnapshotResult, SubtaskStore};
+use streamsql_engine::state::compaction::merge_chain;
+use streamsql_engine::state::store::{ChainPolicy, SnapshotResult, SubtaskStore};
 use streamsql_engine::state::{
     BackendKind, KeyedDelta, KeyedState, StateBackendConfig, StateCodec, StateContext,
 };
@@ -53,6 +57,9 @@ enum Op {
     /// Restore the completed checkpoint picked by this number, into the key groups picked by the
     /// second (0: all of them).
     Restore(usize, u8),
+    /// Compact the chain up to the file picked by this number (a compaction that started when
+    /// that file was the chain's last, and finishes now).
+    Compact(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -62,6 +69,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Checkpoint),
         1 => Just(Op::Savepoint),
         1 => (any::<usize>(), 0u8..4).prop_map(|(i, r)| Op::Restore(i, r)),
+        1 => any::<usize>().prop_map(Op::Compact),
     ]
 }
 
@@ -79,8 +87,18 @@ fn context(backend: BackendKind, range: KeyGroupRange) -> StateContext {
         local_recovery: None,
         sled: Default::default(),
     };
+    // Short chains, so that compactions and the hard limits happen in short sequences.
+    let policy = ChainPolicy {
+        compact_after: 3,
+        max_deltas: 6,
+    };
     StateContext {
-        store: Some(Arc::new(SubtaskStore::new(config.clone(), range, "model"))),
+        store: Some(Arc::new(SubtaskStore::with_policy(
+            config.clone(),
+            range,
+            "model",
+            policy,
+        ))),
         config,
         checkpointing: true,
         ttl: None,
@@ -119,6 +137,31 @@ fn checkpoint(
     store.run_queued();
     let encoded = rx.recv().unwrap().unwrap();
     snapshot::decode(&encoded.bytes).unwrap()
+}
+
+/// Compacts `chain[..=upto]` as the background compaction does: merges the files and tells the
+/// store, which must accept it (the chain is the store's current one).
+fn compact(
+    ctx: &StateContext,
+    chain: &mut Vec<Snapshot>,
+    upto: usize,
+) -> std::result::Result<(), TestCaseError> {
+    if upto == 0 || upto >= chain.len() {
+        return Ok(());
+    }
+    let merged = merge_chain(chain[..=upto].to_vec()).unwrap();
+    prop_assert_eq!(merged.kind, SnapshotKind::Full);
+    prop_assert_eq!(merged.checkpoint_id, chain[upto].checkpoint_id);
+    // Through its file form, as a restore reads it.
+    let merged = snapshot::decode(&snapshot::encode(&merged, Compression::Snappy)).unwrap();
+    let store = ctx.store.as_ref().unwrap();
+    prop_assert!(store.compacted(
+        chain[0].checkpoint_id,
+        merged.checkpoint_id,
+        merged.data_size()
+    ));
+    chain.splice(..=upto, [merged]);
+    Ok(())
 }
 
 /// Every entry of the store, as the restore hands them to an operator.
@@ -163,6 +206,8 @@ fn run(ops: Vec<Op>, backend: BackendKind) -> std::result::Result<(), TestCaseEr
                 prop_assert_eq!(s.kind, SnapshotKind::Full);
                 // Restorable on its own, like any savepoint.
                 completed.push((vec![s], model.clone()));
+                // The chain cannot go on after it: a compaction finishing now is dropped.
+                chain.clear();
             }
             Op::Checkpoint => {
                 let s = checkpoint(&mut state, &ctx, next_id, false);
@@ -172,6 +217,18 @@ fn run(ops: Vec<Op>, backend: BackendKind) -> std::result::Result<(), TestCaseEr
                 }
                 chain.push(s);
                 completed.push((chain.clone(), model.clone()));
+                // One due compaction in three fails (the chain goes on, up to the hard limits).
+                if ctx.store.as_ref().unwrap().compaction_due() && !next_id.is_multiple_of(3) {
+                    let last = chain.len() - 1;
+                    compact(&ctx, &mut chain, last)?;
+                    prop_assert!(!ctx.store.as_ref().unwrap().compaction_due());
+                }
+            }
+            Op::Compact(pick) => {
+                if chain.len() > 1 {
+                    let upto = 1 + pick % (chain.len() - 1);
+                    compact(&ctx, &mut chain, upto)?;
+                }
             }
             Op::Restore(pick, part) => {
                 if completed.is_empty() {

@@ -33,6 +33,11 @@ pub fn job_dir(root: &Path, checkpoint_job_dir: &Path) -> PathBuf {
     }
 }
 
+/// The key under which [`LocalCopies::keep`] holds the copy of a compacted chain file until
+/// [`LocalCopies::adopt`] says which checkpoint first uses it: above every checkpoint id, so no
+/// completion removes it meanwhile (the final state, `u64::MAX`, has no local copies).
+pub(crate) const PENDING: u64 = u64::MAX - 1;
+
 /// One subtask's local copies.
 #[derive(Debug)]
 pub(crate) struct LocalCopies {
@@ -99,6 +104,24 @@ impl LocalCopies {
             return;
         }
         self.lock().sizes.insert(rel.to_string(), len);
+    }
+
+    /// The copy `rel`, kept under [`PENDING`], is used from checkpoint `first_user` on (0: by no
+    /// checkpoint, so the next completion removes it).
+    pub fn adopt(&self, rel: &str, first_user: u64) {
+        let mut held = self.lock();
+        if let Some(files) = held.uses.get_mut(&PENDING) {
+            files.retain(|f| f != rel);
+            if files.is_empty() {
+                held.uses.remove(&PENDING);
+            }
+        }
+        if first_user > 0 {
+            held.uses
+                .entry(first_user)
+                .or_default()
+                .push(rel.to_string());
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
@@ -178,13 +201,14 @@ impl LocalCopies {
         Ok(())
     }
 
-    /// The checkpoint id in the name of this subtask's chain file (`<owner>-<id>.state`).
+    /// The checkpoint id in the name of this subtask's chain file (`<owner>-<id>.state`, or
+    /// `<owner>-<id>.compact.state` for a compacted chain up to checkpoint `id`).
     fn chain_file_id(&self, name: &str) -> Option<u64> {
-        name.strip_prefix(self.owner.as_str())?
+        let id = name
+            .strip_prefix(self.owner.as_str())?
             .strip_prefix('-')?
-            .strip_suffix(".state")?
-            .parse()
-            .ok()
+            .strip_suffix(".state")?;
+        id.strip_suffix(".compact").unwrap_or(id).parse().ok()
     }
 }
 
@@ -213,6 +237,33 @@ mod tests {
         }
         out.sort();
         out
+    }
+
+    #[test]
+    fn a_compacted_copy_is_held_until_its_first_checkpoint_is_subsumed() {
+        let dir = temp_dir("compacted");
+        let a = LocalCopies::new(dir.clone(), 7, 0, None);
+        let owner = "0000000000000007-0";
+        let compacted = format!("shared/{owner}-3.compact.state");
+        a.keep(5, &format!("shared/{owner}-5.state"), b"d5", vec![]);
+        a.keep(PENDING, &compacted, b"c3", vec![compacted.clone()]);
+        // Completions before a checkpoint uses it keep it.
+        a.on_checkpoint_complete(5);
+        assert!(files(&dir).contains(&compacted));
+        a.adopt(&compacted, 6);
+        a.on_checkpoint_complete(6);
+        assert!(files(&dir).contains(&compacted));
+        // Checkpoint 7 no longer uses it (its chain restarted): it goes.
+        a.keep(7, &format!("shared/{owner}-7.state"), b"f7", vec![]);
+        a.on_checkpoint_complete(7);
+        assert!(!files(&dir).contains(&compacted), "{:?}", files(&dir));
+        // A dropped compaction's copy goes with the next completion.
+        let dropped = format!("shared/{owner}-8.compact.state");
+        a.keep(PENDING, &dropped, b"c8", vec![dropped.clone()]);
+        a.adopt(&dropped, 0);
+        a.on_checkpoint_complete(9);
+        assert!(!files(&dir).contains(&dropped));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

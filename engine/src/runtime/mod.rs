@@ -9,6 +9,7 @@
 pub mod channel_state;
 pub mod checkpointing;
 pub mod clock;
+mod compaction;
 pub mod control;
 mod exchange;
 pub mod job_result;

@@ -246,7 +246,7 @@ impl SubtaskState {
 }
 
 /// Reads `file`, which must have `size` bytes.
-fn read_sized(file: &Path, size: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_sized(file: &Path, size: u64) -> Result<Vec<u8>> {
     let bytes = streamsql_storage::file::read(file).map_err(|e| {
         crate::state::storage_error(&format!("cannot read keyed state '{}'", file.display()), e)
     })?;

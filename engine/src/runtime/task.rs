@@ -89,9 +89,10 @@ pub(crate) struct TaskCheckpointing {
     pub write_buffer_size: usize,
     /// `execution.checkpointing.incremental`: checkpoints write deltas chained in `shared/`.
     pub incremental: bool,
-    /// The subtask's current chain (a full snapshot and its deltas), extended by each chained
-    /// snapshot's continuation, which run in checkpoint order.
-    pub chain: Arc<std::sync::Mutex<Vec<ChainFile>>>,
+    /// The subtask's current chain (a full snapshot or compacted file, and its deltas), extended
+    /// by each chained snapshot's continuation, which run in checkpoint order, and shortened by
+    /// background compactions.
+    pub chain: Arc<std::sync::Mutex<super::compaction::TaskChain>>,
     /// `execution.state-recovery.from-local`: the subtask's task-local copies of keyed state.
     pub local: Option<Arc<LocalCopies>>,
     /// Where the local copies of the checkpoint restored from are (`<local dir>/<job id>`), when
@@ -306,17 +307,45 @@ impl TaskCheckpointing {
             .local
             .clone()
             .filter(|_| savepoint.is_none() && id != FINAL_CHECKPOINT);
+        let compression = streamsql_storage::Compression::from_flag(self.compression);
+        let chain_store = Arc::clone(store);
+        let compaction = chained.then(|| super::compaction::Compaction {
+            store: Arc::clone(store),
+            chain: Arc::clone(&self.chain),
+            job_dir: self.job_dir.clone(),
+            owner: format!("{:016x}-{}", self.key.operator_id, self.key.subtask),
+            compression,
+            write_buffer_size: self.write_buffer_size,
+            local: local.clone(),
+        });
         store.submit_snapshot(
             id,
             delta,
             !chained,
-            streamsql_storage::Compression::from_flag(self.compression),
+            compression,
             Box::new(move |snapshot: crate::state::store::SnapshotResult| {
                 let written = snapshot
                     .map_err(|e| EngineError::Task { message: e })
                     .and_then(|s| {
                         let full = s.kind == streamsql_storage::SnapshotKind::Full;
-                        write_keyed(&s, &settings).map(|w| (w, full, s))
+                        let w = write_keyed(&s, &settings);
+                        if chained {
+                            let mut guard = super::compaction::lock(&chain);
+                            if w.is_err() {
+                                // No later delta may follow the missing file.
+                                guard.broken = true;
+                                chain_store.restart_chain();
+                            } else if full {
+                                guard.broken = false;
+                            } else if guard.broken {
+                                return Err(EngineError::Task {
+                                    message: "the incremental chain lacks the file of a failed \
+                                              checkpoint; a later checkpoint restarts it"
+                                        .into(),
+                                });
+                            }
+                        }
+                        w.map(|w| (w, full, s))
                     })
                     .and_then(|(w, full, s)| {
                         if !chained {
@@ -326,28 +355,30 @@ impl TaskCheckpointing {
                                 let rel = format!("chk-{id}/{path}");
                                 local.keep(id, &rel, &s.bytes, vec![rel.clone()]);
                             }
-                            return Ok((w.keyed, w.state_size));
+                            return Ok((w.keyed, w.state_size, None));
                         }
                         let KeyedHandle::File { path, size } = w.keyed else {
                             return Err(EngineError::internal(
                                 "a chained snapshot was not written to a file",
                             ));
                         };
-                        let mut files = chain.lock().unwrap_or_else(|p| p.into_inner());
-                        if full {
-                            files.clear();
-                        }
+                        let mut guard = super::compaction::lock(&chain);
                         if let Some(local) = &local {
-                            let uses = files.iter().map(|f| f.path.clone()).chain([path.clone()]);
+                            let kept = if full { &[][..] } else { &guard.files[..] };
+                            let uses = kept.iter().map(|f| f.path.clone()).chain([path.clone()]);
                             local.keep(id, &path, &s.bytes, uses.collect());
                         }
-                        files.push(ChainFile { path, size });
-                        // Flink's full size of an incremental checkpoint: every file it uses.
-                        let total = files.iter().map(|f| f.size).sum();
-                        Ok((KeyedHandle::Chain(files.clone()), total))
+                        // Flink's full size of an incremental checkpoint: every file it uses;
+                        // its checkpointed size: the files the previous one did not use (its
+                        // delta, and a compacted file it is the first to use).
+                        let (files, total, added) = guard.push(id, ChainFile { path, size }, full);
+                        if let Some(c) = compaction {
+                            c.start_if_due(&mut guard);
+                        }
+                        Ok((KeyedHandle::Chain(files), total, Some(added)))
                     });
                 match written {
-                    Ok((keyed, keyed_size)) => {
+                    Ok((keyed, keyed_size, added)) => {
                         let state = SubtaskState {
                             operator,
                             keyed,
@@ -359,6 +390,7 @@ impl TaskCheckpointing {
                             id,
                             state,
                             keyed_size,
+                            added,
                             sync,
                             async_start.elapsed(),
                             timing,
@@ -398,6 +430,7 @@ impl TaskCheckpointing {
             id,
             state,
             keyed_size,
+            None,
             sync,
             async_duration,
             timing,
@@ -429,11 +462,17 @@ fn send_state(
     id: u64,
     state: SubtaskState,
     keyed_size: u64,
+    keyed_added: Option<u64>,
     sync: Duration,
     async_duration: Duration,
     timing: SnapshotTiming,
 ) {
-    let checkpointed_size = state.checkpointed_size();
+    // `keyed_added`: the keyed bytes a chained checkpoint added (its delta, and a compacted file
+    // it is the first to use); otherwise its keyed bytes are all new.
+    let checkpointed_size = match keyed_added {
+        Some(added) => (state.operator.len() + state.in_flight.len()) as u64 + added,
+        None => state.checkpointed_size(),
+    };
     let encoded = state.encode();
     let event = if id == FINAL_CHECKPOINT {
         TaskEvent::FinalState {

@@ -33,6 +33,7 @@
 //!   operator's partitioning key, exactly as the hash exchange computes it, so a snapshot can be
 //!   split by key group.
 
+pub mod compaction;
 pub mod latency;
 pub mod store;
 

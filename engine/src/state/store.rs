@@ -9,6 +9,11 @@
 //! snapshot is taken right after its own delta is applied, so it holds exactly the state at its
 //! barrier, and its encoding and writing run after the lock is released.
 //!
+//! With incremental checkpoints the store also keeps the chain's bookkeeping: whether the next
+//! chained snapshot may be a delta ([`ChainPolicy`]'s hard limits), whether a background
+//! compaction is due, and, once one replaced a prefix of the chain ([`SubtaskStore::compacted`]),
+//! the chain's new base.
+//!
 //! Invariants: jobs are applied in the order they were queued, each exactly once; a failed
 //! apply leaves the store broken, and every later use fails (the subtask fails, and pending
 //! snapshots are declined), because its content no longer matches the operator's state.
@@ -16,6 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use streamsql_storage::{
@@ -50,30 +56,67 @@ enum Job {
 /// A keyed entry's address: key group, state, key bytes.
 type EntryKey<'a> = (u16, StateId, &'a [u8]);
 
-/// The longest chain of deltas after a full snapshot before the next checkpoint writes a full one
-/// again: bounds the files a restore reads.
-const MAX_CHAIN_DELTAS: usize = 20;
+/// When an incremental chain is compacted in the background, and when a checkpoint gives up on
+/// compaction and writes a full snapshot again.
+///
+/// A compaction merges the chain's files into one full snapshot off the checkpoint path (see
+/// `crate::runtime::compaction`); the hard limits only matter when compaction does not keep up
+/// or keeps failing, and bound the files a restore reads and the space of a checkpoint's files
+/// as before compaction existed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainPolicy {
+    /// Deltas after the chain's base at which a compaction is due; also due once the deltas
+    /// hold more than a third of the base's bytes.
+    pub compact_after: usize,
+    /// Deltas after the base at which the next checkpoint is a full snapshot again; also once
+    /// the deltas hold more than half the base's bytes.
+    pub max_deltas: usize,
+}
+
+impl Default for ChainPolicy {
+    fn default() -> Self {
+        ChainPolicy {
+            compact_after: 20,
+            max_deltas: 60,
+        }
+    }
+}
 
 /// Where the incremental chain of the subtask's checkpoints stands.
 #[derive(Debug, Default)]
 struct Chain {
+    /// The checkpoint of the chain's base: its full snapshot, or the compacted file that
+    /// replaced the chain up to that checkpoint.
+    base: Option<u64>,
     /// The checkpoint of the chain's newest snapshot, `None` before the first (or after a
     /// restore): the next one is full.
     last: Option<u64>,
-    deltas: usize,
-    /// Data bytes of the full snapshot and of the deltas since.
+    /// Data bytes of the base.
     base_bytes: usize,
-    delta_bytes: usize,
+    /// The deltas after the base: checkpoint and data bytes.
+    deltas: Vec<(u64, usize)>,
 }
 
 impl Chain {
-    /// Whether the next chained snapshot may be a delta: the chain is short and its deltas
-    /// hold less than half the full snapshot, so the files of a retained checkpoint stay within
-    /// 1.5 times one compact full snapshot (plus one delta).
-    fn delta_allowed(&self) -> bool {
+    fn delta_bytes(&self) -> usize {
+        self.deltas.iter().map(|d| d.1).sum()
+    }
+
+    /// Whether the next chained snapshot may be a delta: the chain is within the hard limits
+    /// (compaction normally keeps it far below them), so a restore reads at most
+    /// `max_deltas + 1` files and the files of a retained checkpoint stay within 1.5 times one
+    /// compact full snapshot (plus one delta).
+    fn delta_allowed(&self, policy: &ChainPolicy) -> bool {
         self.last.is_some()
-            && self.deltas < MAX_CHAIN_DELTAS
-            && self.delta_bytes.saturating_mul(2) <= self.base_bytes
+            && self.deltas.len() < policy.max_deltas
+            && self.delta_bytes().saturating_mul(2) <= self.base_bytes
+    }
+
+    /// Whether the chain's files should be merged into one.
+    fn compaction_due(&self, policy: &ChainPolicy) -> bool {
+        !self.deltas.is_empty()
+            && (self.deltas.len() >= policy.compact_after
+                || self.delta_bytes().saturating_mul(3) > self.base_bytes)
     }
 }
 
@@ -99,6 +142,14 @@ pub struct SubtaskStore {
     /// in checkpoint order (its final state last).
     continuations: Mutex<()>,
     config: StateBackendConfig,
+    policy: ChainPolicy,
+    /// Whether the chain is due for compaction, kept beside `inner` so that snapshot
+    /// continuations (which run holding `continuations`, taken after `inner`) read it without
+    /// taking `inner`.
+    compaction_due: AtomicBool,
+    /// Set when a chained snapshot's file could not be written: the next chained snapshot is full,
+    /// since no delta may follow a file that does not exist.
+    restart_chain: AtomicBool,
     key_groups: KeyGroupRange,
     /// Working directory of a sled store opened under `state.backend.sled.localdir`, removed
     /// when the store goes away.
@@ -130,6 +181,16 @@ impl SubtaskStore {
     /// operators without keyed state cost nothing. `name` makes the sled working directory
     /// unique (operator id and subtask).
     pub fn new(config: StateBackendConfig, key_groups: KeyGroupRange, name: &str) -> Self {
+        Self::with_policy(config, key_groups, name, ChainPolicy::default())
+    }
+
+    /// [`SubtaskStore::new`] with the compaction limits of `policy` (tests use short chains).
+    pub fn with_policy(
+        config: StateBackendConfig,
+        key_groups: KeyGroupRange,
+        name: &str,
+        policy: ChainPolicy,
+    ) -> Self {
         let work_dir = match (&config.kind, &config.local_dir) {
             (BackendKind::Sled, Some(dir)) => {
                 Some(dir.join(format!("streamsql-{}-{name}", std::process::id())))
@@ -148,6 +209,9 @@ impl SubtaskStore {
             }),
             continuations: Mutex::new(()),
             config,
+            policy,
+            compaction_due: AtomicBool::new(false),
+            restart_chain: AtomicBool::new(false),
             key_groups,
             work_dir,
         }
@@ -202,6 +266,8 @@ impl SubtaskStore {
                     let result = apply(self, inner, &delta).and_then(|()| {
                         self.snapshot(inner, checkpoint_id, &delta, full, compression)
                     });
+                    self.compaction_due
+                        .store(inner.chain.compaction_due(&self.policy), Ordering::Relaxed);
                     let result = match result {
                         Ok(s) => Ok(s),
                         Err(e) => {
@@ -229,7 +295,8 @@ impl SubtaskStore {
         compression: Compression,
     ) -> Result<EncodedSnapshot> {
         let chained = self.config.incremental && !full;
-        if chained && inner.chain.delta_allowed() {
+        let restart = chained && self.restart_chain.swap(false, Ordering::Relaxed);
+        if chained && !restart && inner.chain.delta_allowed(&self.policy) {
             // The writes spilled to the store since the chain's last snapshot, then this flush:
             // one record per key, the latest write winning.
             let carry = std::mem::take(&mut inner.carry);
@@ -260,8 +327,10 @@ impl SubtaskStore {
                 records,
             };
             inner.chain.last = Some(checkpoint_id);
-            inner.chain.deltas += 1;
-            inner.chain.delta_bytes += snapshot.data_size();
+            inner
+                .chain
+                .deltas
+                .push((checkpoint_id, snapshot.data_size()));
             return Ok(EncodedSnapshot::of(&snapshot, compression));
         }
         let backend = opened(self, inner)?;
@@ -272,10 +341,10 @@ impl SubtaskStore {
         inner.carry = KeyedDelta::new();
         inner.chain = if chained {
             Chain {
+                base: Some(checkpoint_id),
                 last: Some(checkpoint_id),
-                deltas: 0,
                 base_bytes: snapshot.data_size,
-                delta_bytes: 0,
+                deltas: Vec::new(),
             }
         } else {
             // A savepoint or final state outside the chain took the flush since the chain's last
@@ -385,8 +454,43 @@ impl SubtaskStore {
             backend.discard_changes();
             inner.chain = Chain::default();
             inner.carry = KeyedDelta::new();
+            store.compaction_due.store(false, Ordering::Relaxed);
             Ok(())
         })
+    }
+
+    /// The file of a chained snapshot could not be written: the next chained snapshot is full.
+    /// Safe to call from a snapshot continuation (it takes no lock).
+    pub fn restart_chain(&self) {
+        self.restart_chain.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the incremental chain is long enough (in files or bytes) that its files should be
+    /// merged into one ([`ChainPolicy::compact_after`]).
+    pub fn compaction_due(&self) -> bool {
+        self.compaction_due.load(Ordering::Relaxed)
+    }
+
+    /// A compaction merged the chain that starts at checkpoint `base` up to checkpoint `through`
+    /// into one full snapshot of `data_size` data bytes, and later checkpoints' handles use it:
+    /// the chain now starts at `through`, and only the deltas after it count towards the limits.
+    /// Returns false (and changes nothing) when the chain no longer starts at `base` or does not
+    /// reach `through` (a full snapshot or a restore started another chain meanwhile).
+    pub fn compacted(&self, base: u64, through: u64, data_size: usize) -> bool {
+        let mut inner = self.lock();
+        let chain = &mut inner.chain;
+        let Some(pos) = chain.deltas.iter().position(|d| d.0 == through) else {
+            return false;
+        };
+        if chain.base != Some(base) {
+            return false;
+        }
+        chain.deltas.drain(..=pos);
+        chain.base = Some(through);
+        chain.base_bytes = data_size;
+        let due = chain.compaction_due(&self.policy);
+        self.compaction_due.store(due, Ordering::Relaxed);
+        true
     }
 
     /// The key groups this subtask owns.
