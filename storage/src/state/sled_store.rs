@@ -75,6 +75,30 @@ impl Default for SledOptions {
     }
 }
 
+/// How long opening a store waits for the previous user of its directory to let go of sled's
+/// file lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens `config`'s database. A store of the same directory that was just dropped (the previous
+/// attempt of a restarted job, which reuses its working directory) may still hold sled's file lock
+/// for a moment while sled's background threads finish; opening waits for it instead of failing.
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StorageError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled reports a held lock as an `Other` I/O error with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(store_err(e)),
+        }
+    }
+}
+
 /// Keyed state in sled with a bounded in-memory write-back cache.
 pub struct SledBackend {
     // Kept so the tree's database lives as long as the backend.
@@ -157,14 +181,13 @@ impl SledBackend {
             sled::Mode::HighThroughput
         };
         // No periodic fsync: sled's own durability is not relied on (snapshots are).
-        let db = config
+        let config = config
             .mode(mode)
             .flush_every_ms(None)
             // sled's own page cache (1 GB by default) counts against the same bound as ours; sled
             // refuses (panics on) a tiny one.
-            .cache_capacity(u64::try_from(memory_bound.max(1 << 20)).unwrap_or(u64::MAX))
-            .open()
-            .map_err(store_err)?;
+            .cache_capacity(u64::try_from(memory_bound.max(1 << 20)).unwrap_or(u64::MAX));
+        let db = open_waiting_for_lock(&config)?;
         let tree = db.open_tree("keyed-state").map_err(store_err)?;
         tree.clear().map_err(store_err)?;
         Ok(SledBackend {
@@ -680,6 +703,22 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn opening_waits_for_the_previous_holder_of_the_lock() {
+        let dir = std::env::temp_dir().join(format!("streamsql-sled-lock-{}", std::process::id()));
+        let first = SledBackend::open(&dir, 100, KeyGroupRange::ALL).unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(first);
+        });
+        // Opened once the first store let go, not refused.
+        let second = SledBackend::open(&dir, 100, KeyGroupRange::ALL);
+        holder.join().unwrap();
+        assert!(second.is_ok(), "{:?}", second.err());
+        drop(second);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
