@@ -892,7 +892,11 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
     }
 
     /// Runs the access `f`, timing it when latency tracking samples this access of `op`.
+    #[inline(always)]
     fn timed<'a, R>(&'a mut self, op: latency::StateOp, f: impl FnOnce(&'a mut Self) -> R) -> R {
+        if self.latency.is_none() {
+            return f(self);
+        }
         let sample = self.latency.as_mut().and_then(|l| l.sample(op));
         let r = f(self);
         if let Some((histogram, start)) = sample {
