@@ -42,8 +42,8 @@ fn datagen(rows: u64, extra: &str) -> String {
 
 fn stateless(rows: u64) -> String {
     format!(
-        "{} CREATE TABLE out (id BIGINT, v INT) WITH ('connector' = 'blackhole');
-         INSERT INTO out SELECT id, v FROM src WHERE v % 2 = 0;",
+        "{} CREATE TABLE snk (id BIGINT, v INT) WITH ('connector' = 'blackhole');
+         INSERT INTO snk SELECT id, v FROM src WHERE v % 2 = 0;",
         datagen(rows, "")
     )
 }
@@ -71,8 +71,8 @@ fn main() {
         rows as f64 / secs / 1e6
     );
     let grouped = format!(
-        "{} CREATE TABLE out (k INT, n BIGINT, s INT) WITH ('connector' = 'blackhole');
-         INSERT INTO out SELECT k, COUNT(*), SUM(v) FROM src GROUP BY k;",
+        "{} CREATE TABLE snk (k INT, n BIGINT, s INT) WITH ('connector' = 'blackhole');
+         INSERT INTO snk SELECT k, COUNT(*), SUM(v) FROM src GROUP BY k;",
         datagen(rows, "")
     );
     let secs = run(&grouped);

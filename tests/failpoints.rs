@@ -586,8 +586,8 @@ SET 'execution.checkpointing.externalized-checkpoint-retention' = 'RETAIN_ON_CAN
 SET 'parallelism.default' = '1';
 CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '5000',
   'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '14999');
-CREATE TABLE out (k BIGINT, n BIGINT, s BIGINT) WITH ('connector' = 'blackhole');
-INSERT INTO out SELECT id % 2000, COUNT(*), SUM(id) FROM gen GROUP BY id % 2000;
+CREATE TABLE snk (k BIGINT, n BIGINT, s BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO snk SELECT id % 2000, COUNT(*), SUM(id) FROM gen GROUP BY id % 2000;
 ",
     )
     .expect("pipeline");

@@ -31,8 +31,8 @@ SET 'execution.checkpointing.num-retained' = '{retained}';
 SET 'parallelism.default' = '1';
 CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '4000',
   'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '1000000');
-CREATE TABLE out (k BIGINT, n BIGINT, s BIGINT) WITH ('connector' = 'blackhole');
-INSERT INTO out SELECT id % {keys}, COUNT(*), SUM(id) FROM gen GROUP BY id % {keys};
+CREATE TABLE snk (k BIGINT, n BIGINT, s BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO snk SELECT id % {keys}, COUNT(*), SUM(id) FROM gen GROUP BY id % {keys};
 ",
         dir = dir.display()
     );
