@@ -946,7 +946,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
     /// over calls and no call pauses the operator for long. Runs on the operator thread, which
     /// owns the state, so it never races a record. Once a pass over the hot map is complete and
     /// keys may live only in the store (`sled` over its memory budget), each call also examines
-    /// one key group of the store. Removals are tombstones like any other, so they reach the
+    /// the store's next key groups (whole groups, about as many entries as a hot slice). Removals are tombstones like any other, so they reach the
     /// store and the next (incremental) checkpoint. Does nothing without a TTL.
     pub fn sweep_expired(&mut self, codec: &impl StateCodec<K, V>) -> Result<()> {
         let Some(t) = self.ttl.as_mut() else {
@@ -1004,8 +1004,9 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         self.sweep_cold(codec)
     }
 
-    /// Examines one key group of the store for expired entries that are not in the hot map,
-    /// and removes them (a tombstone each, carried by the next flush).
+    /// Examines the store's next key groups (whole groups, until about `SWEEP_MIN_SLOTS`
+    /// entries) for expired entries that are not in the hot map, and removes them (a tombstone
+    /// each, carried by the next flush).
     fn sweep_cold(&mut self, codec: &impl StateCodec<K, V>) -> Result<()> {
         let (Some(t), Some(store)) = (self.ttl.as_mut(), self.store.clone()) else {
             return Ok(());
@@ -1014,30 +1015,49 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             return Ok(());
         };
         let range = store.key_groups();
-        t.cold_group = (group < range.end).then(|| group + 1);
         let now = t.now;
         let ttl_ms = t.ttl_ms;
         let name = self.tracker.name;
         let mut expired: Vec<(Vec<u8>, usize)> = Vec::new();
-        store.scan_groups(
-            streamsql_storage::KeyGroupRange::new(group, group),
-            &mut |state, _group, key, value| {
+        // Whole key groups, until about as many entries as a hot slice were examined: the scan
+        // stops at the first key group after the one where the budget ran out.
+        let mut examined = 0;
+        let mut last_group: Option<u16> = None;
+        let mut stopped = false;
+        store.scan_groups_while(
+            streamsql_storage::KeyGroupRange::new(group, range.end),
+            &mut |state, g, key, value| {
+                if examined >= SWEEP_MIN_SLOTS && last_group != Some(g) {
+                    stopped = true;
+                    return Ok(false);
+                }
+                examined += 1;
+                last_group = Some(g);
                 if state == name {
                     let (written, _) = split_stamp(value)?;
                     if now.saturating_sub(written) >= ttl_ms {
                         expired.push((key.to_vec(), key.len() + value.len()));
                     }
                 }
-                Ok(())
+                Ok(true)
             },
         )?;
+        // Stopped: go on after the last group examined; otherwise the pass is complete.
+        let next = if stopped {
+            last_group.and_then(|g| (g < range.end).then(|| g + 1))
+        } else {
+            None
+        };
+        t.cold_group = next;
         for (bytes, size) in expired {
             let key = codec.decode_key(&bytes)?;
             if self.contains(&key) {
                 // The hot slot is newer than the store and the hot pass judges it.
                 continue;
             }
-            self.make_room(codec)?;
+            // No room is made here: a write-back would change the store under the list just
+            // read (a key evicted after its newer value was written back would look expired).
+            // The map may exceed its bound by this call's tombstones until the next insert.
             let t = self
                 .ttl
                 .as_ref()
@@ -1626,7 +1646,7 @@ mod tests {
         clock.advance(100);
         s.refresh_time();
         s.insert(&c, 7, 70).unwrap();
-        // A pass over the hot map, then one key group of the store per call.
+        // A pass over the hot map, then the store's key groups, a slice per call.
         for _ in 0..200 {
             s.sweep_expired(&c).unwrap();
         }

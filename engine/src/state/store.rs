@@ -42,6 +42,9 @@ pub type SnapshotDone = Box<dyn FnOnce(SnapshotResult) + Send>;
 /// What [`SubtaskStore::scan`] calls for each entry: (state name, key group, key, value).
 pub type ScanVisitor<'a> = dyn FnMut(&str, u16, &[u8], &[u8]) -> Result<()> + 'a;
 
+/// What [`SubtaskStore::scan_groups_while`] calls for each entry; false stops the scan.
+pub type ScanWhile<'a> = dyn FnMut(&str, u16, &[u8], &[u8]) -> Result<bool> + 'a;
+
 enum Job {
     Snapshot {
         checkpoint_id: u64,
@@ -506,6 +509,17 @@ impl SubtaskStore {
 
     /// [`SubtaskStore::scan`] over the key groups of `range` this subtask owns.
     pub fn scan_groups(&self, range: KeyGroupRange, visit: &mut ScanVisitor<'_>) -> Result<()> {
+        self.scan_groups_while(range, &mut |state, group, key, value| {
+            visit(state, group, key, value).map(|()| true)
+        })
+    }
+
+    /// [`SubtaskStore::scan_groups`] that stops once `visit` returns false.
+    pub fn scan_groups_while(
+        &self,
+        range: KeyGroupRange,
+        visit: &mut ScanWhile<'_>,
+    ) -> Result<()> {
         let range = range.intersect(&self.key_groups);
         if range.is_empty() {
             return Ok(());
@@ -519,7 +533,8 @@ impl SubtaskStore {
                 .scan(range, &mut |e| {
                     let name = names.get(&e.state).map_or("", String::as_str);
                     match visit(name, e.key_group, e.key, e.value) {
-                        Ok(()) => ControlFlow::Continue(()),
+                        Ok(true) => ControlFlow::Continue(()),
+                        Ok(false) => ControlFlow::Break(()),
                         Err(err) => {
                             failure = Some(err);
                             ControlFlow::Break(())
