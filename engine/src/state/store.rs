@@ -515,11 +515,7 @@ impl SubtaskStore {
     }
 
     /// [`SubtaskStore::scan_groups`] that stops once `visit` returns false.
-    pub fn scan_groups_while(
-        &self,
-        range: KeyGroupRange,
-        visit: &mut ScanWhile<'_>,
-    ) -> Result<()> {
+    pub fn scan_groups_while(&self, range: KeyGroupRange, visit: &mut ScanWhile<'_>) -> Result<()> {
         let range = range.intersect(&self.key_groups);
         if range.is_empty() {
             return Ok(());
