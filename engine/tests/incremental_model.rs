@@ -13,39 +13,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use streamsql_engine::error::Result;
 use streamsql_engine::keygroup;
 use streamsql_engine::state::compaction::merge_chain;
-use streamsql_engine::state::store::{ChainPolicy, SnapshotResult, SubtaskStore};
-use streamsql_engine::state::{
-    BackendKind, KeyedDelta, KeyedState, StateBackendConfig, StateCodec, StateContext,
-};
+use streamsql_engine::state::store::{ChainPolicy, SubtaskStore};
+use streamsql_engine::state::{BackendKind, KeyedState, StateCodec, StateContext};
 use streamsql_storage::{snapshot, Compression, KeyGroupRange, Snapshot, SnapshotKind};
 
-const MAX_PARALLELISM: usize = 128;
+mod common;
 
-struct I64Codec;
-
-impl StateCodec<i64, i64> for I64Codec {
-    fn key_hash(&self, key: &i64) -> i32 {
-        (*key as i32).wrapping_mul(0x9e37_79b9_u32 as i32)
-    }
-    fn encode_key(&self, key: &i64, out: &mut Vec<u8>) {
-        out.extend_from_slice(&key.to_be_bytes());
-    }
-    fn decode_key(&self, bytes: &[u8]) -> Result<i64> {
-        let b: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| streamsql_engine::codec::corrupt("not eight bytes"))?;
-        Ok(i64::from_be_bytes(b))
-    }
-    fn encode_value(&self, value: &i64, out: &mut Vec<u8>) {
-        self.encode_key(value, out);
-    }
-    fn decode_value(&self, bytes: &[u8]) -> Result<i64> {
-        self.decode_key(bytes)
-    }
-}
+use common::{contents, I64Codec, MAX_PARALLELISM};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -76,17 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// A context whose store is `backend`; with sled, a memory budget small enough that the hot map
 /// spills to the store between checkpoints.
 fn context(backend: BackendKind, range: KeyGroupRange) -> StateContext {
-    let config = StateBackendConfig {
-        kind: backend,
-        memory_budget: match backend {
-            BackendKind::Sled => 4096,
-            BackendKind::HashMap => 1 << 30,
-        },
-        local_dir: None,
-        incremental: true,
-        local_recovery: None,
-        sled: Default::default(),
-    };
+    let config = common::config(backend);
     // Short chains, so that compactions and the hard limits happen in short sequences.
     let policy = ChainPolicy {
         compact_after: 3,
@@ -114,31 +80,6 @@ fn group_of(key: i64) -> u16 {
     .unwrap()
 }
 
-/// Takes checkpoint `id` of `state` (a savepoint when `full`), as the task and the store do it.
-fn checkpoint(
-    state: &mut KeyedState<i64, i64>,
-    ctx: &StateContext,
-    id: u64,
-    full: bool,
-) -> Snapshot {
-    let mut delta = KeyedDelta::new();
-    state.flush_into(&I64Codec, &mut delta);
-    let store = ctx.store.as_ref().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    store.submit_snapshot(
-        id,
-        delta,
-        full,
-        Compression::Snappy,
-        Box::new(move |r: SnapshotResult| {
-            let _ = tx.send(r);
-        }),
-    );
-    store.run_queued();
-    let encoded = rx.recv().unwrap().unwrap();
-    snapshot::decode(&encoded.bytes).unwrap()
-}
-
 /// Compacts `chain[..=upto]` as the background compaction does: merges the files and tells the
 /// store, which must accept it (the chain is the store's current one).
 fn compact(
@@ -164,20 +105,6 @@ fn compact(
     Ok(())
 }
 
-/// Every entry of the store, as the restore hands them to an operator.
-fn contents(ctx: &StateContext) -> BTreeMap<i64, i64> {
-    let mut out = BTreeMap::new();
-    ctx.store
-        .as_ref()
-        .unwrap()
-        .scan(&mut |_, _, key, value| {
-            out.insert(I64Codec.decode_key(key)?, I64Codec.decode_value(value)?);
-            Ok(())
-        })
-        .unwrap();
-    out
-}
-
 fn run(ops: Vec<Op>, backend: BackendKind) -> std::result::Result<(), TestCaseError> {
     let all = KeyGroupRange::new(0, (MAX_PARALLELISM - 1) as u16);
     let mut ctx = context(backend, all);
@@ -201,7 +128,7 @@ fn run(ops: Vec<Op>, backend: BackendKind) -> std::result::Result<(), TestCaseEr
                 prop_assert_eq!(state.remove(&I64Codec, &k).unwrap(), model.remove(&k));
             }
             Op::Savepoint => {
-                let s = checkpoint(&mut state, &ctx, next_id, true);
+                let s = common::take_snapshot(&mut state, &ctx, next_id, true);
                 next_id += 1;
                 prop_assert_eq!(s.kind, SnapshotKind::Full);
                 // Restorable on its own, like any savepoint.
@@ -210,7 +137,7 @@ fn run(ops: Vec<Op>, backend: BackendKind) -> std::result::Result<(), TestCaseEr
                 chain.clear();
             }
             Op::Checkpoint => {
-                let s = checkpoint(&mut state, &ctx, next_id, false);
+                let s = common::take_snapshot(&mut state, &ctx, next_id, false);
                 next_id += 1;
                 if s.kind == SnapshotKind::Full {
                     chain.clear();

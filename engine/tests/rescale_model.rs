@@ -11,38 +11,14 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use streamsql_engine::checkpoint::rescale::overlapping_subtasks;
-use streamsql_engine::error::Result;
 use streamsql_engine::keygroup;
-use streamsql_engine::state::store::{SnapshotResult, SubtaskStore};
-use streamsql_engine::state::{
-    BackendKind, KeyedDelta, KeyedState, StateBackendConfig, StateCodec, StateContext,
-};
-use streamsql_storage::{snapshot, Compression, KeyGroupRange, Snapshot, SnapshotKind};
+use streamsql_engine::state::store::SubtaskStore;
+use streamsql_engine::state::{BackendKind, KeyedState, StateCodec, StateContext};
+use streamsql_storage::{KeyGroupRange, Snapshot, SnapshotKind};
 
-const MAX_PARALLELISM: usize = 128;
+mod common;
 
-struct I64Codec;
-
-impl StateCodec<i64, i64> for I64Codec {
-    fn key_hash(&self, key: &i64) -> i32 {
-        (*key as i32).wrapping_mul(0x9e37_79b9_u32 as i32)
-    }
-    fn encode_key(&self, key: &i64, out: &mut Vec<u8>) {
-        out.extend_from_slice(&key.to_be_bytes());
-    }
-    fn decode_key(&self, bytes: &[u8]) -> Result<i64> {
-        let b: [u8; 8] = bytes
-            .try_into()
-            .map_err(|_| streamsql_engine::codec::corrupt("not eight bytes"))?;
-        Ok(i64::from_be_bytes(b))
-    }
-    fn encode_value(&self, value: &i64, out: &mut Vec<u8>) {
-        self.encode_key(value, out);
-    }
-    fn decode_value(&self, bytes: &[u8]) -> Result<i64> {
-        self.decode_key(bytes)
-    }
-}
+use common::{I64Codec, MAX_PARALLELISM};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -84,17 +60,7 @@ struct Subtask {
 
 impl Subtask {
     fn new(backend: BackendKind, range: KeyGroupRange) -> Self {
-        let config = StateBackendConfig {
-            kind: backend,
-            memory_budget: match backend {
-                BackendKind::Sled => 4096,
-                BackendKind::HashMap => 1 << 30,
-            },
-            local_dir: None,
-            incremental: true,
-            local_recovery: None,
-            sled: Default::default(),
-        };
+        let config = common::config(backend);
         let ctx = StateContext {
             store: Some(Arc::new(SubtaskStore::new(
                 config.clone(),
@@ -116,22 +82,7 @@ impl Subtask {
 
     /// Takes checkpoint `id` as the task and the store do it; returns the subtask's chain.
     fn checkpoint(&mut self, id: u64) -> Vec<Snapshot> {
-        let mut delta = KeyedDelta::new();
-        self.state.flush_into(&I64Codec, &mut delta);
-        let store = self.ctx.store.as_ref().expect("a store");
-        let (tx, rx) = std::sync::mpsc::channel();
-        store.submit_snapshot(
-            id,
-            delta,
-            false,
-            Compression::Snappy,
-            Box::new(move |r: SnapshotResult| {
-                let _ = tx.send(r);
-            }),
-        );
-        store.run_queued();
-        let encoded = rx.recv().expect("a result").expect("a snapshot");
-        let s = snapshot::decode(&encoded.bytes).expect("decodes");
+        let s = common::take_snapshot(&mut self.state, &self.ctx, id, false);
         if s.kind == SnapshotKind::Full {
             self.chain.clear();
         }
@@ -141,17 +92,7 @@ impl Subtask {
 
     /// Every stored entry, as a restore hands them to an operator.
     fn contents(&self) -> BTreeMap<i64, i64> {
-        let mut out = BTreeMap::new();
-        self.ctx
-            .store
-            .as_ref()
-            .expect("a store")
-            .scan(&mut |_, _, key, value| {
-                out.insert(I64Codec.decode_key(key)?, I64Codec.decode_value(value)?);
-                Ok(())
-            })
-            .expect("scans");
-        out
+        common::contents(&self.ctx)
     }
 }
 
