@@ -600,6 +600,43 @@ fn expire_on_access<K: Clone, V>(
     true
 }
 
+/// The hot entry of `key` when it holds a live value: absent, removed, or expired (then removed
+/// as [`expire_on_access`] does) gives `None`.
+fn live_entry<'m, K, V, Q>(
+    map: &'m mut HashTable<Entry<K, V>>,
+    hasher: &RandomState,
+    ttl: &Option<Expiry>,
+    tracker: &mut Tracker<K>,
+    scratch: &mut Vec<u8>,
+    codec: &impl StateCodec<K, V>,
+    key: &Q,
+) -> Option<&'m mut Entry<K, V>>
+where
+    K: Clone + Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+{
+    let entry = find_mut(map, hasher, key)?;
+    if entry.slot.value.is_none() || expire_on_access(ttl, tracker, scratch, codec, entry) {
+        return None;
+    }
+    Some(entry)
+}
+
+/// [`live_entry`] of `$key` in the state `$s`, borrowing its fields apart.
+macro_rules! live_entry {
+    ($s:expr, $codec:expr, $key:expr) => {
+        live_entry(
+            &mut $s.map,
+            &$s.hasher,
+            &$s.ttl,
+            &mut $s.tracker,
+            &mut $s.scratch,
+            $codec,
+            $key,
+        )
+    };
+}
+
 impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
     /// A keyed state named `name` (the name identifies it in snapshots; it must stay the same
     /// across versions of the operator). It never expires.
@@ -774,19 +811,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         if self.may_miss && !self.load(codec, key)? {
             return Ok(None);
         }
-        let Some(entry) = find_mut(&mut self.map, &self.hasher, key) else {
-            return Ok(None);
-        };
-        if expire_on_access(
-            &self.ttl,
-            &mut self.tracker,
-            &mut self.scratch,
-            codec,
-            entry,
-        ) {
-            return Ok(None);
-        }
-        Ok(entry.slot.value.as_ref())
+        Ok(live_entry!(self, codec, key).and_then(|e| e.slot.value.as_ref()))
     }
 
     fn get_mut_untimed<Q>(
@@ -802,20 +827,9 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             return Ok(None);
         }
         let stamp = self.stamp();
-        let Some(entry) = find_mut(&mut self.map, &self.hasher, key) else {
+        let Some(entry) = live_entry!(self, codec, key) else {
             return Ok(None);
         };
-        if entry.slot.value.is_none()
-            || expire_on_access(
-                &self.ttl,
-                &mut self.tracker,
-                &mut self.scratch,
-                codec,
-                entry,
-            )
-        {
-            return Ok(None);
-        }
         self.tracker.mark(&mut entry.slot, key, codec);
         entry.slot.written = stamp;
         Ok(entry.slot.value.as_mut())
@@ -872,20 +886,9 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             }
             return Ok(entry.slot.value);
         }
-        let Some(entry) = find_mut(&mut self.map, &self.hasher, key) else {
+        let Some(entry) = live_entry!(self, codec, key) else {
             return Ok(None);
         };
-        if entry.slot.value.is_none()
-            || expire_on_access(
-                &self.ttl,
-                &mut self.tracker,
-                &mut self.scratch,
-                codec,
-                entry,
-            )
-        {
-            return Ok(None);
-        }
         self.tracker.mark(&mut entry.slot, key, codec);
         // The slot stays as a tombstone until the flush that carries the removal.
         Ok(entry.slot.value.take())
