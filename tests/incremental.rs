@@ -78,16 +78,23 @@ fn chain(chk: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Starts the pipeline of `dir`, resuming its latest checkpoint when `resume` (then its standard
+/// error is kept, to read the restore line).
+fn run(dir: &Path, resume: bool) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamsql"));
+    cmd.arg("run").arg(dir.join("p.sql")).stdout(Stdio::null());
+    if resume {
+        cmd.args(["--resume", "latest"]).stderr(Stdio::piped());
+    } else {
+        cmd.stderr(Stdio::null());
+    }
+    cmd.spawn().expect("streamsql starts")
+}
+
 #[test]
 fn checkpoints_chain_small_deltas_and_shared_files_are_bounded_and_collected() {
     let dir = prepare("chain");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streamsql"))
-        .arg("run")
-        .arg(dir.join("p.sql"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
+    let mut child = run(&dir, false);
     // Wait until a retained checkpoint uses a chain of at least four files.
     let started = Instant::now();
     let longest = loop {
@@ -141,14 +148,7 @@ fn checkpoints_chain_small_deltas_and_shared_files_are_bounded_and_collected() {
 
     // Resuming sweeps the files no retained checkpoint uses (left by the killed run's
     // checkpoints in flight) and restores the chain.
-    let out = Command::new(env!("CARGO_BIN_EXE_streamsql"))
-        .arg("run")
-        .arg(dir.join("p.sql"))
-        .args(["--resume", "latest"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("resumes");
+    let out = run(&dir, true);
     let mut resumed = out;
     let started = Instant::now();
     loop {
@@ -209,13 +209,7 @@ fn compaction_keeps_every_checkpoint_a_delta_and_a_resume_restores_a_compacted_c
     // 4000 keys: the state stops growing after a second; then each 50 ms interval changes
     // about 5% of it, so compaction is due every few checkpoints (a third of the base's bytes).
     let dir = prepare_with("compaction", 4000, 3);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streamsql"))
-        .arg("run")
-        .arg(dir.join("p.sql"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
+    let mut child = run(&dir, false);
     // Every checkpoint seen while it runs, with its chain.
     let mut seen: std::collections::BTreeMap<u64, Vec<(String, u64)>> = Default::default();
     let started = Instant::now();
@@ -274,14 +268,7 @@ fn compaction_keeps_every_checkpoint_a_delta_and_a_resume_restores_a_compacted_c
     let (restored_id, restored_chk) = ids.last().expect("a retained checkpoint").clone();
     let restored = chain(&restored_chk);
     assert!(is_compacted(&restored[0].0), "{restored:?}");
-    let mut resumed = Command::new(env!("CARGO_BIN_EXE_streamsql"))
-        .arg("run")
-        .arg(dir.join("p.sql"))
-        .args(["--resume", "latest"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("resumes");
+    let mut resumed = run(&dir, true);
     let started = Instant::now();
     loop {
         assert!(started.elapsed() < PATIENCE, "the resumed job compacts");
