@@ -115,8 +115,6 @@ pub struct GroupAggregate {
     prev_buf: Row,
     /// Reused for the aggregate values after the change.
     next_buf: Row,
-    /// `table.exec.state.ttl` is set: unchanged results are emitted too (Flink's rule).
-    ttl: bool,
 }
 
 /// The codec of `op`'s state, borrowing only the fields it needs so the state stays mutable.
@@ -145,7 +143,6 @@ impl GroupAggregate {
                 ctx.max_parallelism,
                 &ctx.metrics,
             ),
-            ttl: ctx.state.ttl.is_some(),
         })
     }
 
@@ -228,7 +225,8 @@ impl GroupAggregate {
         }
         self.next_buf.clear();
         self.aggs.values_into(&ks.accumulators, &mut self.next_buf);
-        if !self.ttl && self.next_buf == self.prev_buf {
+        // With a TTL, unchanged results are emitted too (Flink's rule).
+        if !self.groups.expires() && self.next_buf == self.prev_buf {
             return Ok(());
         }
         out.emit(RowKind::UpdateBefore, self.output_row(&self.prev_buf));

@@ -710,6 +710,11 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         s
     }
 
+    /// Whether entries expire (the state has a TTL).
+    pub fn expires(&self) -> bool {
+        self.ttl.is_some()
+    }
+
     /// Reads processing time for the TTL: once per batch, so that a record's accesses cost no
     /// clock read.
     pub fn refresh_time(&mut self) {
