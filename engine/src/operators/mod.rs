@@ -2,6 +2,8 @@
 pub mod calc;
 pub mod collect;
 pub mod group_agg;
+pub mod temporal_join;
 pub mod watermark_assigner;
 pub mod window_agg;
+pub mod window_join;
 pub mod window_tvf;
