@@ -20,7 +20,6 @@ const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
     ("024_left_join", "joins are not built yet"),
     ("025_full_outer_join", "joins are not built yet"),
     ("026_interval_join", "joins are not built yet"),
-    ("027_window_join", "joins are not built yet"),
     ("028_top_n", "Top-N (ROW_NUMBER) is not built yet"),
     (
         "029_dedup_keep_first",
@@ -32,7 +31,6 @@ const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
     ),
     ("031_over_rows", "OVER aggregation is not built yet"),
     ("032_over_range", "OVER aggregation is not built yet"),
-    ("033_temporal_join", "temporal joins are not built yet"),
 ];
 
 fn conformance_dir() -> Option<PathBuf> {

@@ -37,6 +37,9 @@ use crate::catalog::{Catalog, CatalogEntry, TableEntry};
 use crate::error::{did_you_mean, SqlError, SqlResult};
 use crate::span::range_of_node;
 
+#[path = "plan_join_time.rs"]
+mod plan_join_time;
+
 /// A planned relation: the node that emits it and what it emits.
 #[derive(Clone, Debug)]
 pub struct Rel {
@@ -1146,11 +1149,17 @@ impl<'a> Planner<'a> {
         match from {
             [] => Ok(None),
             [one] => {
-                if !one.joins.is_empty() {
-                    return Err(SqlError::unsupported("joins are not supported yet")
-                        .with_span(self.span(&one.joins[0])));
+                let mut rel = self.plan_table_factor(&one.relation)?;
+                for join in &one.joins {
+                    rel = match self.plan_time_join(rel, join)? {
+                        Ok(joined) => joined,
+                        Err(_) => {
+                            return Err(SqlError::unsupported("joins are not supported yet")
+                                .with_span(self.span(join)))
+                        }
+                    };
                 }
-                Ok(Some(self.plan_table_factor(&one.relation)?))
+                Ok(Some(rel))
             }
             [_, second, ..] => Err(SqlError::unsupported(
                 "joins (comma-separated FROM items) are not supported yet",

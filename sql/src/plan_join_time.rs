@@ -1,0 +1,495 @@
+//! Planning of the joins driven by event time: window joins and event-time temporal joins.
+//!
+//! [`Planner::plan_time_join`] looks at one `JOIN` of a FROM clause and plans it when it is one
+//! of them, or hands the left input back so that the regular join planning takes it:
+//! - a *window join* when both inputs are windowed (a window TVF or a window aggregation, seen
+//!   through projections and filters, as Flink's window-properties metadata sees them), with
+//!   the same rowtime type, and the ON condition equates both `window_start`s and both
+//!   `window_end`s. Otherwise (for example a TIMESTAMP window joined with a TIMESTAMP_LTZ one)
+//!   Flink plans a regular join, and so do we.
+//! - a *temporal join* when the right input is `table FOR SYSTEM_TIME AS OF left.rowtime`.
+//!
+//! The ON condition is split into its conjuncts: `left expr = right expr` between plain columns
+//! are equi keys (the hash exchange and the operators' state keys), everything else is a residual
+//! predicate over `left row ++ right row`.
+
+use sqlparser::ast::{self, BinaryOperator, Expr as AstExpr, JoinConstraint, JoinOperator};
+use streamsql_engine::expr::Expr;
+use streamsql_engine::graph::Partitioning;
+use streamsql_engine::operator::Operator;
+use streamsql_engine::operators::temporal_join::{
+    TemporalJoin, TemporalJoinSpec, TemporalJoinType,
+};
+use streamsql_engine::operators::window_join::{WindowJoin, WindowJoinSpec, WindowJoinType};
+use streamsql_engine::types::DataType;
+
+use super::{describe_exprs, object_name, op_factory, schema_of, Planner, Rel};
+use crate::binder::{ExprBinder, Scope};
+use crate::catalog::CatalogEntry;
+use crate::error::{SqlError, SqlResult};
+
+/// The join types of the ON-condition analysis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+/// An ON condition split into equi keys and the rest.
+struct JoinCondition {
+    /// (left column, right column) pairs, in condition order.
+    pairs: Vec<(usize, usize)>,
+    /// The other conjuncts, over `left ++ right` columns.
+    residual: Vec<Expr>,
+}
+
+/// The window columns of a windowed relation.
+#[derive(Clone, Debug, PartialEq)]
+struct WindowColumns {
+    start: usize,
+    end: usize,
+    /// The rowtime type the window was computed on (`window_time`'s type).
+    time_type: DataType,
+}
+
+fn join_kind(op: &JoinOperator) -> Option<(JoinKind, &JoinConstraint)> {
+    Some(match op {
+        JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinKind::Inner, c),
+        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, c),
+        JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinKind::Right, c),
+        JoinOperator::FullOuter(c) => (JoinKind::Full, c),
+        _ => return None,
+    })
+}
+
+/// Splits `e` into its AND-ed conjuncts.
+fn conjuncts<'e>(e: &'e AstExpr, out: &mut Vec<&'e AstExpr>) {
+    match e {
+        AstExpr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        AstExpr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// The AND of `exprs`, or `None` when there are none.
+fn and_all(mut exprs: Vec<Expr>) -> Option<Expr> {
+    match exprs.len() {
+        0 => None,
+        1 => exprs.pop(),
+        _ => Some(Expr::And(exprs)),
+    }
+}
+
+impl Planner<'_> {
+    /// Plans `left JOIN join.relation` when it is a window join or an event-time temporal join;
+    /// otherwise returns `left` untouched (and the graph as it was) for the regular join
+    /// planning.
+    pub(super) fn plan_time_join(
+        &mut self,
+        left: Rel,
+        join: &ast::Join,
+    ) -> SqlResult<Result<Rel, Rel>> {
+        let span = self.span(join);
+        let Some((kind, constraint)) = join_kind(&join.join_operator) else {
+            return Ok(Err(left));
+        };
+        if let ast::TableFactor::Table {
+            version: Some(version),
+            ..
+        } = &join.relation
+        {
+            return self
+                .plan_temporal_join(left, kind, constraint, &join.relation, version, span)
+                .map(Ok);
+        }
+        let JoinConstraint::On(on) = constraint else {
+            return Ok(Err(left));
+        };
+        let left = self.materialize(left)?;
+        let Some(left_window) = self.window_columns(&left) else {
+            return Ok(Err(left));
+        };
+        let mark = self.graph.nodes.len();
+        let right = self.plan_table_factor(&join.relation)?;
+        let right = self.materialize(right)?;
+        let planned = match self.window_columns(&right) {
+            Some(right_window) if right_window.time_type == left_window.time_type => {
+                self.plan_window_join(&left, &right, kind, on, (&left_window, &right_window), span)?
+            }
+            _ => None,
+        };
+        match planned {
+            Some(rel) => Ok(Ok(rel)),
+            None => {
+                // Not a window join: forget the right input, the regular join plans it again.
+                self.graph.nodes.truncate(mark);
+                self.graph.edges.retain(|e| e.from < mark && e.to < mark);
+                Ok(Err(left))
+            }
+        }
+    }
+
+    /// Splits the ON condition over `left ++ right`.
+    fn join_condition(&self, on: &AstExpr, left: &Rel, right: &Rel) -> SqlResult<JoinCondition> {
+        let scope = Scope {
+            columns: left.columns.iter().chain(&right.columns).cloned().collect(),
+        };
+        let n_left = left.columns.len();
+        let mut parts = Vec::new();
+        conjuncts(on, &mut parts);
+        let mut pairs = Vec::new();
+        let mut residual = Vec::new();
+        for part in parts {
+            if let AstExpr::BinaryOp {
+                left: a,
+                op: BinaryOperator::Eq,
+                right: b,
+            } = part
+            {
+                let a = ExprBinder::new(self.sql, &scope).bind(a)?;
+                let b = ExprBinder::new(self.sql, &scope).bind(b)?;
+                match (&a.expr, &b.expr) {
+                    (Expr::Column(x), Expr::Column(y)) if *x < n_left && *y >= n_left => {
+                        pairs.push((*x, *y - n_left));
+                        continue;
+                    }
+                    (Expr::Column(x), Expr::Column(y)) if *y < n_left && *x >= n_left => {
+                        pairs.push((*y, *x - n_left));
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            residual.push(ExprBinder::new(self.sql, &scope).bind_predicate(part, "ON")?);
+        }
+        Ok(JoinCondition { pairs, residual })
+    }
+
+    /// Where a column of `rel` comes from: a column of a node that is not a planner-made
+    /// `Calc`, seen through the `Calc` on top of `rel` if any.
+    fn column_origin(&self, rel: &Rel, col: usize) -> Option<(usize, usize)> {
+        match &rel.calc {
+            Some(calc) => match calc.exprs.get(col)? {
+                Expr::Column(c) if calc.input.calc.is_none() => Some((calc.input.node, *c)),
+                _ => None,
+            },
+            None => Some((rel.node, col)),
+        }
+    }
+
+    /// The window columns of `rel` when it is windowed (Flink's window properties): its
+    /// `window_start` and `window_end` columns come straight from a window table function or
+    /// a window aggregation.
+    fn window_columns(&self, rel: &Rel) -> Option<WindowColumns> {
+        let mut start = None;
+        let mut end = None;
+        let mut time_type = None;
+        for col in 0..rel.columns.len() {
+            let Some((node, c)) = self.column_origin(rel, col) else {
+                continue;
+            };
+            let n = &self.graph.nodes[node];
+            let fields = &n.schema.fields;
+            let role = match n.name.as_str() {
+                "WindowTableFunction" => {
+                    let len = fields.len();
+                    time_type = fields.last().map(|f| f.data_type.clone());
+                    (c + 3 == len)
+                        .then_some(true)
+                        .or((c + 2 == len).then_some(false))
+                }
+                "WindowAggregate" => {
+                    time_type = fields
+                        .iter()
+                        .find(|f| f.name == "window_time")
+                        .map(|f| f.data_type.clone());
+                    match fields.get(c).map(|f| f.name.as_str()) {
+                        Some("window_start") => Some(true),
+                        Some("window_end") => Some(false),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match role {
+                Some(true) => start = start.or(Some(col)),
+                Some(false) => end = end.or(Some(col)),
+                None => {}
+            }
+        }
+        Some(WindowColumns {
+            start: start?,
+            end: end?,
+            time_type: time_type?,
+        })
+    }
+
+    /// Plans the window join when the condition equates both window bounds.
+    fn plan_window_join(
+        &mut self,
+        left: &Rel,
+        right: &Rel,
+        kind: JoinKind,
+        on: &AstExpr,
+        (lw, rw): (&WindowColumns, &WindowColumns),
+        span: Option<std::ops::Range<usize>>,
+    ) -> SqlResult<Option<Rel>> {
+        let cond = self.join_condition(on, left, right)?;
+        let starts = (lw.start, rw.start);
+        let ends = (lw.end, rw.end);
+        if !cond.pairs.contains(&starts) || !cond.pairs.contains(&ends) {
+            return Ok(None);
+        }
+        if !left.append_only || !right.append_only {
+            return Err(SqlError::unsupported(
+                "a window join takes append-only inputs (window table functions or window aggregations)",
+            )
+            .with_span(span));
+        }
+        let (left_keys, right_keys): (Vec<usize>, Vec<usize>) = cond
+            .pairs
+            .iter()
+            .filter(|p| **p != starts && **p != ends)
+            .copied()
+            .unzip();
+        let join_type = match kind {
+            JoinKind::Inner => WindowJoinType::Inner,
+            JoinKind::Left => WindowJoinType::Left,
+            JoinKind::Right => WindowJoinType::Right,
+            JoinKind::Full => WindowJoinType::Full,
+        };
+        let columns: Vec<_> = left.columns.iter().chain(&right.columns).cloned().collect();
+        let condition = and_all(cond.residual);
+        let mut description = format!(
+            "joinType=[{}], leftKeys=[{}], rightKeys=[{}], window=[{}, {}]",
+            join_type.name(),
+            key_names(&left_keys, left),
+            key_names(&right_keys, right),
+            left.columns[lw.start].name,
+            left.columns[lw.end].name,
+        );
+        if let Some(c) = &condition {
+            description.push_str(&format!(
+                ", where=[{}]",
+                describe_exprs(std::slice::from_ref(c), &columns)
+            ));
+        }
+        let spec = WindowJoinSpec {
+            join_type,
+            left_keys: left_keys.clone(),
+            right_keys: right_keys.clone(),
+            left_window: (lw.start, lw.end),
+            right_window: (rw.start, rw.end),
+            left_arity: left.columns.len(),
+            right_arity: right.columns.len(),
+            condition,
+        };
+        let (p, lpart, rpart) = partitionings(self.parallelism(), left_keys, right_keys);
+        let node = self.graph.add_node(
+            "WindowJoin",
+            description,
+            p,
+            schema_of(&columns),
+            op_factory(move |ctx| {
+                Ok(Box::new(WindowJoin::new(spec.clone(), ctx)?) as Box<dyn Operator>)
+            }),
+            &[(left.node, lpart), (right.node, rpart)],
+        );
+        Ok(Some(Rel {
+            node,
+            columns,
+            append_only: true,
+            parallelism: p,
+            pending_window: None,
+            calc: None,
+        }))
+    }
+
+    /// Plans `left [LEFT] JOIN table FOR SYSTEM_TIME AS OF left.rowtime ON ...`.
+    fn plan_temporal_join(
+        &mut self,
+        left: Rel,
+        kind: JoinKind,
+        constraint: &JoinConstraint,
+        relation: &ast::TableFactor,
+        version: &ast::TableVersion,
+        span: Option<std::ops::Range<usize>>,
+    ) -> SqlResult<Rel> {
+        let ast::TableFactor::Table { name, alias, .. } = relation else {
+            return Err(SqlError::internal("a versioned table is not a table"));
+        };
+        let relation_span = self.span(relation);
+        let join_type = match kind {
+            JoinKind::Inner => TemporalJoinType::Inner,
+            JoinKind::Left => TemporalJoinType::Left,
+            JoinKind::Right => {
+                return Err(SqlError::unsupported("Unknown join type RIGHT").with_span(span))
+            }
+            JoinKind::Full => {
+                return Err(SqlError::unsupported("Unknown join type FULL").with_span(span))
+            }
+        };
+        let ast::TableVersion::ForSystemTimeAsOf(as_of) = version else {
+            return Err(SqlError::unsupported(
+                "only FOR SYSTEM_TIME AS OF is supported for temporal joins",
+            )
+            .with_span(relation_span));
+        };
+        let left = self.materialize(left)?;
+        let as_of_span = self.span(as_of);
+        let left_time = match ExprBinder::new(self.sql, &left.scope()).bind(as_of)?.expr {
+            Expr::Column(c) if left.columns[c].rowtime => c,
+            _ => {
+                return Err(SqlError::validation(
+                    "Temporal table join currently only supports 'FOR SYSTEM_TIME AS OF' left table's time attribute field",
+                )
+                .with_span(as_of_span))
+            }
+        };
+        let table_name = object_name(name);
+        let table = match self.catalog.get(&table_name) {
+            Some(CatalogEntry::Table(t)) => Some(t.clone()),
+            _ => None,
+        };
+        let alias = alias.as_ref().map(|a| a.name.value.clone());
+        let right = self.plan_named(&table_name, alias.as_deref(), relation_span.clone())?;
+        let right = self.materialize(right)?;
+        let primary_key: Vec<String> = match &table {
+            Some(t) => t
+                .def
+                .primary_key
+                .as_ref()
+                .map(|pk| pk.columns.clone())
+                .unwrap_or_default(),
+            None => {
+                return Err(SqlError::unsupported(
+                    "temporal joins against views are not supported yet; join a table with a PRIMARY KEY and a WATERMARK",
+                )
+                .with_span(relation_span))
+            }
+        };
+        if primary_key.is_empty() {
+            return Err(no_primary_key().with_span(relation_span.clone()));
+        }
+        let Some(right_time) = right.columns.iter().position(|c| c.rowtime) else {
+            return Err(SqlError::validation(
+                "Event-Time Temporal Table Join requires both primary key and row time attribute in versioned table, but no row time attribute can be found.",
+            )
+            .with_span(relation_span.clone()));
+        };
+        let JoinConstraint::On(on) = constraint else {
+            return Err(
+                SqlError::unsupported("a temporal join needs an ON condition").with_span(span),
+            );
+        };
+        let cond = self.join_condition(on, &left, &right)?;
+        if cond.pairs.is_empty() {
+            return Err(SqlError::validation(
+                "Currently the join key in Temporal Table Join can not be empty.",
+            )
+            .with_span(self.span(on)));
+        }
+        // Flink finds the versioned table's key only among the join keys.
+        let right_scope = right.scope();
+        let covered = |pk: &String| {
+            right_scope
+                .resolve(None, pk)
+                .is_ok_and(|c| cond.pairs.iter().any(|(_, r)| *r == c))
+        };
+        if !primary_key.iter().all(covered) {
+            return Err(no_primary_key().with_span(relation_span));
+        }
+        let (left_keys, right_keys): (Vec<usize>, Vec<usize>) = cond.pairs.iter().copied().unzip();
+        let mut columns: Vec<_> = left.columns.iter().chain(&right.columns).cloned().collect();
+        // Only the left rowtime stays a time attribute.
+        for c in &mut columns[left.columns.len()..] {
+            c.rowtime = false;
+        }
+        let condition = and_all(cond.residual);
+        let mut description = format!(
+            "joinType=[{}], leftKeys=[{}], rightKeys=[{}], leftTime=[{}], rightTime=[{}]",
+            join_type.name(),
+            key_names(&left_keys, &left),
+            key_names(&right_keys, &right),
+            left.columns[left_time].name,
+            right.columns[right_time].name,
+        );
+        if let Some(c) = &condition {
+            description.push_str(&format!(
+                ", where=[{}]",
+                describe_exprs(std::slice::from_ref(c), &columns)
+            ));
+        }
+        let spec = TemporalJoinSpec {
+            join_type,
+            left_keys: left_keys.clone(),
+            right_keys: right_keys.clone(),
+            left_time,
+            right_time,
+            left_arity: left.columns.len(),
+            right_arity: right.columns.len(),
+            condition,
+        };
+        let (p, lpart, rpart) = partitionings(self.parallelism(), left_keys, right_keys);
+        let node = self.graph.add_node(
+            "TemporalJoin",
+            description,
+            p,
+            schema_of(&columns),
+            op_factory(move |ctx| {
+                Ok(Box::new(TemporalJoin::new(spec.clone(), ctx)?) as Box<dyn Operator>)
+            }),
+            &[(left.node, lpart), (right.node, rpart)],
+        );
+        Ok(Rel {
+            node,
+            columns,
+            append_only: left.append_only,
+            parallelism: p,
+            pending_window: None,
+            calc: None,
+        })
+    }
+}
+
+/// Flink's error for a versioned table whose primary key is not among the join keys.
+fn no_primary_key() -> SqlError {
+    SqlError::validation(
+        "Temporal Table Join requires primary key in versioned table, but no primary key can be found.",
+    )
+}
+
+/// The names of key columns, for EXPLAIN.
+fn key_names(keys: &[usize], rel: &Rel) -> String {
+    keys.iter()
+        .map(|k| rel.columns[*k].name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The parallelism and input exchanges of a join on these keys: hashed by key, or everything on
+/// one subtask without keys.
+fn partitionings(
+    parallelism: usize,
+    left_keys: Vec<usize>,
+    right_keys: Vec<usize>,
+) -> (usize, Partitioning, Partitioning) {
+    if left_keys.is_empty() {
+        (1, Partitioning::Global, Partitioning::Global)
+    } else {
+        (
+            parallelism,
+            Partitioning::Hash(left_keys),
+            Partitioning::Hash(right_keys),
+        )
+    }
+}
