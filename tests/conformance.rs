@@ -16,10 +16,6 @@ const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
         "022_window_top_n",
         "window Top-N (ROW_NUMBER) is not built yet",
     ),
-    ("023_inner_join", "joins are not built yet"),
-    ("024_left_join", "joins are not built yet"),
-    ("025_full_outer_join", "joins are not built yet"),
-    ("026_interval_join", "joins are not built yet"),
     ("028_top_n", "Top-N (ROW_NUMBER) is not built yet"),
     (
         "029_dedup_keep_first",

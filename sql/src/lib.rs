@@ -8,6 +8,7 @@ pub mod binder;
 pub mod catalog;
 pub mod error;
 pub mod parser;
+pub(crate) mod plan_join;
 pub mod planner;
 pub mod session;
 pub mod span;

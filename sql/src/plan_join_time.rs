@@ -93,7 +93,7 @@ impl Planner<'_> {
     /// Plans `left JOIN join.relation` when it is a window join or an event-time temporal join;
     /// otherwise returns `left` untouched (and the graph as it was) for the regular join
     /// planning.
-    pub(super) fn plan_time_join(
+    pub(crate) fn plan_time_join(
         &mut self,
         left: Rel,
         join: &ast::Join,

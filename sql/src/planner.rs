@@ -135,7 +135,7 @@ pub struct Planner<'a> {
     ctes: Vec<(String, Query)>,
 }
 
-fn op_factory<F>(f: F) -> NodeKind
+pub(crate) fn op_factory<F>(f: F) -> NodeKind
 where
     F: Fn(&TaskContext) -> streamsql_engine::Result<Box<dyn Operator>> + Send + Sync + 'static,
 {
@@ -143,7 +143,7 @@ where
 }
 
 /// The expressions of a Calc as EXPLAIN shows them, with input columns by name.
-fn describe_exprs(exprs: &[Expr], input: &[ScopeColumn]) -> String {
+pub(crate) fn describe_exprs(exprs: &[Expr], input: &[ScopeColumn]) -> String {
     let mut out = String::new();
     for (i, e) in exprs.iter().enumerate() {
         if i > 0 {
@@ -322,11 +322,11 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn parallelism(&self) -> usize {
+    pub(crate) fn parallelism(&self) -> usize {
         self.config.parallelism().max(1)
     }
 
-    fn span(&self, node: &impl ast::Spanned) -> Option<std::ops::Range<usize>> {
+    pub(crate) fn span(&self, node: &impl ast::Spanned) -> Option<std::ops::Range<usize>> {
         range_of_node(self.sql, node)
     }
 
@@ -979,7 +979,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn plan_table_factor(&mut self, tf: &TableFactor) -> SqlResult<Rel> {
+    pub(crate) fn plan_table_factor(&mut self, tf: &TableFactor) -> SqlResult<Rel> {
         let span = self.span(tf);
         if let Some(tvf) = crate::parser::window_tvf(self.sql, tf)? {
             return self.plan_window_tvf(&tvf);
@@ -1024,9 +1024,13 @@ impl<'a> Planner<'a> {
                 }
                 Ok(rel)
             }
-            TableFactor::NestedJoin { .. } => {
-                Err(SqlError::unsupported("joins are not supported yet").with_span(span))
-            }
+            TableFactor::NestedJoin { .. } => self.plan_joined_from(
+                std::slice::from_ref(&ast::TableWithJoins {
+                    relation: tf.clone(),
+                    joins: Vec::new(),
+                }),
+                None,
+            ),
             other => Err(
                 SqlError::unsupported(format!("FROM item '{other}' is not supported"))
                     .with_span(span),
@@ -1145,32 +1149,22 @@ impl<'a> Planner<'a> {
         })
     }
 
-    fn plan_from(&mut self, from: &[ast::TableWithJoins]) -> SqlResult<Option<Rel>> {
+    fn plan_from(
+        &mut self,
+        from: &[ast::TableWithJoins],
+        selection: Option<&AstExpr>,
+    ) -> SqlResult<Option<Rel>> {
         match from {
             [] => Ok(None),
-            [one] => {
-                let mut rel = self.plan_table_factor(&one.relation)?;
-                for join in &one.joins {
-                    rel = match self.plan_time_join(rel, join)? {
-                        Ok(joined) => joined,
-                        Err(_) => {
-                            return Err(SqlError::unsupported("joins are not supported yet")
-                                .with_span(self.span(join)))
-                        }
-                    };
-                }
-                Ok(Some(rel))
-            }
-            [_, second, ..] => Err(SqlError::unsupported(
-                "joins (comma-separated FROM items) are not supported yet",
-            )
-            .with_span(self.span(second))),
+            [one] if one.joins.is_empty() => Ok(Some(self.plan_table_factor(&one.relation)?)),
+            // Joins: see plan_join.rs.
+            _ => Ok(Some(self.plan_joined_from(from, selection)?)),
         }
     }
 
     fn plan_select(&mut self, s: &ast::Select) -> SqlResult<Rel> {
         let select_span = self.span(s);
-        let rel = match self.plan_from(&s.from)? {
+        let rel = match self.plan_from(&s.from, s.selection.as_ref())? {
             Some(r) => r,
             None => self.constant_rows(
                 vec![vec![Value::Int(0)]],
@@ -1832,7 +1826,7 @@ fn rewrite_post_agg(
     })
 }
 
-fn schema_of(columns: &[ScopeColumn]) -> Schema {
+pub(crate) fn schema_of(columns: &[ScopeColumn]) -> Schema {
     Schema::new(
         columns
             .iter()

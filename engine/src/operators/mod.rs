@@ -2,6 +2,8 @@
 pub mod calc;
 pub mod collect;
 pub mod group_agg;
+pub mod interval_join;
+pub mod join;
 pub mod temporal_join;
 pub mod watermark_assigner;
 pub mod window_agg;
