@@ -80,6 +80,16 @@ fn conjuncts<'e>(e: &'e AstExpr, out: &mut Vec<&'e AstExpr>) {
     }
 }
 
+/// Whether values of types `a` and `b` that compare equal also hash equal, so that the columns
+/// can be join keys as they are: integers and decimals hash by value, strings by their text;
+/// other types only match their own kind. A pair that cannot is kept as a residual condition.
+fn same_key_family(a: &DataType, b: &DataType) -> bool {
+    let exact = |t: &DataType| t.is_integer() || matches!(t, DataType::Decimal(..));
+    (exact(a) && exact(b))
+        || (a.is_string() && b.is_string())
+        || std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
 /// The AND of `exprs`, or `None` when there are none.
 fn and_all(mut exprs: Vec<Expr>) -> Option<Expr> {
     match exprs.len() {
@@ -157,7 +167,9 @@ impl Planner<'_> {
             {
                 let a = ExprBinder::new(self.sql, &scope).bind(a)?;
                 let b = ExprBinder::new(self.sql, &scope).bind(b)?;
+                let keyable = same_key_family(&a.ty, &b.ty);
                 match (&a.expr, &b.expr) {
+                    _ if !keyable => {}
                     (Expr::Column(x), Expr::Column(y)) if *x < n_left && *y >= n_left => {
                         pairs.push((*x, *y - n_left));
                         continue;
@@ -491,5 +503,90 @@ fn partitionings(
             Partitioning::Hash(left_keys),
             Partitioning::Hash(right_keys),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use streamsql_engine::config::Configuration;
+
+    use crate::session::{SqlSession, StatementOutput};
+
+    const TABLES: &str = "
+        CREATE TABLE a (k STRING, n INT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+          WITH ('connector' = 'datagen');
+        CREATE TABLE b (k STRING, n BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts)
+          WITH ('connector' = 'datagen');
+        CREATE TABLE c (k STRING, n INT, ts TIMESTAMP_LTZ(3), WATERMARK FOR ts AS ts)
+          WITH ('connector' = 'datagen');
+        CREATE TABLE v (k STRING, x DOUBLE, ts TIMESTAMP(3), WATERMARK FOR ts AS ts,
+          PRIMARY KEY (k) NOT ENFORCED) WITH ('connector' = 'datagen');";
+
+    fn plan(query: &str) -> String {
+        let mut s = SqlSession::new(Configuration::new());
+        let script = format!("{TABLES}\nEXPLAIN {query};");
+        let outputs = s.execute_script(&script).expect("script plans").outputs;
+        match outputs.last() {
+            Some(StatementOutput::Explain(p)) => p.clone(),
+            _ => panic!("no plan"),
+        }
+    }
+
+    fn tumble(t: &str) -> String {
+        format!("(SELECT * FROM TABLE(TUMBLE(TABLE {t}, DESCRIPTOR(ts), INTERVAL '1' MINUTE)))")
+    }
+
+    const ON_WINDOW: &str = "L.window_start = R.window_start AND L.window_end = R.window_end";
+
+    #[test]
+    fn window_joins_need_both_bounds_and_the_same_rowtime_type() {
+        let p = plan(&format!(
+            "SELECT * FROM {} L JOIN {} R ON L.k = R.k AND L.n = R.n AND {ON_WINDOW}",
+            tumble("a"),
+            tumble("b")
+        ));
+        // INT and BIGINT keys hash alike: both are keys.
+        assert!(
+            p.contains("WindowJoin(parallelism=1): joinType=[InnerJoin], leftKeys=[k, n]"),
+            "{p}"
+        );
+        // Only window_start equated: a regular join.
+        let p = plan(&format!(
+            "SELECT * FROM {} L JOIN {} R ON L.k = R.k AND L.window_start = R.window_start",
+            tumble("a"),
+            tumble("b")
+        ));
+        assert!(!p.contains("WindowJoin"), "{p}");
+        // TIMESTAMP and TIMESTAMP_LTZ windows: a regular join, as in Flink.
+        let p = plan(&format!(
+            "SELECT * FROM {} L LEFT JOIN {} R ON L.k = R.k AND {ON_WINDOW}",
+            tumble("a"),
+            tumble("c")
+        ));
+        assert!(!p.contains("WindowJoin"), "{p}");
+        // A window aggregation behind a renaming projection is windowed too.
+        let p = plan(&format!(
+            "SELECT * FROM (SELECT k, window_start AS s, window_end AS e, COUNT(*) AS cnt \
+             FROM TABLE(TUMBLE(TABLE a, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+             GROUP BY k, window_start, window_end) L \
+             FULL JOIN {} R ON L.k = R.k AND L.s = R.window_start AND L.e = R.window_end",
+            tumble("b")
+        ));
+        assert!(p.contains("joinType=[FullOuterJoin], leftKeys=[k]"), "{p}");
+    }
+
+    #[test]
+    fn temporal_joins_key_on_the_equi_keys_and_keep_the_residual() {
+        let p = plan(
+            "SELECT * FROM a LEFT JOIN v FOR SYSTEM_TIME AS OF a.ts AS r \
+             ON a.k = r.k AND r.x > a.n",
+        );
+        assert!(
+            p.contains(
+                "TemporalJoin(parallelism=1): joinType=[LeftOuterJoin], leftKeys=[k], \
+                 rightKeys=[k], leftTime=[ts], rightTime=[ts], where=[>(x, n)]"
+            ),
+            "{p}"
+        );
     }
 }
