@@ -89,6 +89,21 @@ pub struct KeyTemporal {
     pub timer: Option<i64>,
 }
 
+impl KeyTemporal {
+    /// Buffers a left row, or stores a version (replacing one with the same rowtime).
+    fn add(&mut self, left: bool, row: TimedRow) {
+        if left {
+            self.left.push(row);
+            return;
+        }
+        let at = self.right.partition_point(|v| v.time < row.time);
+        match self.right.get_mut(at) {
+            Some(v) if v.time == row.time => *v = row,
+            _ => self.right.insert(at, row),
+        }
+    }
+}
+
 /// The byte after the version byte of a `TemporalJoin` operator-state blob.
 const STATE_MARKER: u8 = b'T';
 /// The keyed-state names, without and with a TTL.
@@ -342,32 +357,24 @@ impl TemporalJoin {
         for &c in keys {
             self.key_buf.push(column(&change.row, c)?.clone());
         }
-        let codec = codec!(self);
-        if self.keys.get(&codec, self.key_buf.as_slice())?.is_none() {
-            self.keys
-                .insert(&codec, self.key_buf.clone(), KeyTemporal::default())?;
-        }
-        let ks = self
-            .keys
-            .get_mut(&codec, self.key_buf.as_slice())?
-            .ok_or_else(|| {
-                EngineError::internal("a key inserted into temporal state is missing")
-            })?;
         let row = TimedRow {
             time,
             kind: change.kind,
             row: change.row,
         };
-        if left {
-            ks.left.push(row);
-        } else {
-            let at = ks.right.partition_point(|v| v.time < time);
-            match ks.right.get_mut(at) {
-                Some(v) if v.time == time => *v = row,
-                _ => ks.right.insert(at, row),
+        let codec = codec!(self);
+        match self.keys.get_mut(&codec, self.key_buf.as_slice())? {
+            Some(ks) => {
+                ks.add(left, row);
+                Self::register_smallest_timer(&mut self.timers, ks, &self.key_buf, time);
+            }
+            None => {
+                let mut ks = KeyTemporal::default();
+                ks.add(left, row);
+                Self::register_smallest_timer(&mut self.timers, &mut ks, &self.key_buf, time);
+                self.keys.insert(&codec, self.key_buf.clone(), ks)?;
             }
         }
-        Self::register_smallest_timer(&mut self.timers, ks, &self.key_buf, time);
         Ok(())
     }
 

@@ -204,6 +204,33 @@ impl StateCodec<Row, KeyWindows> for WindowJoinCodec {
     }
 }
 
+/// Adds a row of the left (`left`) or right input to window `[start, end)` of a key's windows;
+/// true when that window was not open yet (it then needs a timer).
+fn add_row(windows: &mut KeyWindows, start: i64, end: i64, left: bool, row: Row) -> bool {
+    let at = windows.partition_point(|w| (w.end, w.start) < (end, start));
+    let opened = windows
+        .get(at)
+        .is_none_or(|w| (w.end, w.start) != (end, start));
+    if opened {
+        windows.insert(
+            at,
+            WindowRows {
+                start,
+                end,
+                left: Vec::new(),
+                right: Vec::new(),
+            },
+        );
+    }
+    let w = &mut windows[at];
+    if left {
+        w.left.push(row);
+    } else {
+        w.right.push(row);
+    }
+    opened
+}
+
 /// The window join operator.
 pub struct WindowJoin {
     spec: WindowJoinSpec,
@@ -331,38 +358,20 @@ impl WindowJoin {
             self.key_buf.push(column(&change.row, c)?.clone());
         }
         let codec = codec!(self);
-        if self.windows.get(&codec, self.key_buf.as_slice())?.is_none() {
-            self.windows
-                .insert(&codec, self.key_buf.clone(), Vec::new())?;
-        }
-        let windows = self
-            .windows
-            .get_mut(&codec, self.key_buf.as_slice())?
-            .ok_or_else(|| EngineError::internal("a key inserted into window state is missing"))?;
-        let at = windows.partition_point(|w| (w.end, w.start) < (end, start));
-        if windows
-            .get(at)
-            .is_none_or(|w| (w.end, w.start) != (end, start))
-        {
-            windows.insert(
-                at,
-                WindowRows {
-                    start,
-                    end,
-                    left: Vec::new(),
-                    right: Vec::new(),
-                },
-            );
+        let opened = match self.windows.get_mut(&codec, self.key_buf.as_slice())? {
+            Some(windows) => add_row(windows, start, end, left, change.row),
+            None => {
+                let mut windows = Vec::with_capacity(1);
+                add_row(&mut windows, start, end, left, change.row);
+                self.windows.insert(&codec, self.key_buf.clone(), windows)?;
+                true
+            }
+        };
+        if opened {
             self.timers
                 .entry((end, start))
                 .or_default()
                 .push(self.key_buf.clone());
-        }
-        let w = &mut windows[at];
-        if left {
-            w.left.push(change.row);
-        } else {
-            w.right.push(change.row);
         }
         Ok(())
     }
