@@ -48,10 +48,12 @@ struct JoinCondition {
 /// The window columns of a windowed relation.
 #[derive(Clone, Debug, PartialEq)]
 struct WindowColumns {
-    start: usize,
-    end: usize,
-    /// The rowtime type the window was computed on (`window_time`'s type).
-    time_type: DataType,
+    /// Columns holding `window_start` (a window join's output has one per input).
+    starts: Vec<usize>,
+    /// Columns holding `window_end`.
+    ends: Vec<usize>,
+    /// The rowtime type the window was computed on (`window_time`'s type), as SQL text.
+    time_type: String,
 }
 
 fn join_kind(op: &JoinOperator) -> Option<(JoinKind, &JoinConstraint)> {
@@ -199,11 +201,11 @@ impl Planner<'_> {
     }
 
     /// The window columns of `rel` when it is windowed (Flink's window properties): its
-    /// `window_start` and `window_end` columns come straight from a window table function or
-    /// a window aggregation.
+    /// `window_start` and `window_end` columns come straight from a window table function, a
+    /// window aggregation or a window join.
     fn window_columns(&self, rel: &Rel) -> Option<WindowColumns> {
-        let mut start = None;
-        let mut end = None;
+        let mut starts = Vec::new();
+        let mut ends = Vec::new();
         let mut time_type = None;
         for col in 0..rel.columns.len() {
             let Some((node, c)) = self.column_origin(rel, col) else {
@@ -214,7 +216,7 @@ impl Planner<'_> {
             let role = match n.name.as_str() {
                 "WindowTableFunction" => {
                     let len = fields.len();
-                    time_type = fields.last().map(|f| f.data_type.clone());
+                    time_type = fields.last().map(|f| f.data_type.to_string());
                     (c + 3 == len)
                         .then_some(true)
                         .or((c + 2 == len).then_some(false))
@@ -223,24 +225,45 @@ impl Planner<'_> {
                     time_type = fields
                         .iter()
                         .find(|f| f.name == "window_time")
-                        .map(|f| f.data_type.clone());
+                        .map(|f| f.data_type.to_string());
                     match fields.get(c).map(|f| f.name.as_str()) {
                         Some("window_start") => Some(true),
                         Some("window_end") => Some(false),
                         _ => None,
                     }
                 }
+                "WindowJoin" => {
+                    // A window join's output is windowed by both inputs' bounds (recorded in
+                    // its description, see `plan_window_join`).
+                    let (l, r, rowtime) = recorded_window_join(&n.description)?;
+                    let left_arity = self
+                        .graph
+                        .inputs_of(node)
+                        .first()
+                        .map(|e| self.graph.nodes[e.from].schema.fields.len())?;
+                    time_type = Some(rowtime);
+                    if c == l.0 || c == left_arity + r.0 {
+                        Some(true)
+                    } else if c == l.1 || c == left_arity + r.1 {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                }
                 _ => None,
             };
             match role {
-                Some(true) => start = start.or(Some(col)),
-                Some(false) => end = end.or(Some(col)),
+                Some(true) => starts.push(col),
+                Some(false) => ends.push(col),
                 None => {}
             }
         }
+        if starts.is_empty() || ends.is_empty() {
+            return None;
+        }
         Some(WindowColumns {
-            start: start?,
-            end: end?,
+            starts,
+            ends,
             time_type: time_type?,
         })
     }
@@ -256,11 +279,17 @@ impl Planner<'_> {
         span: Option<std::ops::Range<usize>>,
     ) -> SqlResult<Option<Rel>> {
         let cond = self.join_condition(on, left, right)?;
-        let starts = (lw.start, rw.start);
-        let ends = (lw.end, rw.end);
-        if !cond.pairs.contains(&starts) || !cond.pairs.contains(&ends) {
+        let equated = |l: &[usize], r: &[usize]| {
+            cond.pairs
+                .iter()
+                .copied()
+                .find(|(a, b)| l.contains(a) && r.contains(b))
+        };
+        let (Some(starts), Some(ends)) =
+            (equated(&lw.starts, &rw.starts), equated(&lw.ends, &rw.ends))
+        else {
             return Ok(None);
-        }
+        };
         if !left.append_only || !right.append_only {
             return Err(SqlError::unsupported(
                 "a window join takes append-only inputs (window table functions or window aggregations)",
@@ -282,12 +311,16 @@ impl Planner<'_> {
         let columns: Vec<_> = left.columns.iter().chain(&right.columns).cloned().collect();
         let condition = and_all(cond.residual);
         let mut description = format!(
-            "joinType=[{}], leftKeys=[{}], rightKeys=[{}], window=[{}, {}]",
+            "joinType=[{}], leftKeys=[{}], rightKeys=[{}], leftWindow=[${}, ${}], \
+             rightWindow=[${}, ${}], rowtime=[{}]",
             join_type.name(),
             key_names(&left_keys, left),
             key_names(&right_keys, right),
-            left.columns[lw.start].name,
-            left.columns[lw.end].name,
+            starts.0,
+            ends.0,
+            starts.1,
+            ends.1,
+            lw.time_type,
         );
         if let Some(c) = &condition {
             description.push_str(&format!(
@@ -299,8 +332,8 @@ impl Planner<'_> {
             join_type,
             left_keys: left_keys.clone(),
             right_keys: right_keys.clone(),
-            left_window: (lw.start, lw.end),
-            right_window: (rw.start, rw.end),
+            left_window: (starts.0, ends.0),
+            right_window: (starts.1, ends.1),
             left_arity: left.columns.len(),
             right_arity: right.columns.len(),
             condition,
@@ -473,6 +506,26 @@ impl Planner<'_> {
     }
 }
 
+/// The (window_start, window_end) columns of an input.
+type Bounds = (usize, usize);
+
+/// The window bounds a `WindowJoin` node's description records: the left input's
+/// (start, end) columns, the right input's, and the rowtime type.
+fn recorded_window_join(description: &str) -> Option<(Bounds, Bounds, String)> {
+    let bounds = |tag: &str| -> Option<Bounds> {
+        let rest = description.split_once(tag)?.1;
+        let (start, rest) = rest.split_once(", $")?;
+        let (end, _) = rest.split_once(']')?;
+        Some((start.parse().ok()?, end.parse().ok()?))
+    };
+    let rowtime = description.split_once("rowtime=[")?.1.split_once(']')?.0;
+    Some((
+        bounds("leftWindow=[$")?,
+        bounds("rightWindow=[$")?,
+        rowtime.to_string(),
+    ))
+}
+
 /// Flink's error for a versioned table whose primary key is not among the join keys.
 fn no_primary_key() -> SqlError {
     SqlError::validation(
@@ -547,7 +600,7 @@ mod tests {
         ));
         // INT and BIGINT keys hash alike: both are keys.
         assert!(
-            p.contains("WindowJoin(parallelism=1): joinType=[InnerJoin], leftKeys=[k, n]"),
+            p.contains("WindowJoin(parallelism=1): joinType=[InnerJoin], leftKeys=[k, n], rightKeys=[k, n], leftWindow=[$3, $4], rightWindow=[$3, $4], rowtime=[TIMESTAMP(3)]"),
             "{p}"
         );
         // Only window_start equated: a regular join.
@@ -573,6 +626,26 @@ mod tests {
             tumble("b")
         ));
         assert!(p.contains("joinType=[FullOuterJoin], leftKeys=[k]"), "{p}");
+    }
+
+    #[test]
+    fn a_window_join_is_windowed_for_the_next_one() {
+        let p = plan(&format!(
+            "SELECT * FROM {} A JOIN {} B ON A.k = B.k AND A.window_start = B.window_start \
+             AND A.window_end = B.window_end \
+             LEFT JOIN {} C ON B.k = C.k AND B.window_start = C.window_start \
+             AND B.window_end = C.window_end",
+            tumble("a"),
+            tumble("b"),
+            tumble("a")
+        ));
+        assert_eq!(p.matches("WindowJoin(").count(), 2, "{p}");
+        assert!(
+            p.contains(
+                "joinType=[LeftOuterJoin], leftKeys=[k], rightKeys=[k], leftWindow=[$9, $10]"
+            ),
+            "{p}"
+        );
     }
 
     #[test]
