@@ -9,12 +9,13 @@
 //!   Flink plans a regular join, and so do we.
 //! - a *temporal join* when the right input is `table FOR SYSTEM_TIME AS OF left.rowtime`.
 //!
-//! The ON condition is split into its conjuncts: `left expr = right expr` between plain columns
-//! are equi keys (the hash exchange and the operators' state keys), everything else is a residual
-//! predicate over `left row ++ right row`.
+//! The ON condition is analysed as for regular joins (`plan_join.rs`): its `left column = right
+//! column` conjuncts are the equi keys (the hash exchange and the operators' state keys),
+//! everything else is a residual predicate over `left row ++ right row`.
 
-use sqlparser::ast::{self, BinaryOperator, Expr as AstExpr, JoinConstraint, JoinOperator};
-use streamsql_engine::expr::Expr;
+use sqlparser::ast::{self, Expr as AstExpr, JoinConstraint, JoinOperator};
+use streamsql_engine::expr::functions::CmpOp;
+use streamsql_engine::expr::{Expr, ScalarFunction};
 use streamsql_engine::graph::Partitioning;
 use streamsql_engine::operator::Operator;
 use streamsql_engine::operators::temporal_join::{
@@ -24,9 +25,10 @@ use streamsql_engine::operators::window_join::{WindowJoin, WindowJoinSpec, Windo
 use streamsql_engine::types::DataType;
 
 use super::{describe_exprs, object_name, op_factory, schema_of, Planner, Rel};
-use crate::binder::{ExprBinder, Scope};
+use crate::binder::ExprBinder;
 use crate::catalog::CatalogEntry;
 use crate::error::{SqlError, SqlResult};
+use crate::plan_join::analyze_join_condition;
 
 /// The join types of the ON-condition analysis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,19 +68,18 @@ fn join_kind(op: &JoinOperator) -> Option<(JoinKind, &JoinConstraint)> {
     })
 }
 
-/// Splits `e` into its AND-ed conjuncts.
-fn conjuncts<'e>(e: &'e AstExpr, out: &mut Vec<&'e AstExpr>) {
-    match e {
-        AstExpr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
-            conjuncts(left, out);
-            conjuncts(right, out);
-        }
-        AstExpr::Nested(inner) => conjuncts(inner, out),
-        other => out.push(other),
+/// `e` over the right input's columns made an expression over the joined row (`by` left
+/// columns first).
+fn shift_right(e: &Expr, by: usize) -> Expr {
+    let shifted = e.rewrite::<std::convert::Infallible>(&mut |x| {
+        Ok(match x {
+            Expr::Column(i) => Some(Expr::Column(i + by)),
+            _ => None,
+        })
+    });
+    match shifted {
+        Ok(x) => x,
+        Err(never) => match never {},
     }
 }
 
@@ -150,40 +151,30 @@ impl Planner<'_> {
         }
     }
 
-    /// Splits the ON condition over `left ++ right`.
+    /// Splits the ON condition over `left ++ right` (with the regular joins' analysis): key pairs
+    /// between plain columns whose equal values hash alike become join keys, every other
+    /// conjunct (other key pairs included) the residual condition.
     fn join_condition(&self, on: &AstExpr, left: &Rel, right: &Rel) -> SqlResult<JoinCondition> {
-        let scope = Scope {
-            columns: left.columns.iter().chain(&right.columns).cloned().collect(),
-        };
+        let analyzed = analyze_join_condition(self.sql, left, right, on)?;
         let n_left = left.columns.len();
-        let mut parts = Vec::new();
-        conjuncts(on, &mut parts);
         let mut pairs = Vec::new();
-        let mut residual = Vec::new();
-        for part in parts {
-            if let AstExpr::BinaryOp {
-                left: a,
-                op: BinaryOperator::Eq,
-                right: b,
-            } = part
-            {
-                let a = ExprBinder::new(self.sql, &scope).bind(a)?;
-                let b = ExprBinder::new(self.sql, &scope).bind(b)?;
-                let keyable = same_key_family(&a.ty, &b.ty);
-                match (&a.expr, &b.expr) {
-                    _ if !keyable => {}
-                    (Expr::Column(x), Expr::Column(y)) if *x < n_left && *y >= n_left => {
-                        pairs.push((*x, *y - n_left));
-                        continue;
-                    }
-                    (Expr::Column(x), Expr::Column(y)) if *y < n_left && *x >= n_left => {
-                        pairs.push((*y, *x - n_left));
-                        continue;
-                    }
-                    _ => {}
+        let mut residual = analyzed.residual;
+        for (l, r) in analyzed.left_keys.into_iter().zip(analyzed.right_keys) {
+            match (&l, &r) {
+                (Expr::Column(x), Expr::Column(y))
+                    if same_key_family(
+                        &left.columns[*x].data_type,
+                        &right.columns[*y].data_type,
+                    ) =>
+                {
+                    pairs.push((*x, *y));
                 }
+                _ => residual.push(Expr::Call {
+                    func: ScalarFunction::Cmp(CmpOp::Eq),
+                    args: vec![l, shift_right(&r, n_left)],
+                    ret: DataType::Boolean,
+                }),
             }
-            residual.push(ExprBinder::new(self.sql, &scope).bind_predicate(part, "ON")?);
         }
         Ok(JoinCondition { pairs, residual })
     }
