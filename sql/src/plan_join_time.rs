@@ -2,10 +2,10 @@
 //!
 //! [`Planner::plan_time_join`] looks at one `JOIN` of a FROM clause and plans it when it is one
 //! of them, or hands the left input back so that the regular join planning takes it:
-//! - a *window join* when both inputs are windowed (a window TVF or a window aggregation, seen
-//!   through projections and filters, as Flink's window-properties metadata sees them), with
-//!   the same rowtime type, and the ON condition equates both `window_start`s and both
-//!   `window_end`s. Otherwise (for example a TIMESTAMP window joined with a TIMESTAMP_LTZ one)
+//! - a *window join* when both inputs are windowed (a window TVF, a window aggregation or a
+//!   window join, seen through projections and filters, as Flink's window-properties metadata
+//!   sees them), with the same rowtime type, and the ON condition equates both `window_start`s
+//!   and both `window_end`s. Otherwise (for example a TIMESTAMP window joined with a TIMESTAMP_LTZ one)
 //!   Flink plans a regular join, and so do we.
 //! - a *temporal join* when the right input is `table FOR SYSTEM_TIME AS OF left.rowtime`.
 //!
@@ -28,16 +28,7 @@ use super::{describe_exprs, object_name, op_factory, schema_of, Planner, Rel};
 use crate::binder::ExprBinder;
 use crate::catalog::CatalogEntry;
 use crate::error::{SqlError, SqlResult};
-use crate::plan_join::analyze_join_condition;
-
-/// The join types of the ON-condition analysis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum JoinKind {
-    Inner,
-    Left,
-    Right,
-    Full,
-}
+use crate::plan_join::{analyze_join_condition, JoinKind};
 
 /// An ON condition split into equi keys and the rest.
 struct JoinCondition {
