@@ -1,7 +1,10 @@
 //! The relational operators, one file each.
 pub mod calc;
 pub mod collect;
+pub mod dedup;
 pub mod group_agg;
+pub mod rank;
 pub mod watermark_assigner;
 pub mod window_agg;
+pub mod window_rank;
 pub mod window_tvf;
