@@ -37,6 +37,9 @@ use crate::catalog::{Catalog, CatalogEntry, TableEntry};
 use crate::error::{did_you_mean, SqlError, SqlResult};
 use crate::span::range_of_node;
 
+#[path = "plan_rank.rs"]
+mod plan_rank;
+
 /// A planned relation: the node that emits it and what it emits.
 #[derive(Clone, Debug)]
 pub struct Rel {
@@ -1160,7 +1163,9 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_select(&mut self, s: &ast::Select) -> SqlResult<Rel> {
-        let select_span = self.span(s);
+        if let Some((rel, rest)) = self.try_plan_rank(s)? {
+            return self.plan_select_on(&rest, rel);
+        }
         let rel = match self.plan_from(&s.from)? {
             Some(r) => r,
             None => self.constant_rows(
@@ -1168,6 +1173,12 @@ impl<'a> Planner<'a> {
                 vec![col("$dummy", DataType::Int, false)],
             ),
         };
+        self.plan_select_on(s, rel)
+    }
+
+    /// Plans the rest of a SELECT over its planned FROM.
+    fn plan_select_on(&mut self, s: &ast::Select, rel: Rel) -> SqlResult<Rel> {
+        let select_span = self.span(s);
         let group_exprs: Vec<AstExpr> = match &s.group_by {
             GroupByExpr::Expressions(exprs, mods) => {
                 if !mods.is_empty() {
