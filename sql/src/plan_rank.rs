@@ -322,6 +322,44 @@ impl<'a> Planner<'a> {
         Ok(found)
     }
 
+    /// The rank's input: `planned` (the inner SELECT: its `visible` columns, ROW_NUMBER's
+    /// placeholder among them, then the hidden PARTITION BY and ORDER BY columns) without the
+    /// placeholder and without hidden columns that repeat a visible one, so that the state holds
+    /// each value once. Returns it and, for each column of `planned`, where it went (`None` for
+    /// the placeholder).
+    fn rank_input(&mut self, planned: Rel, visible: usize) -> (Rel, Vec<Option<usize>>) {
+        let exprs: Option<Vec<Expr>> = planned.calc.as_ref().map(|c| c.exprs.clone());
+        let same = |a: usize, b: usize| match &exprs {
+            Some(e) => e.get(a).is_some_and(|x| Some(x) == e.get(b)),
+            None => false,
+        };
+        let mut keep: Vec<usize> = Vec::with_capacity(planned.columns.len());
+        let mut slots: Vec<Option<usize>> = Vec::with_capacity(planned.columns.len());
+        for (i, c) in planned.columns.iter().enumerate() {
+            if i < visible {
+                if c.name == RN_PLACEHOLDER {
+                    slots.push(None);
+                } else {
+                    slots.push(Some(keep.len()));
+                    keep.push(i);
+                }
+                continue;
+            }
+            match keep.iter().position(|&k| k < visible && same(k, i)) {
+                Some(at) => slots.push(Some(at)),
+                None => {
+                    slots.push(Some(keep.len()));
+                    keep.push(i);
+                }
+            }
+        }
+        let projections = keep
+            .iter()
+            .map(|&i| (Expr::Column(i), planned.columns[i].clone()))
+            .collect();
+        (self.calc(&planned, None, projections), slots)
+    }
+
     /// Plans `s` when its FROM is a derived table with `ROW_NUMBER()` filtered by the outer
     /// WHERE (the module documentation has the shape): returns the relation of the derived
     /// table, ranked, and `s` with the rank conditions taken out of its WHERE. `None` when `s`
@@ -402,11 +440,15 @@ impl<'a> Planner<'a> {
                 alias: ast::Ident::new(format!("$rank{i}")),
             });
         }
-        let input = self.plan_select(&planned)?;
-        let input = self.materialize(input)?;
+        let planned = self.plan_select(&planned)?;
+        let planned = self.materialize(planned)?;
         let hidden = partition.len() + order.len();
-        let visible = input.columns.len() - hidden;
-        let partition_cols: Vec<usize> = (visible..visible + partition.len()).collect();
+        let visible = planned.columns.len() - hidden;
+        let (input, slots) = self.rank_input(planned, visible);
+        let partition_cols: Vec<usize> = slots[visible..visible + partition.len()]
+            .iter()
+            .map(|s| s.unwrap_or(0))
+            .collect();
         let mut sort = Vec::with_capacity(order.len());
         for (i, o) in order.iter().enumerate() {
             let descending = match &o.options.sort {
@@ -418,7 +460,7 @@ impl<'a> Planner<'a> {
                 }
             };
             sort.push(SortField {
-                col: visible + partition.len() + i,
+                col: slots[visible + partition.len() + i].unwrap_or(0),
                 descending,
                 // Flink sorts NULL as the smallest value unless told otherwise.
                 nulls_first: o.options.nulls_first.unwrap_or(!descending),
@@ -429,7 +471,7 @@ impl<'a> Planner<'a> {
             partition
                 .iter()
                 .position(|e| column_name(e).is_some_and(|n| n.eq_ignore_ascii_case(name)))
-                .map(|i| visible + i)
+                .map(|i| partition_cols[i])
                 .filter(|&c| matches!(input.columns[c].data_type, DataType::Timestamp(_)))
         };
         let window = match (window_col("window_start"), window_col("window_end")) {
@@ -438,12 +480,11 @@ impl<'a> Planner<'a> {
         };
         let single_rank = start == end;
         let rowtime_order = sort.len() == 1 && input.columns[sort[0].col].rowtime;
-        let describe_cols = |cols: &[usize]| {
-            cols.iter()
-                .map(|&c| partition_name(partition, c - visible))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let partition_text = partition
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let order_text = order
             .iter()
             .map(|o| o.to_string())
@@ -488,7 +529,7 @@ impl<'a> Planner<'a> {
                 name,
                 format!(
                     "rankRange=[rankStart={start}, rankEnd={end}], partitionBy=[{}], orderBy=[{order_text}]",
-                    describe_cols(&partition_cols)
+                    partition_text
                 ),
                 p,
                 schema_of(&columns),
@@ -511,7 +552,7 @@ impl<'a> Planner<'a> {
                 format!(
                     "keep=[{}], key=[{}], order=[ROWTIME]",
                     if keep_last { "LastRow" } else { "FirstRow" },
-                    describe_cols(&partition_cols)
+                    partition_text
                 ),
                 p,
                 schema_of(&columns),
@@ -537,9 +578,10 @@ impl<'a> Planner<'a> {
                 format!(
                     "strategy=[{}], rankType=[ROW_NUMBER], rankRange=[rankStart={start}, rankEnd={end}], partitionBy=[{}], orderBy=[{order_text}], select=[{}]",
                     if input.append_only { "AppendFastStrategy" } else { "RetractStrategy" },
-                    describe_cols(&partition_cols),
-                    columns[..visible]
+                    partition_text,
+                    columns[..input.columns.len()]
                         .iter()
+                        .filter(|c| !c.name.starts_with("$rank"))
                         .map(|c| c.name.clone())
                         .chain(output_rank.then(|| item.name.clone()))
                         .collect::<Vec<_>>()
@@ -575,16 +617,15 @@ impl<'a> Planner<'a> {
             data_type: DataType::BigInt,
             rowtime: false,
         };
-        let projections: Vec<(Expr, ScopeColumn)> = input.columns[..visible]
+        let projections: Vec<(Expr, ScopeColumn)> = slots[..visible]
             .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if c.name == RN_PLACEHOLDER {
-                    return (rn_expr.clone(), rn_col.clone());
+            .map(|slot| match slot {
+                None => (rn_expr.clone(), rn_col.clone()),
+                Some(i) => {
+                    let mut c = input.columns[*i].clone();
+                    c.rowtime &= append_only;
+                    (Expr::Column(*i), c)
                 }
-                let mut c = c.clone();
-                c.rowtime &= append_only;
-                (Expr::Column(i), c)
             })
             .collect();
         let derived = self.calc(&ranked, None, projections);
@@ -603,11 +644,6 @@ impl<'a> Planner<'a> {
         });
         Ok(Some((derived, rest)))
     }
-}
-
-/// The PARTITION BY item `i` as written.
-fn partition_name(partition: &[AstExpr], i: usize) -> String {
-    partition.get(i).map(|e| e.to_string()).unwrap_or_default()
 }
 
 /// The columns a rank emits: its input's, then the rank number when it computes it.

@@ -556,6 +556,20 @@ impl Rank {
         let b = self.bounds;
         let numbered = b.output_rank || b.start > 1;
         if change.kind.is_addition() {
+            if self.spec.input_append_only {
+                // Most rows of a busy Top-N rank below a full top N: read-only, no state write.
+                if let Some(rows) = self.partitions.get(&codec, self.key_buf.as_slice())? {
+                    let full = rows.row_count() >= usize::try_from(b.end).unwrap_or(usize::MAX);
+                    let last = rows.entries.last().map(|(k, _)| k.as_slice());
+                    if full
+                        && last.is_some_and(|k| {
+                            compare_sort_keys(order, k, &self.sort_buf) != Ordering::Greater
+                        })
+                    {
+                        return Ok(());
+                    }
+                }
+            }
             let rows = match self.partitions.get_mut(&codec, self.key_buf.as_slice())? {
                 Some(rows) => rows,
                 None => {
@@ -778,6 +792,31 @@ mod tests {
                 "+I[chess, 7, 80]",
             ]
         );
+    }
+
+    #[test]
+    fn a_row_below_a_full_top_n_writes_no_state() {
+        let ctx_a = TaskContext {
+            state: standalone_context(BackendKind::HashMap, 1 << 20),
+            ..ctx()
+        };
+        let mut op = Rank::new(spec(2, true, true), &ctx_a).unwrap();
+        feed(&mut op, chess());
+        let mut delta = KeyedDelta::new();
+        op.snapshot_keyed(&mut delta).unwrap();
+        assert_eq!(delta.len(), 1);
+        // 70 ties with the last of the top 2 (70): it ranks after it, outside.
+        let out = feed(
+            &mut op,
+            vec![
+                Change::insert(r("chess", 20, 10)),
+                Change::insert(r("chess", 21, 70)),
+            ],
+        );
+        assert!(out.is_empty());
+        let mut delta = KeyedDelta::new();
+        op.snapshot_keyed(&mut delta).unwrap();
+        assert_eq!(delta.len(), 0);
     }
 
     #[test]
