@@ -524,7 +524,7 @@ impl<'a> Planner<'a> {
             } else {
                 "WindowRank"
             };
-            let columns = rank_columns(&input, output_rank);
+            let columns = rank_columns(&input, output_rank, &item.name);
             let node = self.graph.add_node(
                 name,
                 format!(
@@ -546,7 +546,7 @@ impl<'a> Planner<'a> {
                 time_col: sort[0].col,
                 keep_last,
             };
-            let columns = rank_columns(&input, false);
+            let columns = rank_columns(&input, false, &item.name);
             let node = self.graph.add_node(
                 "Deduplicate",
                 format!(
@@ -572,18 +572,17 @@ impl<'a> Planner<'a> {
                 output_rank,
                 input_append_only: input.append_only,
             };
-            let columns = rank_columns(&input, output_rank);
+            let columns = rank_columns(&input, output_rank, &item.name);
             let node = self.graph.add_node(
                 "Rank",
                 format!(
                     "strategy=[{}], rankType=[ROW_NUMBER], rankRange=[rankStart={start}, rankEnd={end}], partitionBy=[{}], orderBy=[{order_text}], select=[{}]",
                     if input.append_only { "AppendFastStrategy" } else { "RetractStrategy" },
                     partition_text,
-                    columns[..input.columns.len()]
+                    columns
                         .iter()
                         .filter(|c| !c.name.starts_with("$rank"))
                         .map(|c| c.name.clone())
-                        .chain(output_rank.then(|| item.name.clone()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -600,7 +599,7 @@ impl<'a> Planner<'a> {
         // The derived table's columns: the visible ones, with rn back at its place.
         let ranked = Rel {
             node,
-            columns: rank_columns(&input, output_rank),
+            columns: rank_columns(&input, output_rank, &item.name),
             append_only,
             parallelism: p,
             pending_window: None,
@@ -647,7 +646,7 @@ impl<'a> Planner<'a> {
 }
 
 /// The columns a rank emits: its input's, then the rank number when it computes it.
-fn rank_columns(input: &Rel, output_rank: bool) -> Vec<ScopeColumn> {
+fn rank_columns(input: &Rel, output_rank: bool, rn: &str) -> Vec<ScopeColumn> {
     let mut columns: Vec<ScopeColumn> = input
         .columns
         .iter()
@@ -659,7 +658,7 @@ fn rank_columns(input: &Rel, output_rank: bool) -> Vec<ScopeColumn> {
     if output_rank {
         columns.push(ScopeColumn {
             qualifier: None,
-            name: "$rank".into(),
+            name: rn.to_string(),
             data_type: DataType::BigInt,
             rowtime: false,
         });
