@@ -909,6 +909,32 @@ mod tests {
     }
 
     #[test]
+    fn expired_partitions_start_again() {
+        let clock = crate::runtime::ManualClock::new(0);
+        let mut c = ctx();
+        c.state.ttl = Some(crate::state::StateTtl {
+            ttl: std::time::Duration::from_millis(1000),
+            clock: Arc::new(clock.clone()),
+        });
+        let mut op = Rank::new(spec(1, false, true), &c).unwrap();
+        assert_eq!(
+            feed(&mut op, vec![Change::insert(r("go", 1, 5))]),
+            vec!["+I[go, 1, 5]"]
+        );
+        clock.advance(600);
+        // Below the top 1: no write, so the partition's time is not refreshed.
+        assert!(feed(&mut op, vec![Change::insert(r("go", 2, 4))]).is_empty());
+        clock.advance(600);
+        // Expired: the partition starts again as if empty (Flink's Top-N state expires too).
+        assert_eq!(
+            feed(&mut op, vec![Change::insert(r("go", 3, 1))]),
+            vec!["+I[go, 3, 1]"]
+        );
+        op.on_timer(0, &mut Output::new()).unwrap();
+        assert_eq!(op.hot_keys(), 1);
+    }
+
+    #[test]
     fn nulls_sort_low_by_default() {
         let order = [SortField {
             col: 0,
