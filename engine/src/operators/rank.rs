@@ -25,6 +25,8 @@
 //! `WindowRank`.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::agg::column;
@@ -66,60 +68,154 @@ pub fn compare_sort_keys(order: &[SortField], a: &[Value], b: &[Value]) -> Order
     Ordering::Equal
 }
 
-/// The rows of one partition, sorted by sort key; rows of one sort key in arrival order.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A sort key with the ORDER BY it is compared by, so that a sorted map can hold it.
+#[derive(Clone)]
+pub struct SortKey {
+    /// The ORDER BY values, in ORDER BY order.
+    pub values: Row,
+    order: Arc<[SortField]>,
+}
+
+impl SortKey {
+    /// An empty key compared by `order` (fill `values` before use).
+    pub fn new(order: Arc<[SortField]>) -> Self {
+        SortKey {
+            values: Row::with_capacity(order.len()),
+            order,
+        }
+    }
+
+    /// Refills the key from `row`'s ORDER BY columns, reusing its buffer.
+    pub fn fill_from(&mut self, row: &[Value]) -> Result<()> {
+        self.values.clear();
+        for f in self.order.iter() {
+            self.values.push(column(row, f.col)?.clone());
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for SortKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.values.fmt(f)
+    }
+}
+
+impl Ord for SortKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare_sort_keys(&self.order, &self.values, &other.values)
+    }
+}
+
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for SortKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for SortKey {}
+
+/// The rows of one partition, sorted by sort key; rows of one sort key in arrival order. A
+/// B-tree, so that a partition holding many rows (a Top-N over an updating input keeps every row)
+/// costs O(log n) per change, not a shift of the whole partition.
+#[derive(Clone, Debug, Default)]
 pub struct SortedRows {
-    /// `(sort key, rows)`, ascending by the ORDER BY; no entry has an empty row list.
-    pub entries: Vec<(Row, Vec<Row>)>,
+    /// Rows by sort key, ascending by the ORDER BY; no entry has an empty row list.
+    entries: BTreeMap<SortKey, Vec<Row>>,
+    /// All rows held.
+    count: usize,
 }
 
 impl SortedRows {
-    /// The entry of `key` (`Ok`) or where it would go (`Err`).
-    pub fn find(&self, order: &[SortField], key: &[Value]) -> std::result::Result<usize, usize> {
-        self.entries
-            .binary_search_by(|(k, _)| compare_sort_keys(order, k, key))
-    }
-
     /// All rows held.
     pub fn row_count(&self) -> usize {
-        self.entries.iter().map(|(_, rows)| rows.len()).sum()
+        self.count
+    }
+
+    /// True when no row is held.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The largest sort key.
+    pub fn last_key(&self) -> Option<&SortKey> {
+        self.entries.last_key_value().map(|(k, _)| k)
+    }
+
+    /// The rows of `key`, in arrival order.
+    pub fn get(&self, key: &SortKey) -> Option<&Vec<Row>> {
+        self.entries.get(key)
+    }
+
+    /// The row lists of the keys before `key`, in order.
+    fn before<'a>(&'a self, key: &SortKey) -> impl Iterator<Item = &'a Vec<Row>> + 'a {
+        self.entries.range(..key).map(|(_, r)| r)
+    }
+
+    /// The row lists of the keys after `key`, in order.
+    fn after<'a>(&'a self, key: &SortKey) -> impl Iterator<Item = &'a Vec<Row>> + 'a {
+        self.entries
+            .range::<SortKey, _>((Bound::Excluded(key), Bound::Unbounded))
+            .map(|(_, r)| r)
     }
 
     /// Adds `row` with sort key `key`: after the rows of an equal key, or before them when
     /// `first_on_ties` (deduplication keeping the last row).
-    pub fn insert(&mut self, order: &[SortField], key: &[Value], row: Row, first_on_ties: bool) {
-        match self.find(order, key) {
-            Ok(i) if first_on_ties => self.entries[i].1.insert(0, row),
-            Ok(i) => self.entries[i].1.push(row),
-            Err(i) => self.entries.insert(i, (key.to_vec(), vec![row])),
+    pub fn insert(&mut self, key: &SortKey, row: Row, first_on_ties: bool) {
+        match self.entries.get_mut(key) {
+            Some(rows) if first_on_ties => rows.insert(0, row),
+            Some(rows) => rows.push(row),
+            None => {
+                self.entries.insert(key.clone(), vec![row]);
+            }
         }
+        self.count += 1;
+    }
+
+    /// Removes row `j` of `key`.
+    pub fn remove(&mut self, key: &SortKey, j: usize) -> Option<Row> {
+        let rows = self.entries.get_mut(key)?;
+        if j >= rows.len() {
+            return None;
+        }
+        let row = rows.remove(j);
+        if rows.is_empty() {
+            self.entries.remove(key);
+        }
+        self.count -= 1;
+        Some(row)
     }
 
     /// Drops rows from the end until at most `n` are left.
     pub fn truncate(&mut self, n: usize) {
-        let mut total = self.row_count();
-        while total > n {
-            let Some((_, rows)) = self.entries.last_mut() else {
+        while self.count > n {
+            let Some(mut last) = self.entries.last_entry() else {
                 return;
             };
-            rows.pop();
-            if rows.is_empty() {
-                self.entries.pop();
+            last.get_mut().pop();
+            if last.get().is_empty() {
+                last.remove();
             }
-            total -= 1;
+            self.count -= 1;
         }
     }
 
     /// The rows in rank order.
     pub fn rows(&self) -> impl Iterator<Item = &Row> {
-        self.entries.iter().flat_map(|(_, rows)| rows.iter())
+        self.entries.values().flat_map(|rows| rows.iter())
     }
 
-    /// Appends the encoded rows (the sort keys are kept too, so decoding needs no comparator).
+    /// Appends the encoded rows, by sort key.
     pub fn encode(&self, out: &mut Vec<u8>) {
         put_uvarint(out, self.entries.len() as u64);
         for (key, rows) in &self.entries {
-            put_values(key, out);
+            put_values(&key.values, out);
             put_uvarint(out, rows.len() as u64);
             for row in rows {
                 put_values(row, out);
@@ -127,14 +223,21 @@ impl SortedRows {
         }
     }
 
-    /// Reads what [`SortedRows::encode`] wrote, refusing empty row lists and counts larger than
-    /// the bytes left.
-    pub fn decode(input: &mut &[u8]) -> Result<Self> {
+    /// Reads what [`SortedRows::encode`] wrote, with keys compared by `order`; refuses empty
+    /// row lists, repeated keys and counts larger than the bytes left.
+    pub fn decode(input: &mut &[u8], order: &Arc<[SortField]>) -> Result<Self> {
         let n = get_count(input, "sort keys")?;
-        let mut entries = Vec::with_capacity(n);
+        let mut sorted = SortedRows::default();
         for _ in 0..n {
-            let mut key = Row::new();
-            get_values_into(input, &mut key)?;
+            let mut key = SortKey::new(order.clone());
+            get_values_into(input, &mut key.values)?;
+            if key.values.len() != order.len() {
+                return Err(corrupt(format!(
+                    "a sort key of {} values for an ORDER BY of {}",
+                    key.values.len(),
+                    order.len()
+                )));
+            }
             let m = get_count(input, "rows")?;
             if m == 0 {
                 return Err(corrupt("a sort key without rows"));
@@ -145,9 +248,12 @@ impl SortedRows {
                 get_values_into(input, &mut row)?;
                 rows.push(row);
             }
-            entries.push((key, rows));
+            sorted.count += m;
+            if sorted.entries.insert(key, rows).is_some() {
+                return Err(corrupt("a sort key appears twice"));
+            }
         }
-        Ok(SortedRows { entries })
+        Ok(sorted)
     }
 }
 
@@ -217,6 +323,8 @@ const RANK_STATE: StateNames = StateNames {
 pub struct SortedRowsCodec {
     /// Partition key values per key.
     pub key_len: usize,
+    /// The ORDER BY the decoded sort keys are compared by.
+    pub order: Arc<[SortField]>,
 }
 
 impl StateCodec<Row, SortedRows> for SortedRowsCodec {
@@ -238,9 +346,9 @@ impl StateCodec<Row, SortedRows> for SortedRowsCodec {
 
     fn decode_value(&self, mut bytes: &[u8]) -> Result<SortedRows> {
         let input = &mut bytes;
-        let rows = SortedRows::decode(input)?;
+        let rows = SortedRows::decode(input, &self.order)?;
         expect_end(input)?;
-        if rows.entries.is_empty() {
+        if rows.is_empty() {
             return Err(corrupt("a partition without rows is not kept"));
         }
         Ok(rows)
@@ -271,21 +379,18 @@ fn len_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Emits what inserting `input` (sort key position `pos` in `rows`, which does not hold it yet)
-/// changes, with rank numbers: the rows it displaces move down one rank each.
+/// Emits what inserting `input` (sort key `key`; `rows` does not hold it yet) changes, with
+/// rank numbers: the rows it displaces move down one rank each.
 fn emit_insert_numbered(
     rows: &SortedRows,
-    pos: std::result::Result<usize, usize>,
+    key: &SortKey,
     input: &[Value],
     b: Bounds,
     out: &mut Output,
 ) {
-    let (at, equal, after) = match pos {
-        Ok(i) => (i, rows.entries[i].1.len(), i + 1),
-        Err(i) => (i, 0, i),
-    };
+    let equal = rows.get(key).map_or(0, Vec::len);
     let mut rank = 0i64;
-    for (_, r) in &rows.entries[..at] {
+    for r in rows.before(key) {
         if rank > b.end {
             return;
         }
@@ -296,7 +401,7 @@ fn emit_insert_numbered(
     }
     rank += len_i64(equal) + 1;
     let mut current: &[Value] = input;
-    'entries: for (_, r) in &rows.entries[after..] {
+    'entries: for r in rows.after(key) {
         for prev in r {
             if rank > b.end {
                 break 'entries;
@@ -316,17 +421,14 @@ fn emit_insert_numbered(
 /// top N, then `+I` of the input when it ranks in it.
 fn emit_insert_plain(
     rows: &SortedRows,
-    pos: std::result::Result<usize, usize>,
+    key: &SortKey,
     input: &[Value],
     b: Bounds,
     out: &mut Output,
 ) {
-    let (at, equal, after) = match pos {
-        Ok(i) => (i, rows.entries[i].1.len(), i + 1),
-        Err(i) => (i, 0, i),
-    };
+    let equal = rows.get(key).map_or(0, Vec::len);
     let mut rank = 0i64;
-    for (_, r) in &rows.entries[..at] {
+    for r in rows.before(key) {
         if rank > b.end {
             return;
         }
@@ -338,7 +440,7 @@ fn emit_insert_plain(
     rank += len_i64(equal) + 1;
     let collect = b.in_range(rank);
     let mut delete = None;
-    for (_, r) in &rows.entries[after..] {
+    for r in rows.after(key) {
         if rank > b.end {
             break;
         }
@@ -358,16 +460,16 @@ fn emit_insert_plain(
     }
 }
 
-/// Emits what retracting row `j` of entry `i` changes, with rank numbers: the rows after it move
-/// up one rank each and the last rank is deleted.
-fn emit_retract_numbered(rows: &SortedRows, i: usize, j: usize, b: Bounds, out: &mut Output) {
+/// Emits what retracting row `j` of sort key `key` changes, with rank numbers: the rows after it
+/// move up one rank each and the last rank is deleted.
+fn emit_retract_numbered(rows: &SortedRows, key: &SortKey, j: usize, b: Bounds, out: &mut Output) {
     let mut rank = 0i64;
     let mut prev: Option<&Row> = None;
-    for (k, (_, r)) in rows.entries.iter().enumerate() {
+    for (k, r) in &rows.entries {
         if rank > b.end {
             break;
         }
-        if prev.is_none() && k == i {
+        if prev.is_none() && k == key {
             for (m, row) in r.iter().enumerate() {
                 if rank > b.end {
                     break;
@@ -405,16 +507,16 @@ fn emit_retract_numbered(rows: &SortedRows, i: usize, j: usize, b: Bounds, out: 
     }
 }
 
-/// Emits what retracting row `j` of entry `i` changes, without rank numbers: `-D` of it when it
-/// is in the top N, then `+I` of the row moving up into rank N.
-fn emit_retract_plain(rows: &SortedRows, i: usize, j: usize, b: Bounds, out: &mut Output) {
+/// Emits what retracting row `j` of sort key `key` changes, without rank numbers: `-D` of it when
+/// it is in the top N, then `+I` of the row moving up into rank N.
+fn emit_retract_plain(rows: &SortedRows, key: &SortKey, j: usize, b: Bounds, out: &mut Output) {
     let mut next = 1i64;
     let mut found = false;
-    for (k, (_, r)) in rows.entries.iter().enumerate() {
+    for (k, r) in &rows.entries {
         if next > b.end {
             break;
         }
-        if !found && k == i {
+        if !found && k == key {
             for (m, row) in r.iter().enumerate() {
                 if next > b.end {
                     break;
@@ -449,25 +551,18 @@ pub struct Rank {
     spec: RankSpec,
     bounds: Bounds,
     partitions: KeyedState<Row, SortedRows>,
+    codec: SortedRowsCodec,
     /// Reused for the partition key of each record.
     key_buf: Row,
     /// Reused for the sort key of each record.
-    sort_buf: Row,
-}
-
-/// The codec of `op`'s state.
-macro_rules! codec {
-    ($op:expr) => {
-        SortedRowsCodec {
-            key_len: $op.spec.partition_cols.len(),
-        }
-    };
+    probe: SortKey,
 }
 
 impl Rank {
     /// Builds the operator; refuses an empty ORDER BY or a bad rank range.
     pub fn new(spec: RankSpec, ctx: &TaskContext) -> Result<Self> {
         spec.validate()?;
+        let order: Arc<[SortField]> = spec.order.clone().into();
         Ok(Rank {
             bounds: Bounds {
                 start: spec.rank_start,
@@ -475,7 +570,11 @@ impl Rank {
                 output_rank: spec.output_rank,
             },
             key_buf: Vec::with_capacity(spec.partition_cols.len()),
-            sort_buf: Vec::with_capacity(spec.order.len()),
+            probe: SortKey::new(order.clone()),
+            codec: SortedRowsCodec {
+                key_len: spec.partition_cols.len(),
+                order,
+            },
             partitions: KeyedState::with_ttl(
                 RANK_STATE,
                 &ctx.state,
@@ -547,71 +646,59 @@ impl Rank {
         for &c in &self.spec.partition_cols {
             self.key_buf.push(column(&change.row, c)?.clone());
         }
-        self.sort_buf.clear();
-        for f in &self.spec.order {
-            self.sort_buf.push(column(&change.row, f.col)?.clone());
-        }
-        let codec = codec!(self);
-        let order = &self.spec.order;
+        self.probe.fill_from(&change.row)?;
+        let codec = &self.codec;
+        let probe = &self.probe;
         let b = self.bounds;
         let numbered = b.output_rank || b.start > 1;
         if change.kind.is_addition() {
             if self.spec.input_append_only {
                 // Most rows of a busy Top-N rank below a full top N: read-only, no state write.
-                if let Some(rows) = self.partitions.get(&codec, self.key_buf.as_slice())? {
+                if let Some(rows) = self.partitions.get(codec, self.key_buf.as_slice())? {
                     let full = rows.row_count() >= usize::try_from(b.end).unwrap_or(usize::MAX);
-                    let last = rows.entries.last().map(|(k, _)| k.as_slice());
-                    if full
-                        && last.is_some_and(|k| {
-                            compare_sort_keys(order, k, &self.sort_buf) != Ordering::Greater
-                        })
-                    {
+                    if full && rows.last_key().is_some_and(|k| k <= probe) {
                         return Ok(());
                     }
                 }
             }
-            let rows = match self.partitions.get_mut(&codec, self.key_buf.as_slice())? {
+            let rows = match self.partitions.get_mut(codec, self.key_buf.as_slice())? {
                 Some(rows) => rows,
                 None => {
                     self.partitions
-                        .insert(&codec, self.key_buf.clone(), SortedRows::default())?;
+                        .insert(codec, self.key_buf.clone(), SortedRows::default())?;
                     self.partitions
-                        .get_mut(&codec, self.key_buf.as_slice())?
+                        .get_mut(codec, self.key_buf.as_slice())?
                         .ok_or_else(|| EngineError::internal("an inserted partition is missing"))?
                 }
             };
-            let pos = rows.find(order, &self.sort_buf);
             if numbered {
-                emit_insert_numbered(rows, pos, &change.row, b, out);
+                emit_insert_numbered(rows, probe, &change.row, b, out);
             } else {
-                emit_insert_plain(rows, pos, &change.row, b, out);
+                emit_insert_plain(rows, probe, &change.row, b, out);
             }
-            rows.insert(order, &self.sort_buf, change.row.clone(), false);
+            rows.insert(probe, change.row.clone(), false);
             if self.spec.input_append_only {
                 rows.truncate(usize::try_from(b.end).unwrap_or(usize::MAX));
             }
             return Ok(());
         }
-        let Some(rows) = self.partitions.get_mut(&codec, self.key_buf.as_slice())? else {
+        let Some(rows) = self.partitions.get_mut(codec, self.key_buf.as_slice())? else {
             return Ok(());
         };
-        let Ok(i) = rows.find(order, &self.sort_buf) else {
-            return Ok(());
-        };
-        let Some(j) = rows.entries[i].1.iter().position(|r| *r == change.row) else {
+        let Some(j) = rows
+            .get(probe)
+            .and_then(|list| list.iter().position(|r| *r == change.row))
+        else {
             return Ok(());
         };
         if numbered {
-            emit_retract_numbered(rows, i, j, b, out);
+            emit_retract_numbered(rows, probe, j, b, out);
         } else {
-            emit_retract_plain(rows, i, j, b, out);
+            emit_retract_plain(rows, probe, j, b, out);
         }
-        rows.entries[i].1.remove(j);
-        if rows.entries[i].1.is_empty() {
-            rows.entries.remove(i);
-        }
-        if rows.entries.is_empty() {
-            self.partitions.remove(&codec, self.key_buf.as_slice())?;
+        rows.remove(probe, j);
+        if rows.is_empty() {
+            self.partitions.remove(codec, self.key_buf.as_slice())?;
         }
         Ok(())
     }
@@ -627,7 +714,7 @@ impl Operator for Rank {
     }
 
     fn on_timer(&mut self, _now_millis: i64, _out: &mut Output) -> Result<()> {
-        self.partitions.sweep_expired(&codec!(self))
+        self.partitions.sweep_expired(&self.codec)
     }
 
     fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<u8>> {
@@ -635,12 +722,12 @@ impl Operator for Rank {
     }
 
     fn begin_keyed_snapshot(&mut self) -> Result<()> {
-        self.partitions.begin_flush(&codec!(self));
+        self.partitions.begin_flush(&self.codec);
         Ok(())
     }
 
     fn continue_keyed_snapshot(&mut self, budget: usize, delta: &mut KeyedDelta) -> Result<bool> {
-        if !self.partitions.continue_flush(&codec!(self), budget) {
+        if !self.partitions.continue_flush(&self.codec, budget) {
             return Ok(false);
         }
         delta.append(&self.partitions.take_flushed());
@@ -662,7 +749,7 @@ impl Operator for Rank {
 
     fn restore_keyed(&mut self, state: &str, key: &[u8], value: &[u8]) -> Result<()> {
         self.partitions
-            .restore_entry(&codec!(self), state, key, value)
+            .restore_entry(&self.codec, state, key, value)
             .map_err(|e| EngineError::data(format!("cannot restore the Rank state: {e}")))?;
         Ok(())
     }
@@ -766,11 +853,10 @@ mod tests {
             ]
         );
         // Only the top 2 stay in state.
-        let codec = codec!(op);
         let key = vec![Value::string("chess")];
         assert_eq!(
             op.partitions
-                .get(&codec, key.as_slice())
+                .get(&op.codec, key.as_slice())
                 .unwrap()
                 .unwrap()
                 .row_count(),

@@ -29,7 +29,7 @@ use crate::codec::{
 use crate::error::{EngineError, Result};
 use crate::metrics::TaskMetrics;
 use crate::operator::{Operator, OperatorFactory, Output, TaskContext};
-use crate::operators::rank::{ranked_row, SortField, SortedRows, SortedRowsCodec};
+use crate::operators::rank::{ranked_row, SortField, SortKey, SortedRows, SortedRowsCodec};
 use crate::state::{KeyedDelta, KeyedState, StateCodec};
 use crate::value::{Change, Row, RowKind, Value};
 use crate::window::is_window_fired;
@@ -66,7 +66,8 @@ pub struct WindowRank {
     /// (end, start) -> keys with rows in that window.
     timers: BTreeMap<(i64, i64), Vec<Row>>,
     key_buf: Row,
-    sort_buf: Row,
+    probe: SortKey,
+    codec: SortedRowsCodec,
 }
 
 fn window_bound(v: &Value, what: &str) -> Result<i64> {
@@ -94,6 +95,7 @@ impl WindowRank {
         if spec.rank_start < 1 || spec.rank_end < spec.rank_start || spec.order.is_empty() {
             return Err(EngineError::internal("invalid window rank specification"));
         }
+        let order: Arc<[SortField]> = spec.order.clone().into();
         Ok(WindowRank {
             start_in_key,
             end_in_key,
@@ -102,7 +104,11 @@ impl WindowRank {
             windows: KeyedState::new(WINDOW_RANK_STATE, &ctx.state, ctx.max_parallelism),
             timers: BTreeMap::new(),
             key_buf: Vec::with_capacity(spec.partition_cols.len()),
-            sort_buf: Vec::with_capacity(spec.order.len()),
+            probe: SortKey::new(order.clone()),
+            codec: SortedRowsCodec {
+                key_len: spec.partition_cols.len(),
+                order,
+            },
             spec,
         })
     }
@@ -117,12 +123,6 @@ impl WindowRank {
     /// Open (partition key, window) pairs.
     pub fn open_windows(&self) -> usize {
         self.timers.values().map(Vec::len).sum()
-    }
-
-    fn codec(&self) -> SortedRowsCodec {
-        SortedRowsCodec {
-            key_len: self.spec.partition_cols.len(),
-        }
     }
 
     fn encode_operator_state(&self) -> Vec<u8> {
@@ -176,12 +176,9 @@ impl WindowRank {
         for &c in &self.spec.partition_cols {
             self.key_buf.push(column(row, c)?.clone());
         }
-        self.sort_buf.clear();
-        for f in &self.spec.order {
-            self.sort_buf.push(column(row, f.col)?.clone());
-        }
-        let codec = self.codec();
-        let rows = match self.windows.get_mut(&codec, self.key_buf.as_slice())? {
+        self.probe.fill_from(row)?;
+        let codec = &self.codec;
+        let rows = match self.windows.get_mut(codec, self.key_buf.as_slice())? {
             Some(rows) => rows,
             None => {
                 self.timers
@@ -189,25 +186,20 @@ impl WindowRank {
                     .or_default()
                     .push(self.key_buf.clone());
                 self.windows
-                    .insert(&codec, self.key_buf.clone(), SortedRows::default())?;
+                    .insert(codec, self.key_buf.clone(), SortedRows::default())?;
                 self.windows
-                    .get_mut(&codec, self.key_buf.as_slice())?
+                    .get_mut(codec, self.key_buf.as_slice())?
                     .ok_or_else(|| EngineError::internal("an inserted window is missing"))?
             }
         };
-        rows.insert(
-            &self.spec.order,
-            &self.sort_buf,
-            row.clone(),
-            self.spec.last_on_ties,
-        );
+        rows.insert(&self.probe, row.clone(), self.spec.last_on_ties);
         rows.truncate(usize::try_from(self.spec.rank_end).unwrap_or(usize::MAX));
         Ok(())
     }
 
     /// Emits every window that has fired at `watermark`, oldest end first.
     fn fire(&mut self, watermark: i64, out: &mut Output) -> Result<()> {
-        let codec = self.codec();
+        let codec = &self.codec;
         while let Some(entry) = self.timers.first_entry() {
             let (end, _) = *entry.key();
             if !is_window_fired(end, watermark) {
@@ -216,7 +208,7 @@ impl WindowRank {
             let mut keys = entry.remove();
             keys.sort_unstable();
             for key in keys {
-                let Some(rows) = self.windows.remove(&codec, &key)? else {
+                let Some(rows) = self.windows.remove(codec, &key)? else {
                     continue;
                 };
                 for (i, row) in rows.rows().enumerate() {
@@ -263,12 +255,12 @@ impl Operator for WindowRank {
     }
 
     fn begin_keyed_snapshot(&mut self) -> Result<()> {
-        self.windows.begin_flush(&self.codec());
+        self.windows.begin_flush(&self.codec);
         Ok(())
     }
 
     fn continue_keyed_snapshot(&mut self, budget: usize, delta: &mut KeyedDelta) -> Result<bool> {
-        if !self.windows.continue_flush(&self.codec(), budget) {
+        if !self.windows.continue_flush(&self.codec, budget) {
             return Ok(false);
         }
         delta.append(&self.windows.take_flushed());
@@ -303,11 +295,11 @@ impl Operator for WindowRank {
     fn restore_keyed(&mut self, state: &str, key: &[u8], value: &[u8]) -> Result<()> {
         let fail =
             |e: EngineError| EngineError::data(format!("cannot restore the WindowRank state: {e}"));
-        let codec = self.codec();
+        let codec = &self.codec;
         codec.decode_value(value).map_err(fail)?;
         let key = self
             .windows
-            .restore_entry(&codec, state, key, value)
+            .restore_entry(codec, state, key, value)
             .map_err(fail)?;
         let bound = |i: usize, what: &str| {
             key.get(i)
