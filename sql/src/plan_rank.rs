@@ -40,10 +40,11 @@ use streamsql_engine::types::DataType;
 use streamsql_engine::value::Value;
 
 use super::{
-    op_factory, rename_columns, requalify, requalify_none, schema_of, tf_alias_columns, Planner,
-    Rel,
+    object_name, op_factory, rename_columns, requalify, requalify_none, schema_of,
+    tf_alias_columns, Planner, Rel,
 };
 use crate::binder::{function_name, ScopeColumn};
+use crate::catalog::CatalogEntry;
 use crate::error::{SqlError, SqlResult};
 
 /// The name of the column holding ROW_NUMBER's place in the inner SELECT.
@@ -256,6 +257,23 @@ fn reads_rank(s: &ast::Select, rest: &[AstExpr], rn: &str) -> bool {
     mentions_identifier(&text, rn)
 }
 
+/// The output name of the first `ROW_NUMBER() OVER (...)` item of `inner`.
+fn row_number_name(inner: &ast::Select) -> Option<String> {
+    inner.projection.iter().enumerate().find_map(|(pos, item)| {
+        let (e, name) = match item {
+            SelectItem::UnnamedExpr(e) => (e, format!("EXPR${pos}")),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, alias.value.clone()),
+            _ => return None,
+        };
+        match e {
+            AstExpr::Function(f) if f.over.is_some() && function_name(f) == "ROW_NUMBER" => {
+                Some(name)
+            }
+            _ => None,
+        }
+    })
+}
+
 /// The last name of a column reference.
 fn column_name(e: &AstExpr) -> Option<&str> {
     match e {
@@ -360,10 +378,10 @@ impl<'a> Planner<'a> {
         (self.calc(&planned, None, projections), slots)
     }
 
-    /// Plans `s` when its FROM is a derived table with `ROW_NUMBER()` filtered by the outer
-    /// WHERE (the module documentation has the shape): returns the relation of the derived
-    /// table, ranked, and `s` with the rank conditions taken out of its WHERE. `None` when `s`
-    /// has another shape.
+    /// Plans `s` when its FROM is a derived table, a WITH query or a view whose SELECT has
+    /// `ROW_NUMBER()`, filtered by the outer WHERE (the module documentation has the shape):
+    /// returns the relation of that table, ranked, and `s` with the rank conditions taken out of
+    /// its WHERE. `None` when `s` has another shape.
     pub(super) fn try_plan_rank(
         &mut self,
         s: &ast::Select,
@@ -374,32 +392,58 @@ impl<'a> Planner<'a> {
         if !one.joins.is_empty() {
             return Ok(None);
         }
-        let TableFactor::Derived {
-            subquery, alias, ..
-        } = &one.relation
-        else {
-            return Ok(None);
+        let (query, qualifier, view) = match &one.relation {
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => (
+                (**subquery).clone(),
+                alias.as_ref().map(|a| a.name.value.clone()),
+                None,
+            ),
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                version: None,
+                ..
+            } => {
+                let n = object_name(name);
+                let qualifier = Some(alias.as_ref().map_or(n.clone(), |a| a.name.value.clone()));
+                let cte = self
+                    .ctes
+                    .iter()
+                    .rev()
+                    .find(|(c, _)| c.eq_ignore_ascii_case(&n))
+                    .map(|(_, q)| q.clone());
+                match (cte, self.catalog.get(&n)) {
+                    (Some(q), _) => (q, qualifier, None),
+                    (None, Some(CatalogEntry::View(v))) => {
+                        ((*v.def.query).clone(), qualifier, Some(v.clone()))
+                    }
+                    _ => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
         };
-        if subquery.with.is_some()
-            || subquery.order_by.is_some()
-            || subquery.limit_clause.is_some()
-            || subquery.fetch.is_some()
+        if query.with.is_some()
+            || query.order_by.is_some()
+            || query.limit_clause.is_some()
+            || query.fetch.is_some()
         {
             return Ok(None);
         }
-        let SetExpr::Select(inner) = subquery.body.as_ref() else {
+        let SetExpr::Select(inner) = query.body.as_ref() else {
             return Ok(None);
         };
-        let Some(item) = self.row_number_item(inner)? else {
+        let Some(rn) = row_number_name(inner.as_ref()) else {
             return Ok(None);
         };
-        let range = RankRange::from_where(s.selection.as_ref(), &item.name);
+        let range = RankRange::from_where(s.selection.as_ref(), &rn);
         if !range.seen {
             return Err(SqlError::unsupported(format!(
-                "ROW_NUMBER() is supported as Top-N only: filter '{}' in the outer WHERE (for example WHERE {} <= 10)",
-                item.name, item.name
+                "ROW_NUMBER() is supported as Top-N only: filter '{rn}' in the outer WHERE (for example WHERE {rn} <= 10)"
             ))
-            .with_span(item.span.clone()));
+            .with_span(self.span(s)));
         }
         let Some(end) = range.end else {
             return Err(SqlError::unsupported(NO_RANK_END).with_span(self.span(s)));
@@ -407,23 +451,93 @@ impl<'a> Planner<'a> {
         let start = range.start;
         if end < start || end < 1 {
             return Err(SqlError::validation(format!(
-                "the rank range [{start}, {end}] of '{}' is empty",
-                item.name
+                "the rank range [{start}, {end}] of '{rn}' is empty"
             ))
             .with_span(self.span(s)));
         }
+        let rn_read = reads_rank(s, &range.rest, &rn);
+        let ranked = match view {
+            None => self.plan_ranked(inner.as_ref(), start, end, rn_read)?,
+            Some(v) => {
+                // The view's text gives its spans: plan it with a planner over that text, as
+                // `plan_named` does.
+                if self.view_stack.iter().any(|n| n == &v.def.name) {
+                    return Err(SqlError::validation(format!(
+                        "View '{}' refers to itself",
+                        v.def.name
+                    ))
+                    .with_span(self.span(&one.relation)));
+                }
+                self.view_stack.push(v.def.name.clone());
+                let mut in_view = Planner {
+                    sql: &v.sql,
+                    catalog: self.catalog,
+                    config: self.config,
+                    graph: &mut *self.graph,
+                    view_stack: std::mem::take(&mut self.view_stack),
+                    ctes: Vec::new(),
+                };
+                let r = in_view.plan_ranked(inner.as_ref(), start, end, rn_read);
+                self.view_stack = std::mem::take(&mut in_view.view_stack);
+                self.view_stack.pop();
+                let mut rel = r?;
+                if !v.def.columns.is_empty() {
+                    if v.def.columns.len() != rel.columns.len() {
+                        return Err(SqlError::validation(format!(
+                            "View '{}' declares {} columns but its query has {}",
+                            v.def.name,
+                            v.def.columns.len(),
+                            rel.columns.len()
+                        ))
+                        .with_span(self.span(&one.relation)));
+                    }
+                    for (c, n) in rel.columns.iter_mut().zip(&v.def.columns) {
+                        c.name = n.clone();
+                    }
+                }
+                rel
+            }
+        };
+        let mut derived = match qualifier.as_deref() {
+            Some(q) => requalify(ranked, q),
+            None => requalify_none(ranked),
+        };
+        if let Some(names) = tf_alias_columns(&one.relation) {
+            rename_columns(&mut derived, &names, self.span(&one.relation))?;
+        }
+        let mut rest = s.clone();
+        rest.selection = range.rest.into_iter().reduce(|a, b| AstExpr::BinaryOp {
+            left: Box::new(a),
+            op: BinaryOperator::And,
+            right: Box::new(b),
+        });
+        Ok(Some((derived, rest)))
+    }
+
+    /// Plans the rank of `inner`, a SELECT with `ROW_NUMBER()`, keeping ranks `start..=end`;
+    /// `rn_read` says whether the outer query reads the rank number. Returns the relation with
+    /// `inner`'s columns.
+    fn plan_ranked(
+        &mut self,
+        inner: &ast::Select,
+        start: i64,
+        end: i64,
+        rn_read: bool,
+    ) -> SqlResult<Rel> {
+        let Some(item) = self.row_number_item(inner)? else {
+            return Err(SqlError::internal("a Top-N SELECT lost its ROW_NUMBER()"));
+        };
         if inner.distinct.is_some() {
             return Err(SqlError::unsupported(
                 "SELECT DISTINCT together with ROW_NUMBER() is not supported",
             )
             .with_span(item.span.clone()));
         }
-        let rn_read = reads_rank(s, &range.rest, &item.name);
 
         // The inner SELECT without ROW_NUMBER, with the window's expressions as hidden columns.
         // ROW_NUMBER's place is held by a constant, so that the rank number can take its column
         // whatever wildcards come before it.
-        let mut planned = (**inner).clone();
+        let mut planned = inner.clone();
         planned.projection[item.pos] = SelectItem::ExprWithAlias {
             expr: AstExpr::Value(ast::Value::Number("0".into(), false).into()),
             alias: ast::Ident::new(RN_PLACEHOLDER),
@@ -627,21 +741,7 @@ impl<'a> Planner<'a> {
                 }
             })
             .collect();
-        let derived = self.calc(&ranked, None, projections);
-        let mut derived = match alias {
-            Some(a) => requalify(derived, &a.name.value),
-            None => requalify_none(derived),
-        };
-        if let Some(names) = tf_alias_columns(&one.relation) {
-            rename_columns(&mut derived, &names, self.span(&one.relation))?;
-        }
-        let mut rest = s.clone();
-        rest.selection = range.rest.into_iter().reduce(|a, b| AstExpr::BinaryOp {
-            left: Box::new(a),
-            op: BinaryOperator::And,
-            right: Box::new(b),
-        });
-        Ok(Some((derived, rest)))
+        Ok(self.calc(&ranked, None, projections))
     }
 }
 
