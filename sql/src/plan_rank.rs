@@ -476,6 +476,7 @@ impl<'a> Planner<'a> {
                     graph: &mut *self.graph,
                     view_stack: std::mem::take(&mut self.view_stack),
                     ctes: Vec::new(),
+                    validating_view: false,
                 };
                 let r = in_view.plan_ranked(inner.as_ref(), start, end, rn_read);
                 self.view_stack = std::mem::take(&mut in_view.view_stack);
@@ -512,6 +513,15 @@ impl<'a> Planner<'a> {
             right: Box::new(b),
         });
         Ok(Some((derived, rest)))
+    }
+
+    /// Checks a view's SELECT holding `ROW_NUMBER()` (the inner SELECT of a Top-N whose filter
+    /// comes with the queries over the view) by planning it as a Top-1; `None` for other SELECTs.
+    pub(super) fn validate_row_number_view(&mut self, s: &ast::Select) -> SqlResult<Option<Rel>> {
+        if row_number_name(s).is_none() {
+            return Ok(None);
+        }
+        self.plan_ranked(s, 1, 1, true).map(Some)
     }
 
     /// Plans the rank of `inner`, a SELECT with `ROW_NUMBER()`, keeping ranks `start..=end`;

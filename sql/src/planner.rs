@@ -133,6 +133,9 @@ pub struct Planner<'a> {
     view_stack: Vec<String>,
     /// `WITH` queries visible to the query being planned.
     ctes: Vec<(String, Query)>,
+    /// Set while a CREATE VIEW is validated: its top SELECT may hold a bare `ROW_NUMBER()`,
+    /// which only a query over the view filters into a Top-N (see `plan_rank`).
+    pub validating_view: bool,
 }
 
 fn op_factory<F>(f: F) -> NodeKind
@@ -319,6 +322,7 @@ impl<'a> Planner<'a> {
             graph,
             view_stack: Vec::new(),
             ctes: Vec::new(),
+            validating_view: false,
         }
     }
 
@@ -943,6 +947,7 @@ impl<'a> Planner<'a> {
                     graph: &mut *self.graph,
                     view_stack: std::mem::take(&mut self.view_stack),
                     ctes: Vec::new(),
+                    validating_view: false,
                 };
                 let r = inner.plan_query(&v.def.query);
                 self.view_stack = std::mem::take(&mut inner.view_stack);
@@ -1163,6 +1168,11 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_select(&mut self, s: &ast::Select) -> SqlResult<Rel> {
+        if std::mem::take(&mut self.validating_view) {
+            if let Some(rel) = self.validate_row_number_view(s)? {
+                return Ok(rel);
+            }
+        }
         if let Some((rel, rest)) = self.try_plan_rank(s)? {
             return self.plan_select_on(&rest, rel);
         }
