@@ -778,7 +778,93 @@ fn rank_columns(input: &Rel, output_rank: bool, rn: &str) -> Vec<ScopeColumn> {
 
 #[cfg(test)]
 mod tests {
+    use streamsql_engine::config::Configuration;
+
     use super::mentions_identifier;
+    use crate::session::{SqlSession, StatementOutput};
+
+    const TABLE: &str = "CREATE TABLE t (k INT, v INT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'datagen');";
+
+    /// The plan of `query` over table `t`, or the error message.
+    fn explain(query: &str) -> Result<String, String> {
+        let mut s = SqlSession::new(Configuration::new());
+        match s.execute_script(&format!("{TABLE} EXPLAIN {query}")) {
+            Ok(result) => Ok(result
+                .outputs
+                .iter()
+                .filter_map(|o| match o {
+                    StatementOutput::Explain(p) => Some(p.clone()),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) => Err(e.message.clone()),
+        }
+    }
+
+    fn ranked(filter: &str) -> String {
+        explain(&format!(
+            "SELECT k, v FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY v DESC) AS rn FROM t) WHERE {filter}"
+        ))
+        .unwrap_or_else(|e| e)
+    }
+
+    #[test]
+    fn the_rank_range_comes_from_the_conjuncts_on_rn() {
+        for (filter, range) in [
+            ("rn <= 3", "rankStart=1, rankEnd=3"),
+            ("rn < 3", "rankStart=1, rankEnd=2"),
+            ("3 >= rn", "rankStart=1, rankEnd=3"),
+            ("rn = 2", "rankStart=2, rankEnd=2"),
+            ("rn BETWEEN 2 AND 4", "rankStart=2, rankEnd=4"),
+            ("rn > 1 AND rn <= 5 AND rn < 4", "rankStart=2, rankEnd=3"),
+            ("(rn <= 2) AND k > 0", "rankStart=1, rankEnd=2"),
+        ] {
+            let plan = ranked(filter);
+            assert!(plan.contains(range), "{filter}: {plan}");
+        }
+        // Other conjuncts stay in a Calc after the rank.
+        assert!(ranked("rn <= 2 AND k > 0").contains("where=[>(k, 0)]"));
+    }
+
+    #[test]
+    fn top_n_needs_an_upper_bound_and_a_filter() {
+        assert!(ranked("rn > 2").starts_with("Rank end is not specified"));
+        assert!(ranked("k > 2").contains("supported as Top-N only"));
+        assert!(ranked("rn <= 0").contains("is empty"));
+        assert!(ranked("rn <= 2 OR k = 1").contains("supported as Top-N only"));
+    }
+
+    #[test]
+    fn rowtime_rank_one_is_a_deduplication() {
+        let q = |order: &str, filter: &str| {
+            explain(&format!(
+                "SELECT k FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY {order}) AS rn FROM t) WHERE {filter}"
+            ))
+            .unwrap()
+        };
+        assert!(q("ts", "rn = 1").contains("Deduplicate(parallelism=1): keep=[FirstRow]"));
+        assert!(q("ts DESC", "rn <= 1").contains("keep=[LastRow]"));
+        assert!(q("ts DESC", "rn <= 2").contains("Rank("));
+        assert!(q("v", "rn = 1").contains("Rank("));
+        assert!(q("ts, v", "rn = 1").contains("Rank("));
+    }
+
+    #[test]
+    fn the_rank_number_is_computed_only_when_read() {
+        let q = |select: &str, filter: &str| {
+            explain(&format!(
+                "SELECT {select} FROM (SELECT k, ROW_NUMBER() OVER (ORDER BY v) AS rn FROM t) WHERE {filter}"
+            ))
+            .unwrap()
+        };
+        assert!(q("k, rn", "rn <= 2").contains("select=[k, rn]"));
+        assert!(q("*", "rn <= 2").contains("select=[k, rn]"));
+        assert!(q("k", "rn <= 2").contains("select=[k]"));
+        // A single rank is a constant.
+        assert!(q("k, rn", "rn = 2").contains("select=[k]"));
+        // No partition key: one subtask, all rows to it.
+        assert!(q("k", "rn <= 2").contains("GLOBAL"));
+    }
 
     #[test]
     fn identifiers_are_found_outside_string_literals() {
