@@ -207,7 +207,8 @@ impl Deduplicate {
         Ok(watermark)
     }
 
-    fn process(&mut self, change: &Change, out: &mut Output) -> Result<()> {
+    /// Applies one row; takes it by value so that a kept row moves into the state.
+    fn process(&mut self, change: Change, out: &mut Output) -> Result<()> {
         if change.kind != RowKind::Insert {
             return Err(EngineError::internal(format!(
                 "deduplication on a rowtime takes an append-only input, got a {} row",
@@ -221,20 +222,23 @@ impl Deduplicate {
         }
         let codec = self.codec();
         if self.spec.keep_last {
-            match self.last.get(&codec, self.key_buf.as_slice())? {
-                None => {
-                    out.emit(RowKind::Insert, change.row.clone());
-                }
-                Some(prev) => {
-                    if rowtime(prev, self.spec.time_col)? > ts {
-                        return Ok(());
-                    }
-                    out.emit(RowKind::UpdateBefore, prev.clone());
-                    out.emit(RowKind::UpdateAfter, change.row.clone());
-                }
+            // A read first: an older row changes nothing, not even the state's write time.
+            let replace = match self.last.get(&codec, self.key_buf.as_slice())? {
+                None => false,
+                Some(prev) if rowtime(prev, self.spec.time_col)? > ts => return Ok(()),
+                Some(_) => true,
+            };
+            if !replace {
+                out.emit(RowKind::Insert, change.row.clone());
+                return self.last.insert(&codec, self.key_buf.clone(), change.row);
             }
-            self.last
-                .insert(&codec, self.key_buf.clone(), change.row.clone())?;
+            let prev = self
+                .last
+                .get_mut(&codec, self.key_buf.as_slice())?
+                .ok_or_else(|| EngineError::internal("a kept row vanished"))?;
+            let old = std::mem::replace(prev, change.row.clone());
+            out.emit(RowKind::UpdateBefore, old);
+            out.emit(RowKind::UpdateAfter, change.row);
             return Ok(());
         }
         if ts < self.watermark {
@@ -253,7 +257,7 @@ impl Deduplicate {
         }
         self.timers.insert((ts, self.key_buf.clone()));
         self.waiting
-            .insert(&codec, self.key_buf.clone(), change.row.clone())
+            .insert(&codec, self.key_buf.clone(), change.row)
     }
 
     /// Emits every waiting row whose rowtime the watermark reached.
@@ -276,7 +280,7 @@ impl Operator for Deduplicate {
     fn on_batch(&mut self, _input: usize, batch: Vec<Change>, out: &mut Output) -> Result<()> {
         self.last.refresh_time();
         self.emitted.refresh_time();
-        for change in &batch {
+        for change in batch {
             self.process(change, out)?;
         }
         Ok(())

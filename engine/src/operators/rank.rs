@@ -641,7 +641,8 @@ impl Rank {
         Ok(())
     }
 
-    fn process(&mut self, change: &Change, out: &mut Output) -> Result<()> {
+    /// Applies one record; takes it by value so that an inserted row moves into the state.
+    fn process(&mut self, change: Change, out: &mut Output) -> Result<()> {
         self.key_buf.clear();
         for &c in &self.spec.partition_cols {
             self.key_buf.push(column(&change.row, c)?.clone());
@@ -676,7 +677,7 @@ impl Rank {
             } else {
                 emit_insert_plain(rows, probe, &change.row, b, out);
             }
-            rows.insert(probe, change.row.clone(), false);
+            rows.insert(probe, change.row, false);
             if self.spec.input_append_only {
                 rows.truncate(usize::try_from(b.end).unwrap_or(usize::MAX));
             }
@@ -707,7 +708,7 @@ impl Rank {
 impl Operator for Rank {
     fn on_batch(&mut self, _input: usize, batch: Vec<Change>, out: &mut Output) -> Result<()> {
         self.partitions.refresh_time();
-        for change in &batch {
+        for change in batch {
             self.process(change, out)?;
         }
         Ok(())

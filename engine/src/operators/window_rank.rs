@@ -158,7 +158,8 @@ impl WindowRank {
         Ok(watermark)
     }
 
-    fn process(&mut self, change: &Change) -> Result<()> {
+    /// Adds one row; takes it by value so that it moves into the state.
+    fn process(&mut self, change: Change) -> Result<()> {
         if change.kind != RowKind::Insert {
             return Err(EngineError::internal(format!(
                 "window rank takes an append-only input, got a {} row",
@@ -192,7 +193,7 @@ impl WindowRank {
                     .ok_or_else(|| EngineError::internal("an inserted window is missing"))?
             }
         };
-        rows.insert(&self.probe, row.clone(), self.spec.last_on_ties);
+        rows.insert(&self.probe, change.row, self.spec.last_on_ties);
         rows.truncate(usize::try_from(self.spec.rank_end).unwrap_or(usize::MAX));
         Ok(())
     }
@@ -231,7 +232,7 @@ impl WindowRank {
 
 impl Operator for WindowRank {
     fn on_batch(&mut self, _input: usize, batch: Vec<Change>, _out: &mut Output) -> Result<()> {
-        for change in &batch {
+        for change in batch {
             self.process(change)?;
         }
         Ok(())
