@@ -16,7 +16,8 @@
 //! - anything else: `Rank` (append-only or retracting, from the input's changelog).
 //!
 //! The rank range comes from the outer WHERE's conjuncts on `rn` (`<=`, `<`, `=`, `>=`, `>`,
-//! `BETWEEN`); an upper bound is required, as in Flink. The rank number is computed only when
+//! `BETWEEN`); an upper bound is required, as in Flink. Without any such conjunct the query is not
+//! a Top-N: `ROW_NUMBER()` is then an OVER aggregation, left to the regular path. The rank number is computed only when
 //! the rest of the outer query reads it and the range has more than one rank (otherwise it is the
 //! constant rank, as Flink's `ConstantRankNumberColumnRemoveRule` makes it), because the
 //! changelog differs: with the number, rows whose rank shifts are updated.
@@ -440,10 +441,9 @@ impl<'a> Planner<'a> {
         };
         let range = RankRange::from_where(s.selection.as_ref(), &rn);
         if !range.seen {
-            return Err(SqlError::unsupported(format!(
-                "ROW_NUMBER() is supported as Top-N only: filter '{rn}' in the outer WHERE (for example WHERE {rn} <= 10)"
-            ))
-            .with_span(self.span(s)));
+            // Not a Top-N: ROW_NUMBER() is then an OVER aggregation (Flink's plan too), which
+            // the regular path plans or rejects.
+            return Ok(None);
         }
         let Some(end) = range.end else {
             return Err(SqlError::unsupported(NO_RANK_END).with_span(self.span(s)));
@@ -829,9 +829,10 @@ mod tests {
     #[test]
     fn top_n_needs_an_upper_bound_and_a_filter() {
         assert!(ranked("rn > 2").starts_with("Rank end is not specified"));
-        assert!(ranked("k > 2").contains("supported as Top-N only"));
         assert!(ranked("rn <= 0").contains("is empty"));
-        assert!(ranked("rn <= 2 OR k = 1").contains("supported as Top-N only"));
+        // Without a bound on rn it is no Top-N but an OVER aggregation.
+        assert!(ranked("k > 2").contains("OVER windows (ROW_NUMBER ... OVER)"));
+        assert!(ranked("rn <= 2 OR k = 1").contains("OVER windows (ROW_NUMBER ... OVER)"));
     }
 
     #[test]
