@@ -44,6 +44,7 @@ use crate::value::{Change, Row, RowKind, Value};
 pub struct SortField {
     /// The input column.
     pub col: usize,
+    /// `DESC`: larger values rank first.
     pub descending: bool,
     /// Where NULLs go. Flink's default: first when ascending, last when descending.
     pub nulls_first: bool,
@@ -286,8 +287,9 @@ pub struct RankSpec {
     pub partition_cols: Vec<usize>,
     /// The ORDER BY.
     pub order: Vec<SortField>,
-    /// The first and last rank kept (1-based, inclusive).
+    /// The first rank kept (1-based).
     pub rank_start: i64,
+    /// The last rank kept (inclusive).
     pub rank_end: i64,
     /// Whether output rows end with the rank number (BIGINT).
     pub output_rank: bool,

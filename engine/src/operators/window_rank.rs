@@ -39,11 +39,15 @@ use crate::window::is_window_fired;
 pub struct WindowRankSpec {
     /// The PARTITION BY columns; they include the window start and end columns.
     pub partition_cols: Vec<usize>,
-    /// The input columns holding `window_start` and `window_end`.
+    /// The input column holding `window_start`.
     pub window_start_col: usize,
+    /// The input column holding `window_end`.
     pub window_end_col: usize,
+    /// The ORDER BY.
     pub order: Vec<SortField>,
+    /// The first rank kept (1-based).
     pub rank_start: i64,
+    /// The last rank kept (inclusive).
     pub rank_end: i64,
     /// Whether output rows end with the rank number (BIGINT).
     pub output_rank: bool,
