@@ -625,14 +625,16 @@ impl<'a> Planner<'a> {
 
         let (node, output_rank, append_only) = if let Some((ws, we)) = window {
             let output_rank = rn_read && !single_rank;
-            let last_on_ties = single_rank
+            // Rank 1 by one timestamp: Flink's window deduplication, where the last arrival
+            // among equal times wins when keeping the last row.
+            let dedup = single_rank
                 && start == 1
                 && sort.len() == 1
-                && sort[0].descending
                 && matches!(
                     input.columns[sort[0].col].data_type,
                     DataType::Timestamp(_) | DataType::TimestampLtz(_)
                 );
+            let last_on_ties = dedup && sort[0].descending;
             let spec = WindowRankSpec {
                 partition_cols: partition_cols.clone(),
                 window_start_col: ws,
@@ -643,18 +645,26 @@ impl<'a> Planner<'a> {
                 output_rank,
                 last_on_ties,
             };
-            let name = if single_rank && start == 1 && last_on_ties {
-                "WindowDeduplicate"
+            let (name, description) = if dedup {
+                (
+                    "WindowDeduplicate",
+                    format!(
+                        "keep=[{}], partitionBy=[{partition_text}], orderBy=[{order_text}]",
+                        if last_on_ties { "LastRow" } else { "FirstRow" }
+                    ),
+                )
             } else {
-                "WindowRank"
+                (
+                    "WindowRank",
+                    format!(
+                        "rankRange=[rankStart={start}, rankEnd={end}], partitionBy=[{partition_text}], orderBy=[{order_text}]"
+                    ),
+                )
             };
             let columns = rank_columns(&input, output_rank, &item.name);
             let node = self.graph.add_node(
                 name,
-                format!(
-                    "rankRange=[rankStart={start}, rankEnd={end}], partitionBy=[{}], orderBy=[{order_text}]",
-                    partition_text
-                ),
+                description,
                 p,
                 schema_of(&columns),
                 op_factory(move |ctx| {
