@@ -10,21 +10,8 @@ use std::path::{Path, PathBuf};
 
 use streamsql::engine::types::DataType;
 
-/// Cases that need joins, Top-N, deduplication or OVER aggregation (a later milestone).
+/// Cases that need joins or OVER aggregation (a later milestone).
 const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
-    (
-        "022_window_top_n",
-        "window Top-N (ROW_NUMBER) is not built yet",
-    ),
-    ("028_top_n", "Top-N (ROW_NUMBER) is not built yet"),
-    (
-        "029_dedup_keep_first",
-        "deduplication (ROW_NUMBER) is not built yet",
-    ),
-    (
-        "030_dedup_keep_last",
-        "deduplication (ROW_NUMBER) is not built yet",
-    ),
     ("031_over_rows", "OVER aggregation is not built yet"),
     ("032_over_range", "OVER aggregation is not built yet"),
 ];

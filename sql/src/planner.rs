@@ -39,6 +39,8 @@ use crate::span::range_of_node;
 
 #[path = "plan_join_time.rs"]
 mod plan_join_time;
+#[path = "plan_rank.rs"]
+mod plan_rank;
 
 /// A planned relation: the node that emits it and what it emits.
 #[derive(Clone, Debug)]
@@ -133,6 +135,9 @@ pub struct Planner<'a> {
     view_stack: Vec<String>,
     /// `WITH` queries visible to the query being planned.
     ctes: Vec<(String, Query)>,
+    /// Set while a CREATE VIEW is validated: its top SELECT may hold a bare `ROW_NUMBER()`,
+    /// which only a query over the view filters into a Top-N (see `plan_rank`).
+    pub validating_view: bool,
 }
 
 pub(crate) fn op_factory<F>(f: F) -> NodeKind
@@ -319,6 +324,7 @@ impl<'a> Planner<'a> {
             graph,
             view_stack: Vec::new(),
             ctes: Vec::new(),
+            validating_view: false,
         }
     }
 
@@ -943,6 +949,7 @@ impl<'a> Planner<'a> {
                     graph: &mut *self.graph,
                     view_stack: std::mem::take(&mut self.view_stack),
                     ctes: Vec::new(),
+                    validating_view: false,
                 };
                 let r = inner.plan_query(&v.def.query);
                 self.view_stack = std::mem::take(&mut inner.view_stack);
@@ -1163,7 +1170,14 @@ impl<'a> Planner<'a> {
     }
 
     fn plan_select(&mut self, s: &ast::Select) -> SqlResult<Rel> {
-        let select_span = self.span(s);
+        if std::mem::take(&mut self.validating_view) {
+            if let Some(rel) = self.validate_row_number_view(s)? {
+                return Ok(rel);
+            }
+        }
+        if let Some((rel, rest)) = self.try_plan_rank(s)? {
+            return self.plan_select_on(&rest, rel);
+        }
         let rel = match self.plan_from(&s.from, s.selection.as_ref())? {
             Some(r) => r,
             None => self.constant_rows(
@@ -1171,6 +1185,12 @@ impl<'a> Planner<'a> {
                 vec![col("$dummy", DataType::Int, false)],
             ),
         };
+        self.plan_select_on(s, rel)
+    }
+
+    /// Plans the rest of a SELECT over its planned FROM.
+    fn plan_select_on(&mut self, s: &ast::Select, rel: Rel) -> SqlResult<Rel> {
+        let select_span = self.span(s);
         let group_exprs: Vec<AstExpr> = match &s.group_by {
             GroupByExpr::Expressions(exprs, mods) => {
                 if !mods.is_empty() {

@@ -174,8 +174,9 @@ impl SqlSession {
                 };
                 // Validate the view now (Flink does), planning into a scratch graph.
                 let mut scratch = DataflowGraph::new();
-                Planner::new(sql, &self.catalog, &self.config, &mut scratch)
-                    .plan_query(&v.query)?;
+                let mut planner = Planner::new(sql, &self.catalog, &self.config, &mut scratch);
+                planner.validating_view = true;
+                planner.plan_query(&v.query)?;
                 self.catalog
                     .insert(v.name.clone(), CatalogEntry::View(entry));
                 outputs.push(StatementOutput::Info(OK.into()));
