@@ -37,6 +37,9 @@ use crate::catalog::{Catalog, CatalogEntry, TableEntry};
 use crate::error::{did_you_mean, SqlError, SqlResult};
 use crate::span::range_of_node;
 
+#[path = "plan_over.rs"]
+mod plan_over;
+
 /// A planned relation: the node that emits it and what it emits.
 #[derive(Clone, Debug)]
 pub struct Rel {
@@ -1192,7 +1195,9 @@ impl<'a> Planner<'a> {
                 }
                 _ => false,
             });
-        let out = if has_agg {
+        let out = if plan_over::has_over_aggregate(s) {
+            self.plan_over(s, rel)?
+        } else if has_agg {
             self.plan_aggregate(s, rel, &group_exprs)?
         } else {
             if s.having.is_some() {
