@@ -30,8 +30,6 @@ const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
         "030_dedup_keep_last",
         "deduplication (ROW_NUMBER) is not built yet",
     ),
-    ("031_over_rows", "OVER aggregation is not built yet"),
-    ("032_over_range", "OVER aggregation is not built yet"),
     ("033_temporal_join", "temporal joins are not built yet"),
 ];
 
