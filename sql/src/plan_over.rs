@@ -330,18 +330,35 @@ impl Planner<'_> {
             )
             .with_span(select_span));
         }
-        // Pre-projection: the input columns, then the aggregate arguments, FILTER conditions and
-        // partition keys that are not input columns.
-        let mut pre: Vec<(Expr, ScopeColumn)> = rel
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (Expr::Column(i), c.clone()))
-            .collect();
+        // Pre-projection: the input columns the SELECT list reads (and the rowtime), then the
+        // aggregate arguments, FILTER conditions and partition keys that are not among them. Only
+        // these columns are buffered in the aggregation's state.
+        let mut needed = vec![false; rel.columns.len()];
+        needed[window.order] = true;
+        for (e, _) in &projections {
+            e.for_each_column(&mut |i| {
+                if let Some(n) = needed.get_mut(i) {
+                    *n = true;
+                }
+            });
+        }
+        let mut position = vec![usize::MAX; rel.columns.len()];
+        let mut pre: Vec<(Expr, ScopeColumn)> = Vec::new();
+        for (i, c) in rel.columns.iter().enumerate() {
+            if needed[i] {
+                position[i] = pre.len();
+                pre.push((Expr::Column(i), c.clone()));
+            }
+        }
         let mut push_pre = |e: Expr, ty: DataType, name: String| -> usize {
             if let Some(i) = pre.iter().position(|(x, _)| *x == e) {
                 return i;
             }
+            // An input column keeps its name, for EXPLAIN.
+            let name = match &e {
+                Expr::Column(i) => rel.columns.get(*i).map_or(name, |c| c.name.clone()),
+                _ => name,
+            };
             pre.push((
                 e,
                 ScopeColumn {
@@ -414,7 +431,7 @@ impl Planner<'_> {
                 .map(|k| pre_rel.columns[*k].name.clone())
                 .collect::<Vec<_>>()
                 .join(", "),
-            pre_rel.columns[window.order].name,
+            pre_rel.columns[position[window.order]].name,
             describe_frame(window.frame),
             calls
                 .iter()
@@ -423,7 +440,7 @@ impl Planner<'_> {
                 .join(", ")
         );
         let spec = OverAggSpec {
-            time_col: window.order,
+            time_col: position[window.order],
             partition_cols,
             frame: window.frame,
             aggs: calls,
@@ -456,6 +473,7 @@ impl Planner<'_> {
                         Expr::Column(i) if *i >= AGG_BASE => {
                             Some(Expr::Column(npre + (i - AGG_BASE)))
                         }
+                        Expr::Column(i) => Some(Expr::Column(position[*i])),
                         _ => None,
                     })
                 })
