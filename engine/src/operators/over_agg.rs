@@ -414,7 +414,21 @@ impl OverAggregate {
         }
         let bounded = self.frame.is_bounded();
         let codec = codec!(self);
-        let state = match self.keys.get_mut(&codec, self.key_buf.as_slice())? {
+        let existing = self.keys.get_mut(&codec, self.key_buf.as_slice())?;
+        // Decided before a new key gets state, so that a late row leaves nothing behind.
+        let late = if bounded {
+            ts <= existing
+                .as_ref()
+                .and_then(|s| s.last_triggered)
+                .unwrap_or(0)
+        } else {
+            ts <= self.watermark
+        };
+        if late {
+            TaskMetrics::add(&self.metrics.late_records_dropped, 1);
+            return Ok(());
+        }
+        let state = match existing {
             Some(s) => s,
             None => {
                 let fresh = KeyOverState {
@@ -429,15 +443,6 @@ impl OverAggregate {
                     })?
             }
         };
-        let late = if bounded {
-            ts <= state.last_triggered.unwrap_or(0)
-        } else {
-            ts <= self.watermark
-        };
-        if late {
-            TaskMetrics::add(&self.metrics.late_records_dropped, 1);
-            return Ok(());
-        }
         // After every buffered row of the same rowtime: arrival order among ties.
         let at = state.rows.partition_point(|(t, _)| *t <= ts);
         state.rows.insert(at, (ts, row));
@@ -955,6 +960,10 @@ mod tests {
             vec![o("a", 5, 3, 8, 1, 5), o("a", 3, 4, 11, 1, 5)]
         );
         assert_eq!(range_op.buffered_rows(), 0);
+        // A late row of a new key leaves no state behind.
+        let out = feed(&mut range_op, vec![row("c", 500, 1)], 6001);
+        assert!(out.changes.is_empty());
+        assert_eq!(range_op.keys.hot_entries().count(), 1);
 
         let mut rows_op = op(OverFrame::Rows { preceding: None });
         let out = feed(
