@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use streamsql::engine::types::DataType;
 
-/// Cases that need joins, Top-N, deduplication or OVER aggregation (a later milestone).
+/// Cases that need joins, Top-N or deduplication (a later milestone).
 const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
     (
         "022_window_top_n",

@@ -473,7 +473,7 @@ impl Planner<'_> {
                         Expr::Column(i) if *i >= AGG_BASE => {
                             Some(Expr::Column(npre + (i - AGG_BASE)))
                         }
-                        Expr::Column(i) => Some(Expr::Column(position[*i])),
+                        Expr::Column(i) if *i < position.len() => Some(Expr::Column(position[*i])),
                         _ => None,
                     })
                 })
