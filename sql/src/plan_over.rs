@@ -161,25 +161,21 @@ impl Planner<'_> {
             }
             (WindowFrameUnits::Rows, _, None) => OverFrame::Rows { preceding: None },
             (WindowFrameUnits::Range, _, None) => OverFrame::Range { preceding: None },
-            (WindowFrameUnits::Rows, _, Some(b)) => match b.expr {
-                Expr::Literal(Value::TinyInt(n)) if n >= 0 => OverFrame::Rows {
-                    preceding: Some(n as u64),
-                },
-                Expr::Literal(Value::SmallInt(n)) if n >= 0 => OverFrame::Rows {
-                    preceding: Some(n as u64),
-                },
-                Expr::Literal(Value::Int(n)) if n >= 0 => OverFrame::Rows {
-                    preceding: Some(n as u64),
-                },
-                Expr::Literal(Value::BigInt(n)) if n >= 0 => OverFrame::Rows {
-                    preceding: Some(n as u64),
-                },
-                _ => {
-                    return Err(SqlError::validation(
-                        "ROWS value must be a non-negative integral constant",
-                    ))
+            (WindowFrameUnits::Rows, _, Some(b)) => {
+                let n = match b.expr {
+                    Expr::Literal(Value::TinyInt(n)) => i64::from(n),
+                    Expr::Literal(Value::SmallInt(n)) => i64::from(n),
+                    Expr::Literal(Value::Int(n)) => i64::from(n),
+                    Expr::Literal(Value::BigInt(n)) => n,
+                    _ => -1,
+                };
+                let preceding = u64::try_from(n).map_err(|_| {
+                    SqlError::validation("ROWS value must be a non-negative integral constant")
+                })?;
+                OverFrame::Rows {
+                    preceding: Some(preceding),
                 }
-            },
+            }
             (WindowFrameUnits::Range, _, Some(b)) => match b.expr {
                 Expr::Literal(Value::IntervalDayTime(ms)) if order_time && ms >= 0 => {
                     OverFrame::Range {
@@ -238,13 +234,15 @@ impl Planner<'_> {
     /// Plans a SELECT whose list holds OVER aggregates (see the module documentation).
     pub(super) fn plan_over(&mut self, s: &ast::Select, rel: Rel) -> SqlResult<Rel> {
         let select_span = self.span(s);
-        if let ast::GroupByExpr::Expressions(exprs, _) = &s.group_by {
-            if !exprs.is_empty() || s.having.is_some() {
-                return Err(SqlError::unsupported(
-                    "OVER aggregates together with GROUP BY or HAVING are not supported",
-                )
-                .with_span(select_span));
-            }
+        let grouped = match &s.group_by {
+            ast::GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
+            ast::GroupByExpr::All(_) => true,
+        };
+        if grouped || s.having.is_some() {
+            return Err(SqlError::unsupported(
+                "OVER aggregates together with GROUP BY or HAVING are not supported",
+            )
+            .with_span(select_span));
         }
         let rel = self.materialize(rel)?;
         let scope = rel.scope();
@@ -281,7 +279,7 @@ impl Planner<'_> {
         for call in &agg_ctx.calls {
             let Some(over) = &call.over else {
                 return Err(SqlError::unsupported(format!(
-                    "{} without OVER beside OVER aggregates requires GROUP BY, which is not supported with OVER aggregates",
+                    "{} without OVER beside OVER aggregates in one SELECT is not supported",
                     call.name
                 ))
                 .with_span(select_span));
