@@ -10,10 +10,8 @@ use std::path::{Path, PathBuf};
 
 use streamsql::engine::types::DataType;
 
-/// Cases that need joins or OVER aggregation (a later milestone).
+/// Cases that need features not built yet (none at present).
 const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
-    ("031_over_rows", "OVER aggregation is not built yet"),
-    ("032_over_range", "OVER aggregation is not built yet"),
 ];
 
 fn conformance_dir() -> Option<PathBuf> {

@@ -75,6 +75,9 @@ pub struct AggCallAst {
     pub filter: Option<Expr>,
     pub ret: DataType,
     pub kind: streamsql_engine::agg::AggregateKind,
+    /// The window of an OVER aggregation (`agg(x) OVER w`), as written; `None` for a grouped
+    /// aggregate.
+    pub over: Option<ast::WindowType>,
 }
 
 /// A group window of the legacy `GROUP BY TUMBLE(ts, ...)` form, as the aggregate context knows it.
@@ -92,6 +95,9 @@ pub struct GroupWindowRef {
 pub struct AggContext {
     pub calls: Vec<AggCallAst>,
     pub group_window: Option<GroupWindowRef>,
+    /// Aggregate calls with an OVER clause are accepted (the OVER aggregation planner binds the
+    /// SELECT list with this set).
+    pub over_allowed: bool,
 }
 
 /// Binds expressions against one scope.
@@ -1032,7 +1038,9 @@ impl<'a> ExprBinder<'a> {
 
     fn function(&mut self, f: &ast::Function, span: Option<Range<usize>>) -> SqlResult<Bound> {
         let name = function_name(f);
-        if f.over.is_some() {
+        let over_aggregate =
+            is_aggregate_name(&name) && self.aggs.as_ref().is_some_and(|a| a.over_allowed);
+        if f.over.is_some() && !over_aggregate {
             return Err(SqlError::unsupported(format!(
                 "OVER windows ({name} ... OVER) are not supported yet"
             ))
@@ -1186,6 +1194,7 @@ impl<'a> ExprBinder<'a> {
             filter,
             ret: ret.clone(),
             kind,
+            over: f.over.clone(),
         };
         let idx = match aggs.calls.iter().position(|c| *c == call) {
             Some(i) => i,

@@ -41,6 +41,8 @@ use crate::span::range_of_node;
 mod plan_join_time;
 #[path = "plan_rank.rs"]
 mod plan_rank;
+#[path = "plan_over.rs"]
+mod plan_over;
 
 /// A planned relation: the node that emits it and what it emits.
 #[derive(Clone, Debug)]
@@ -1215,7 +1217,9 @@ impl<'a> Planner<'a> {
                 }
                 _ => false,
             });
-        let out = if has_agg {
+        let out = if plan_over::has_over_aggregate(s) {
+            self.plan_over(s, rel)?
+        } else if has_agg {
             self.plan_aggregate(s, rel, &group_exprs)?
         } else {
             if s.having.is_some() {

@@ -5,6 +5,7 @@ pub mod dedup;
 pub mod group_agg;
 pub mod interval_join;
 pub mod join;
+pub mod over_agg;
 pub mod rank;
 pub mod temporal_join;
 pub mod watermark_assigner;
