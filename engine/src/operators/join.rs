@@ -530,3 +530,282 @@ impl Operator for StreamingJoin {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::TaskMetrics;
+    use crate::state::{restore_operator, snapshot_now, standalone_context, BackendKind};
+
+    fn ctx() -> TaskContext {
+        TaskContext {
+            operator_id: 1,
+            operator_name: "Join".into(),
+            subtask_index: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            metrics: Arc::new(TaskMetrics::new()),
+            state: Default::default(),
+        }
+    }
+
+    /// Rows are (key INT, name STRING) on both sides.
+    fn spec(join_type: JoinType, residual: Option<Expr>) -> JoinSpec {
+        JoinSpec {
+            join_type,
+            left_keys: vec![0],
+            right_keys: vec![0],
+            left_width: 2,
+            right_width: 2,
+            residual,
+        }
+    }
+
+    fn r(k: Option<i32>, name: &str) -> Row {
+        vec![k.map_or(Value::Null, Value::Int), Value::string(name)]
+    }
+
+    fn show(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| {
+                let vals: Vec<String> = c
+                    .row
+                    .iter()
+                    .map(|v| match v {
+                        Value::Null => "null".to_string(),
+                        Value::Int(i) => i.to_string(),
+                        Value::String(s) => s.to_string(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect();
+                format!("{}[{}]", c.kind.short(), vals.join(", "))
+            })
+            .collect()
+    }
+
+    fn step(op: &mut StreamingJoin, input: usize, kind: RowKind, row: Row) -> Vec<String> {
+        let mut out = Output::new();
+        op.on_batch(input, vec![Change::new(kind, row)], &mut out)
+            .unwrap();
+        show(&out.changes)
+    }
+
+    #[test]
+    fn left_join_pads_retracts_and_pads_again() {
+        let mut op = StreamingJoin::new(spec(JoinType::LeftOuter, None), &ctx()).unwrap();
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(1), "a")),
+            ["+I[1, a, null, null]"]
+        );
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(1), "x")),
+            ["-D[1, a, null, null]", "+I[1, a, 1, x]"]
+        );
+        // A second match: the left row was associated already.
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(1), "y")),
+            ["+I[1, a, 1, y]"]
+        );
+        // The inner side's retraction keeps its kind; the last one pads again.
+        assert_eq!(
+            step(&mut op, 1, RowKind::UpdateBefore, r(Some(1), "x")),
+            ["-U[1, a, 1, x]"]
+        );
+        assert_eq!(
+            step(&mut op, 1, RowKind::Delete, r(Some(1), "y")),
+            ["-D[1, a, 1, y]", "+I[1, a, null, null]"]
+        );
+        // The outer side's retraction is a delete.
+        assert_eq!(
+            step(&mut op, 0, RowKind::UpdateBefore, r(Some(1), "a")),
+            ["-D[1, a, null, null]"]
+        );
+        assert_eq!(op.hot_keys(), (0, 0));
+    }
+
+    #[test]
+    fn full_join_and_null_keys() {
+        let mut op = StreamingJoin::new(spec(JoinType::FullOuter, None), &ctx()).unwrap();
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(2), "x")),
+            ["+I[null, null, 2, x]"]
+        );
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(2), "a")),
+            ["-D[null, null, 2, x]", "+I[2, a, 2, x]"]
+        );
+        assert_eq!(
+            step(&mut op, 0, RowKind::Delete, r(Some(2), "a")),
+            ["-D[2, a, 2, x]", "+I[null, null, 2, x]"]
+        );
+        // NULL keys never match, on either side.
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(None, "n")),
+            ["+I[null, n, null, null]"]
+        );
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(None, "m")),
+            ["+I[null, null, null, m]"]
+        );
+        assert_eq!(
+            step(&mut op, 0, RowKind::Delete, r(None, "n")),
+            ["-D[null, n, null, null]"]
+        );
+    }
+
+    #[test]
+    fn inner_join_forwards_update_kinds_and_repeats_duplicates() {
+        let mut op = StreamingJoin::new(spec(JoinType::Inner, None), &ctx()).unwrap();
+        assert!(step(&mut op, 0, RowKind::Insert, r(Some(1), "a")).is_empty());
+        step(&mut op, 0, RowKind::Insert, r(Some(1), "a"));
+        assert_eq!(
+            step(&mut op, 1, RowKind::UpdateAfter, r(Some(1), "x")),
+            ["+U[1, a, 1, x]", "+U[1, a, 1, x]"]
+        );
+        assert_eq!(
+            step(&mut op, 1, RowKind::UpdateBefore, r(Some(1), "x")),
+            ["-U[1, a, 1, x]", "-U[1, a, 1, x]"]
+        );
+        step(&mut op, 0, RowKind::Delete, r(Some(1), "a"));
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(1), "z")),
+            ["+I[1, a, 1, z]"]
+        );
+    }
+
+    #[test]
+    fn outer_duplicates_are_padded_and_unpadded_per_copy() {
+        let mut op = StreamingJoin::new(spec(JoinType::RightOuter, None), &ctx()).unwrap();
+        step(&mut op, 1, RowKind::Insert, r(Some(1), "x"));
+        step(&mut op, 1, RowKind::Insert, r(Some(1), "x"));
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(1), "a")),
+            [
+                "-D[null, null, 1, x]",
+                "+I[1, a, 1, x]",
+                "-D[null, null, 1, x]",
+                "+I[1, a, 1, x]"
+            ]
+        );
+        assert_eq!(
+            step(&mut op, 0, RowKind::Delete, r(Some(1), "a")),
+            [
+                "-D[1, a, 1, x]",
+                "+I[null, null, 1, x]",
+                "-D[1, a, 1, x]",
+                "+I[null, null, 1, x]"
+            ]
+        );
+    }
+
+    #[test]
+    fn residual_decides_matches() {
+        use crate::expr::functions::CmpOp;
+        use crate::expr::ScalarFunction;
+        use crate::types::DataType;
+        // left.name <> right.name
+        let residual = Expr::Call {
+            func: ScalarFunction::Cmp(CmpOp::NotEq),
+            args: vec![Expr::Column(1), Expr::Column(3)],
+            ret: DataType::Boolean,
+        };
+        let mut op = StreamingJoin::new(spec(JoinType::LeftOuter, Some(residual)), &ctx()).unwrap();
+        step(&mut op, 1, RowKind::Insert, r(Some(1), "a"));
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(1), "a")),
+            ["+I[1, a, null, null]"]
+        );
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(1), "b")),
+            ["-D[1, a, null, null]", "+I[1, a, 1, b]"]
+        );
+    }
+
+    #[test]
+    fn restored_operator_continues_like_the_original() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..20u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let kind = if seed % 2 == 0 {
+                BackendKind::HashMap
+            } else {
+                BackendKind::Sled
+            };
+            let jt = [
+                JoinType::Inner,
+                JoinType::LeftOuter,
+                JoinType::RightOuter,
+                JoinType::FullOuter,
+            ][usize::try_from(seed % 4).unwrap()];
+            let mut live: [Vec<Row>; 2] = [Vec::new(), Vec::new()];
+            let mut steps = Vec::new();
+            for _ in 0..200 {
+                let side = rng.gen_range(0..2usize);
+                if rng.gen_bool(0.3) && !live[side].is_empty() {
+                    let i = rng.gen_range(0..live[side].len());
+                    steps.push((
+                        side,
+                        Change::new(RowKind::Delete, live[side].swap_remove(i)),
+                    ));
+                } else {
+                    let k = if rng.gen_bool(0.1) {
+                        None
+                    } else {
+                        Some(rng.gen_range(0..5))
+                    };
+                    let row = r(k, ["a", "b", "c"][rng.gen_range(0..3)]);
+                    live[side].push(row.clone());
+                    steps.push((side, Change::insert(row)));
+                }
+            }
+            let cut = rng.gen_range(0..steps.len());
+            let ctx_a = TaskContext {
+                state: standalone_context(kind, 1 << 20),
+                ..ctx()
+            };
+            let mut a = StreamingJoin::new(spec(jt, None), &ctx_a).unwrap();
+            let mut out = Output::new();
+            for (side, c) in &steps[..cut] {
+                a.on_batch(*side, vec![c.clone()], &mut out).unwrap();
+            }
+            let (blob, snap) = snapshot_now(&mut a, ctx_a.state.store.as_ref(), 1).unwrap();
+            let ctx_b = TaskContext {
+                state: standalone_context(kind, 1 << 20),
+                ..ctx()
+            };
+            let mut b = StreamingJoin::new(spec(jt, None), &ctx_b).unwrap();
+            restore_operator(
+                &mut b,
+                ctx_b.state.store.as_ref(),
+                &blob,
+                snap.into_iter().collect(),
+            )
+            .unwrap();
+            let (mut out_a, mut out_b) = (Output::new(), Output::new());
+            for (side, c) in &steps[cut..] {
+                a.on_batch(*side, vec![c.clone()], &mut out_a).unwrap();
+                b.on_batch(*side, vec![c.clone()], &mut out_b).unwrap();
+            }
+            assert_eq!(out_a.changes, out_b.changes, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn corrupt_state_is_refused_without_panicking() {
+        let mut op = StreamingJoin::new(spec(JoinType::LeftOuter, None), &ctx()).unwrap();
+        let blob = op.snapshot_state(1).unwrap();
+        for len in 0..blob.len() {
+            let mut b = StreamingJoin::new(spec(JoinType::LeftOuter, None), &ctx()).unwrap();
+            if len > 0 {
+                assert!(b.restore_state(&blob[..len]).is_err());
+            }
+        }
+        let mut other = StreamingJoin::new(spec(JoinType::Inner, None), &ctx()).unwrap();
+        assert!(other.restore_state(&blob).is_err());
+        assert!(op.restore_keyed("nope", &[], &[]).is_err());
+        assert!(op
+            .restore_keyed("left-records", &[1, 2], &[9, 9, 9])
+            .is_err());
+    }
+}
