@@ -692,6 +692,35 @@ fn expr_type(e: &Expr, columns: &[ScopeColumn]) -> DataType {
     }
 }
 
+/// Flink refuses to write a result with more than one rowtime attribute (an interval join keeps
+/// both inputs'): one must be cast to a plain TIMESTAMP first.
+pub(crate) fn check_one_rowtime(rel: &Rel, table: &str) -> SqlResult<()> {
+    let mut names: Vec<String> = Vec::new();
+    for (i, c) in rel.columns.iter().enumerate() {
+        if !c.rowtime {
+            continue;
+        }
+        // Calcite makes duplicate field names unique with a counter: ts, ts0, ts1.
+        let dup = rel.columns[..i]
+            .iter()
+            .filter(|p| p.name.eq_ignore_ascii_case(&c.name))
+            .count();
+        names.push(if dup == 0 {
+            c.name.clone()
+        } else {
+            format!("{}{}", c.name, dup - 1)
+        });
+    }
+    if names.len() > 1 {
+        return Err(SqlError::validation(format!(
+            "The query contains more than one rowtime attribute column [{}] for writing into table '{table}'.",
+            names.join(", ")
+        ))
+        .with_help("cast all but one of them to TIMESTAMP(3)"));
+    }
+    Ok(())
+}
+
 /// A join operator's name for an error message.
 fn other_join_name(op: &JoinOperator) -> String {
     let debug = format!("{op:?}");
