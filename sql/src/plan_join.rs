@@ -105,7 +105,7 @@ pub(crate) fn analyze_join_condition(
     on: &AstExpr,
 ) -> SqlResult<JoinCondition> {
     let scope = joined_scope(left, right);
-    let on = ExprBinder::new(sql, &scope).bind_predicate(on, "JOIN ON")?;
+    let on = ExprBinder::new(sql, &scope).bind_predicate(on, "ON")?;
     Ok(split_condition(on, left.columns.len()))
 }
 
