@@ -792,6 +792,30 @@ mod tests {
     }
 
     #[test]
+    fn rows_expire_with_the_state_ttl() {
+        let clock = crate::runtime::ManualClock::new(0);
+        let mut c = ctx();
+        c.state.ttl = Some(crate::state::StateTtl {
+            ttl: std::time::Duration::from_millis(1000),
+            clock: Arc::new(clock.clone()),
+        });
+        let mut op = StreamingJoin::new(spec(JoinType::Inner, None), &c).unwrap();
+        step(&mut op, 0, RowKind::Insert, r(Some(1), "a"));
+        clock.advance(600);
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(1), "x")),
+            ["+I[1, a, 1, x]"]
+        );
+        clock.advance(600);
+        // The left row was written at 0: expired. The right row (600) is not.
+        assert!(step(&mut op, 1, RowKind::Insert, r(Some(1), "y")).is_empty());
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(1), "b")),
+            ["+I[1, b, 1, x]", "+I[1, b, 1, y]"]
+        );
+    }
+
+    #[test]
     fn corrupt_state_is_refused_without_panicking() {
         let mut op = StreamingJoin::new(spec(JoinType::LeftOuter, None), &ctx()).unwrap();
         let blob = op.snapshot_state(1).unwrap();
