@@ -24,9 +24,11 @@
 //! (Flink's order is its state's map order, which is not specified).
 //!
 //! State: two [`KeyedState`]s, `left-records` and `right-records` (`-ttl` with a TTL), each key
-//! holding the side's rows with their count and associations. `table.exec.state.ttl` expires a
-//! key's rows of one side that long after their last write, as Flink's state TTL does for each
-//! side. The operator state of a snapshot is the operator's shape.
+//! holding the side's rows with their count, associations and last write time.
+//! `table.exec.state.ttl` expires each row that long after its last write, as Flink's map state
+//! with a TTL does per entry (an expired row reads as absent; a key whose rows all expired goes
+//! as a whole through the keyed state's own TTL). The operator state of a snapshot is the
+//! operator's shape.
 
 use std::sync::Arc;
 
@@ -155,6 +157,10 @@ pub struct SideRow {
     pub count: i64,
     /// Rows of the other side it joins with; kept for outer sides only (0 otherwise).
     pub associations: i64,
+    /// When the row was last written (processing time, milliseconds; 0 without a state TTL):
+    /// with `table.exec.state.ttl` each row expires on its own, as an entry of Flink's map
+    /// state does.
+    pub written: i64,
 }
 
 /// How keys and values of a side's state become bytes.
@@ -180,6 +186,7 @@ impl StateCodec<Row, Vec<SideRow>> for SideCodec {
         for r in rows {
             put_ivarint(out, r.count);
             put_ivarint(out, r.associations);
+            put_ivarint(out, r.written);
             put_values(&r.row, out);
         }
     }
@@ -194,6 +201,7 @@ impl StateCodec<Row, Vec<SideRow>> for SideCodec {
         for _ in 0..n {
             let count = get_ivarint(input)?;
             let associations = get_ivarint(input)?;
+            let written = get_ivarint(input)?;
             if count <= 0 || associations < 0 {
                 return Err(corrupt(format!(
                     "a stored join row has count {count} and {associations} associations"
@@ -205,6 +213,7 @@ impl StateCodec<Row, Vec<SideRow>> for SideCodec {
                 row,
                 count,
                 associations,
+                written,
             });
         }
         expect_end(input)?;
@@ -233,6 +242,10 @@ pub struct StreamingJoin {
     key_buf: Row,
     /// Reused for the joined row a residual is evaluated on.
     pair_buf: Row,
+    /// `table.exec.state.ttl`: rows expire this long after their last write.
+    ttl: Option<(i64, Arc<dyn crate::runtime::Clock>)>,
+    /// Processing time, read once per batch when rows expire.
+    now: i64,
 }
 
 impl StreamingJoin {
@@ -247,6 +260,13 @@ impl StreamingJoin {
             right: KeyedState::with_ttl(RIGHT_STATE, &ctx.state, ctx.max_parallelism, &ctx.metrics),
             key_buf: Vec::with_capacity(spec.left_keys.len()),
             pair_buf: Vec::with_capacity(spec.left_width + spec.right_width),
+            ttl: ctx.state.ttl.as_ref().map(|t| {
+                (
+                    i64::try_from(t.ttl.as_millis()).unwrap_or(i64::MAX),
+                    t.clock.clone(),
+                )
+            }),
+            now: 0,
             spec,
         })
     }
@@ -304,6 +324,9 @@ impl StreamingJoin {
             (&mut self.right, &mut self.left)
         };
         let codec = &self.codec;
+        let now = self.now;
+        let ttl = self.ttl.as_ref().map(|(ms, _)| *ms);
+        let live = |r: &SideRow| ttl.is_none_or(|ms| now.saturating_sub(r.written) < ms);
         let residual = spec.residual.as_ref();
         let pair = &mut self.pair_buf;
         let input_kind = change.kind;
@@ -311,6 +334,9 @@ impl StreamingJoin {
         // Matches found, counting copies.
         let mut matches: i64 = 0;
         let mut visit = |o: &SideRow, out: &mut Output| -> Result<Option<i64>> {
+            if !live(o) {
+                return Ok(None);
+            }
             fill_pair(pair, row, &o.row, input_is_left);
             if let Some(r) = residual {
                 if !r.eval_predicate(pair)? {
@@ -345,12 +371,20 @@ impl StreamingJoin {
             Ok(Some(if accumulate { old + 1 } else { old - 1 }))
         };
         if other_outer {
+            let mut emptied = false;
             if let Some(others) = other.get_mut(codec, self.key_buf.as_slice())? {
+                // Expired rows read as absent and go with this write, as in Flink.
+                others.retain(|o| live(o));
                 for o in others.iter_mut() {
                     if let Some(assoc) = visit(o, out)? {
                         o.associations = assoc.max(0);
+                        o.written = now;
                     }
                 }
+                emptied = others.is_empty();
+            }
+            if emptied {
+                other.remove(codec, self.key_buf.as_slice())?;
             }
         } else if let Some(others) = other.get(codec, self.key_buf.as_slice())? {
             // Reading does not change the other side: it is not marked written.
@@ -368,34 +402,34 @@ impl StreamingJoin {
         }
         // The input side's own state.
         let assoc = if input_outer { matches } else { 0 };
+        let fresh = |row: Row| SideRow {
+            row,
+            count: 1,
+            associations: assoc,
+            written: now,
+        };
         if accumulate {
             match own.get_mut(codec, self.key_buf.as_slice())? {
-                Some(rows) => match rows.iter_mut().find(|r| r.row == change.row) {
-                    Some(r) => {
-                        r.count += 1;
-                        r.associations = assoc;
+                Some(rows) => {
+                    rows.retain(|r| live(r));
+                    match rows.iter_mut().find(|r| r.row == change.row) {
+                        Some(r) => {
+                            r.count += 1;
+                            r.associations = assoc;
+                            r.written = now;
+                        }
+                        None => rows.push(fresh(change.row)),
                     }
-                    None => rows.push(SideRow {
-                        row: change.row,
-                        count: 1,
-                        associations: assoc,
-                    }),
-                },
-                None => own.insert(
-                    codec,
-                    self.key_buf.clone(),
-                    vec![SideRow {
-                        row: change.row,
-                        count: 1,
-                        associations: assoc,
-                    }],
-                )?,
+                }
+                None => own.insert(codec, self.key_buf.clone(), vec![fresh(change.row)])?,
             }
         } else {
             let mut emptied = false;
             if let Some(rows) = own.get_mut(codec, self.key_buf.as_slice())? {
+                rows.retain(|r| live(r));
                 if let Some(i) = rows.iter().position(|r| r.row == change.row) {
                     rows[i].count -= 1;
+                    rows[i].written = now;
                     if rows[i].count <= 0 {
                         rows.remove(i);
                     }
@@ -460,6 +494,9 @@ impl Operator for StreamingJoin {
     fn on_batch(&mut self, input: usize, batch: Vec<Change>, out: &mut Output) -> Result<()> {
         self.left.refresh_time();
         self.right.refresh_time();
+        if let Some((_, clock)) = &self.ttl {
+            self.now = clock.now_millis();
+        }
         let input_is_left = match input {
             0 => true,
             1 => false,
@@ -813,6 +850,30 @@ mod tests {
             step(&mut op, 0, RowKind::Insert, r(Some(1), "b")),
             ["+I[1, b, 1, x]", "+I[1, b, 1, y]"]
         );
+        // Each row expires on its own, though its key was written since: x (600) is gone at
+        // 1700, y (1200) is not.
+        clock.advance(500);
+        step(&mut op, 1, RowKind::Insert, r(Some(1), "z"));
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(1), "c")),
+            ["+I[1, c, 1, y]", "+I[1, c, 1, z]"]
+        );
+    }
+
+    #[test]
+    fn outer_rows_expire_without_retracting_their_padding() {
+        let clock = crate::runtime::ManualClock::new(0);
+        let mut c = ctx();
+        c.state.ttl = Some(crate::state::StateTtl {
+            ttl: std::time::Duration::from_millis(1000),
+            clock: Arc::new(clock.clone()),
+        });
+        let mut op = StreamingJoin::new(spec(JoinType::LeftOuter, None), &c).unwrap();
+        step(&mut op, 0, RowKind::Insert, r(Some(1), "a"));
+        clock.advance(1000);
+        // The padded row is never retracted: the left row expired (Flink's behaviour too).
+        assert!(step(&mut op, 1, RowKind::Insert, r(Some(1), "x")).is_empty());
+        assert_eq!(op.hot_keys(), (0, 1));
     }
 
     #[test]
