@@ -2,8 +2,8 @@
 //! `StreamingJoinOperator` semantics for INNER, LEFT, RIGHT and FULL joins over append-only or
 //! updating inputs.
 //!
-//! Input 0 is the left side, input 1 the right. Each side's rows are kept per join key with their
-//! multiplicity and, for an outer side, the number of rows of the other side they join with
+//! Input 0 is the left side, input 1 the right. Each side's rows are kept per join key (each copy
+//! of a row as an entry) and, for an outer side, the number of rows of the other side they join with
 //! (their associations, as Flink's `OuterJoinRecordStateViews`). For a record of one side:
 //! - accumulate (`+I`/`+U`), outer side: without a match emit `+I row+nulls`; with matches, for
 //!   each matching other row (once per copy) emit `-D nulls+other` if that outer other row had
@@ -153,7 +153,9 @@ pub(crate) fn extract_key(row: &[Value], cols: &[usize], key: &mut Row) -> Resul
 #[derive(Clone, Debug, PartialEq)]
 pub struct SideRow {
     pub row: Row,
-    /// Copies of the row (additions minus retractions, at least 1).
+    /// Copies of the row this entry stands for (at least 1): the operator stores each added
+    /// copy as its own entry (count 1), and a retraction removes one copy of the first equal
+    /// entry.
     pub count: i64,
     /// Rows of the other side it joins with; kept for outer sides only (0 otherwise).
     pub associations: i64,
@@ -409,17 +411,18 @@ impl StreamingJoin {
             written: now,
         };
         if accumulate {
+            // A copy of a stored row becomes an entry of its own rather than a count: no search
+            // of the key's rows per record (a hot key of the larger side costs what Flink's map
+            // lookup does), and equal rows have equal associations anyway, so matching and
+            // padding treat each copy as Flink treats each count of one entry.
             match own.get_mut(codec, self.key_buf.as_slice())? {
                 Some(rows) => {
-                    rows.retain(|r| live(r));
-                    match rows.iter_mut().find(|r| r.row == change.row) {
-                        Some(r) => {
-                            r.count += 1;
-                            r.associations = assoc;
-                            r.written = now;
-                        }
-                        None => rows.push(fresh(change.row)),
+                    // Expired rows are invisible; they are dropped when the oldest one is
+                    // expired, so a hot key is not scanned per record.
+                    if rows.first().is_some_and(|r| !live(r)) {
+                        rows.retain(|r| live(r));
                     }
+                    rows.push(fresh(change.row));
                 }
                 None => own.insert(codec, self.key_buf.clone(), vec![fresh(change.row)])?,
             }
