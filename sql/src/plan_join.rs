@@ -551,16 +551,6 @@ impl Planner<'_> {
             )
         };
         let residual = cond.residual_predicate();
-        let describe_keys = |keys: &[usize], rel: &Rel| {
-            keys.iter()
-                .map(|k| {
-                    rel.columns
-                        .get(*k)
-                        .map_or_else(|| format!("${k}"), |c| c.name.clone())
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let select = joined
             .columns
             .iter()
@@ -568,9 +558,6 @@ impl Planner<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         let where_ = describe_exprs(std::slice::from_ref(&cond.on), &joined.columns);
-        let nullable_left = matches!(kind, JoinKind::Right | JoinKind::Full);
-        let nullable_right = matches!(kind, JoinKind::Left | JoinKind::Full);
-        let _ = (nullable_left, nullable_right);
         let spec = JoinSpec {
             join_type: kind.engine(),
             left_keys: lkeys.clone(),
@@ -600,14 +587,12 @@ impl Planner<'_> {
                     upper: b.upper,
                 };
                 let description = format!(
-                    "joinType=[{}], windowBounds=[isRowTime=true, leftLowerBound={}, leftUpperBound={}, leftTimeIndex={}, rightTimeIndex={}], where=[{where_}], select=[{select}], leftKeys=[{}], rightKeys=[{}]",
+                    "joinType=[{}], windowBounds=[isRowTime=true, leftLowerBound={}, leftUpperBound={}, leftTimeIndex={}, rightTimeIndex={}], where=[{where_}], select=[{select}]",
                     kind.engine().name(),
                     b.lower,
                     b.upper,
                     b.left_time,
                     b.right_time,
-                    describe_keys(&lkeys, &lin),
-                    describe_keys(&rkeys, &rin),
                 );
                 (
                     "IntervalJoin",
@@ -622,18 +607,11 @@ impl Planner<'_> {
                 for c in &mut columns {
                     c.rowtime = false;
                 }
-                let spec_desc = |keys: &[usize], rel: &Rel| {
-                    if keys.is_empty() {
-                        "NoUniqueKey".to_string()
-                    } else {
-                        format!("JoinKey=[{}]", describe_keys(keys, rel))
-                    }
-                };
+                // Flink names the state layout of each input; unique keys are not tracked
+                // here, so every input is stored as Flink stores one without a unique key.
                 let description = format!(
-                    "joinType=[{}], where=[{where_}], select=[{select}], leftInputSpec=[{}], rightInputSpec=[{}]",
+                    "joinType=[{}], where=[{where_}], select=[{select}], leftInputSpec=[NoUniqueKey], rightInputSpec=[NoUniqueKey]",
                     kind.engine().name(),
-                    spec_desc(&lkeys, &lin),
-                    spec_desc(&rkeys, &rin),
                 );
                 let append_only = kind == JoinKind::Inner && left.append_only && right.append_only;
                 (
