@@ -257,7 +257,12 @@ impl IntervalJoin {
         }
     }
 
+    /// Rows of a side at or before this time can no longer join (Flink's `calExpirationTime`:
+    /// everything once the watermark is at its maximum).
     fn expiration(operator_time: i64, relative: i64) -> i64 {
+        if operator_time == i64::MAX {
+            return i64::MAX;
+        }
         operator_time.saturating_sub(relative).saturating_sub(1)
     }
 
