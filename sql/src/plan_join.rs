@@ -493,15 +493,15 @@ impl Planner<'_> {
     /// Makes the key expressions plain columns of `rel`: returns the input to hash (with computed
     /// keys appended by a `Calc` when some are not plain columns) and the key columns.
     fn key_columns(&mut self, rel: &Rel, keys: &[Expr]) -> (Rel, Vec<usize>) {
-        if keys.iter().all(|k| matches!(k, Expr::Column(_))) {
-            let cols = keys
-                .iter()
-                .map(|k| match k {
-                    Expr::Column(i) => *i,
-                    _ => unreachable!("checked above"),
-                })
-                .collect();
-            return (rel.clone(), cols);
+        let plain: Vec<usize> = keys
+            .iter()
+            .filter_map(|k| match k {
+                Expr::Column(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        if plain.len() == keys.len() {
+            return (rel.clone(), plain);
         }
         let n = rel.columns.len();
         let mut projections: Vec<(Expr, ScopeColumn)> = rel
