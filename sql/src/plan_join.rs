@@ -60,7 +60,9 @@ pub(crate) struct IntervalBounds {
     pub left_time: usize,
     /// The rowtime column of the right input (numbered from 0 in the right input).
     pub right_time: usize,
+    /// The smallest `left_time - right_time`.
     pub lower: i64,
+    /// The largest `left_time - right_time`.
     pub upper: i64,
 }
 

@@ -44,6 +44,7 @@ use crate::value::{Change, Row, RowKind, Value};
 /// What the planner specifies for an interval join.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntervalJoinSpec {
+    /// Join type, keys, widths and residual condition, as for a regular join.
     pub join: JoinSpec,
     /// The rowtime column of the left input.
     pub left_time: usize,
@@ -51,6 +52,7 @@ pub struct IntervalJoinSpec {
     pub right_time: usize,
     /// `left_time - right_time` lies in `[lower, upper]` (milliseconds).
     pub lower: i64,
+    /// See `lower`.
     pub upper: i64,
 }
 
@@ -60,7 +62,9 @@ pub type RowCache = BTreeMap<i64, Vec<(Row, bool)>>;
 /// The state of one join key.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IntervalKeyState {
+    /// The left rows that may still join.
     pub left: RowCache,
+    /// The right rows that may still join.
     pub right: RowCache,
     /// When the cleanup of the left cache is due (Flink's `rightTimerState`).
     pub left_cleanup: Option<i64>,

@@ -45,9 +45,13 @@ use crate::value::{Change, Row, RowKind, Value};
 /// The type of a join.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JoinType {
+    /// Only matching pairs.
     Inner,
+    /// Matching pairs, and unmatched left rows null-padded.
     LeftOuter,
+    /// Matching pairs, and unmatched right rows null-padded.
     RightOuter,
+    /// Matching pairs, and unmatched rows of both sides null-padded.
     FullOuter,
 }
 
@@ -88,10 +92,12 @@ pub struct JoinSpec {
     pub join_type: JoinType,
     /// Key columns of the left input, pairwise equal to `right_keys`.
     pub left_keys: Vec<usize>,
+    /// Key columns of the right input.
     pub right_keys: Vec<usize>,
     /// The left input's columns that are output (key columns computed for the join follow them
     /// in the input and are dropped).
     pub left_width: usize,
+    /// The right input's columns that are output.
     pub right_width: usize,
     /// The non-equi condition, over `left[..left_width] ++ right[..right_width]`.
     pub residual: Option<Expr>,
@@ -152,6 +158,7 @@ pub(crate) fn extract_key(row: &[Value], cols: &[usize], key: &mut Row) -> Resul
 /// One stored row of a side, under its join key.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SideRow {
+    /// The row, without the key columns computed for the join.
     pub row: Row,
     /// Copies of the row this entry stands for (at least 1): the operator stores each added
     /// copy as its own entry (count 1), and a retraction removes one copy of the first equal
