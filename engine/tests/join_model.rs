@@ -9,6 +9,8 @@
 //!   `max_ts - delay` after every row, the delay larger than the out-of-orderness so that no row
 //!   is ever late; its output (append-only) must equal the batch interval join, outer rows
 //!   padded, once the final watermark has expired every row.
+//! - Both, checkpointed after a random prefix and restored as two subtasks (the keyed state split
+//!   by key group, the rows routed by their key's group), go on to emit what one subtask does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -239,5 +241,155 @@ proptest! {
             3,
         );
         prop_assert_eq!(folded, expected);
+    }
+}
+
+/// One input of a rescaling run: a change on a side, or a watermark for every subtask.
+#[derive(Clone, Debug)]
+enum Input {
+    Row(usize, Change),
+    Watermark(i64),
+}
+
+/// Feeds `inputs` to one operator per key-group half (`ops.len()` 1 or 2), routing each row by
+/// its key's group as the hash exchange does; returns every output change.
+fn feed_routed(ops: &mut [Box<dyn Operator>], inputs: &[Input]) -> Vec<Change> {
+    let mut out = Output::new();
+    for i in inputs {
+        match i {
+            Input::Row(side, c) => {
+                let hash = streamsql_engine::state::row_key_hash(&c.row[..1]);
+                let group = streamsql_engine::keygroup::key_group(hash, 128);
+                let target = if ops.len() == 1 {
+                    0
+                } else {
+                    usize::from(group >= 64)
+                };
+                ops[target]
+                    .on_batch(*side, vec![c.clone()], &mut out)
+                    .expect("join");
+            }
+            Input::Watermark(w) => {
+                for op in ops.iter_mut() {
+                    op.on_watermark(*w, &mut out).expect("watermark");
+                }
+            }
+        }
+    }
+    for op in ops.iter_mut() {
+        op.on_watermark(i64::MAX, &mut out)
+            .expect("final watermark");
+    }
+    out.changes
+}
+
+/// Runs `make`'s operator over a prefix of `inputs`, checkpoints it, restores the checkpoint
+/// split by key group into two operators, and checks that they go on to emit what the original
+/// does (folded with the prefix's output: the two subtasks' outputs interleave in no particular
+/// order).
+fn check_rescaled(
+    make: &dyn Fn(&TaskContext) -> Box<dyn Operator>,
+    inputs: &[Input],
+    cut: usize,
+) -> std::result::Result<(), TestCaseError> {
+    use streamsql_engine::state::{
+        restore_operator, snapshot_now, standalone_context, BackendKind,
+    };
+    let ctx_with = || TaskContext {
+        state: standalone_context(BackendKind::HashMap, 1 << 20),
+        ..ctx()
+    };
+    let ctx_a = ctx_with();
+    let mut a = vec![make(&ctx_a)];
+    let mut prefix = Output::new();
+    for i in &inputs[..cut] {
+        match i {
+            Input::Row(side, c) => a[0]
+                .on_batch(*side, vec![c.clone()], &mut prefix)
+                .expect("join"),
+            Input::Watermark(w) => a[0].on_watermark(*w, &mut prefix).expect("watermark"),
+        }
+    }
+    let (blob, snap) =
+        snapshot_now(a[0].as_mut(), ctx_a.state.store.as_ref(), 1).expect("snapshot");
+    let mut halves: Vec<Box<dyn Operator>> = Vec::new();
+    for half in 0..2u16 {
+        let ctx_b = ctx_with();
+        let mut b = make(&ctx_b);
+        let part: Vec<_> = snap
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                s.records.retain(|r| (r.key_group >= 64) == (half == 1));
+                s
+            })
+            .collect();
+        b.restore_rescaled(&[&blob]).expect("operator state");
+        restore_operator(b.as_mut(), ctx_b.state.store.as_ref(), &[], part).expect("restore");
+        halves.push(b);
+    }
+    // The continuation may retract what the prefix emitted: fold both together.
+    let whole = fold(&[prefix.changes.clone(), feed_routed(&mut a, &inputs[cut..])].concat());
+    let split = fold(&[prefix.changes, feed_routed(&mut halves, &inputs[cut..])].concat());
+    prop_assert!(whole.is_some());
+    prop_assert_eq!(whole, split);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+
+    #[test]
+    fn joins_restored_at_two_subtasks_go_on_like_one(
+        rows in prop::collection::vec((0..2usize, prop::option::weighted(0.9, 0..6i32), 0..30i64, any::<bool>()), 1..80),
+        jt in 0..4usize,
+        cut_at in any::<prop::sample::Index>(),
+    ) {
+        let jt = TYPES[jt];
+        // Regular join: inserts and retractions of earlier rows of the same side.
+        let mut live: [Vec<Row>; 2] = [Vec::new(), Vec::new()];
+        let mut regular = Vec::new();
+        let mut interval = Vec::new();
+        let mut max_ts = 0;
+        for (i, (side, k, jitter, retract)) in rows.iter().enumerate() {
+            let key = k.map_or(Value::Null, Value::Int);
+            if *retract && !live[*side].is_empty() {
+                let row = live[*side].remove(0);
+                regular.push(Input::Row(*side, Change::new(RowKind::Delete, row)));
+            } else {
+                let row = vec![key.clone(), Value::Int(i32::try_from(*jitter).unwrap_or(0))];
+                live[*side].push(row.clone());
+                regular.push(Input::Row(*side, Change::insert(row)));
+            }
+            let ts = 1000 + i64::try_from(i).unwrap_or(0) * 3 + jitter;
+            interval.push(Input::Row(*side, Change::insert(vec![key, Value::Int(0), Value::Timestamp(ts)])));
+            max_ts = std::cmp::max(max_ts, ts);
+            if i % 4 == 3 {
+                interval.push(Input::Watermark(max_ts - 40));
+            }
+        }
+        let spec = JoinSpec {
+            join_type: jt,
+            left_keys: vec![0],
+            right_keys: vec![0],
+            left_width: 2,
+            right_width: 2,
+            residual: None,
+        };
+        let make_regular = |c: &TaskContext| -> Box<dyn Operator> {
+            Box::new(StreamingJoin::new(spec.clone(), c).expect("valid spec"))
+        };
+        check_rescaled(&make_regular, &regular, cut_at.index(regular.len() + 1))?;
+        let ispec = IntervalJoinSpec {
+            join: JoinSpec { left_width: 3, right_width: 3, ..spec.clone() },
+            left_time: 2,
+            right_time: 2,
+            lower: -5,
+            upper: 7,
+        };
+        let make_interval = |c: &TaskContext| -> Box<dyn Operator> {
+            Box::new(IntervalJoin::new(ispec.clone(), c).expect("valid spec"))
+        };
+        check_rescaled(&make_interval, &interval, cut_at.index(interval.len() + 1))?;
     }
 }
