@@ -672,6 +672,25 @@ fn expr_type(e: &Expr, columns: &[ScopeColumn]) -> DataType {
     }
 }
 
+/// Makes the column names of a derived table or view unique as Calcite does, so that a join's
+/// `SELECT *` can be read from outside: a repeated name gets the first free suffix counting from
+/// 0 (`uid`, `uid0`, `uid1`). Names compare without case, as this planner resolves them.
+pub(crate) fn uniquify_names(columns: &mut [ScopeColumn]) {
+    let mut used: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for c in columns.iter_mut() {
+        if used.insert(c.name.to_ascii_lowercase()) {
+            continue;
+        }
+        for j in 0usize.. {
+            let candidate = format!("{}{j}", c.name);
+            if used.insert(candidate.to_ascii_lowercase()) {
+                c.name = candidate;
+                break;
+            }
+        }
+    }
+}
+
 /// Flink refuses to write a result with more than one rowtime attribute (an interval join keeps
 /// both inputs'): one must be cast to a plain TIMESTAMP first.
 pub(crate) fn check_one_rowtime(rel: &Rel, table: &str) -> SqlResult<()> {
