@@ -60,7 +60,9 @@ pub(crate) struct IntervalBounds {
     pub left_time: usize,
     /// The rowtime column of the right input (numbered from 0 in the right input).
     pub right_time: usize,
+    /// The smallest `left_time - right_time`.
     pub lower: i64,
+    /// The largest `left_time - right_time`.
     pub upper: i64,
 }
 
@@ -105,7 +107,7 @@ pub(crate) fn analyze_join_condition(
     on: &AstExpr,
 ) -> SqlResult<JoinCondition> {
     let scope = joined_scope(left, right);
-    let on = ExprBinder::new(sql, &scope).bind_predicate(on, "JOIN ON")?;
+    let on = ExprBinder::new(sql, &scope).bind_predicate(on, "ON")?;
     Ok(split_condition(on, left.columns.len()))
 }
 
@@ -501,15 +503,15 @@ impl Planner<'_> {
     /// Makes the key expressions plain columns of `rel`: returns the input to hash (with computed
     /// keys appended by a `Calc` when some are not plain columns) and the key columns.
     fn key_columns(&mut self, rel: &Rel, keys: &[Expr]) -> (Rel, Vec<usize>) {
-        if keys.iter().all(|k| matches!(k, Expr::Column(_))) {
-            let cols = keys
-                .iter()
-                .map(|k| match k {
-                    Expr::Column(i) => *i,
-                    _ => unreachable!("checked above"),
-                })
-                .collect();
-            return (rel.clone(), cols);
+        let plain: Vec<usize> = keys
+            .iter()
+            .filter_map(|k| match k {
+                Expr::Column(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        if plain.len() == keys.len() {
+            return (rel.clone(), plain);
         }
         let n = rel.columns.len();
         let mut projections: Vec<(Expr, ScopeColumn)> = rel
@@ -559,16 +561,6 @@ impl Planner<'_> {
             )
         };
         let residual = cond.residual_predicate();
-        let describe_keys = |keys: &[usize], rel: &Rel| {
-            keys.iter()
-                .map(|k| {
-                    rel.columns
-                        .get(*k)
-                        .map_or_else(|| format!("${k}"), |c| c.name.clone())
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let select = joined
             .columns
             .iter()
@@ -576,9 +568,6 @@ impl Planner<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         let where_ = describe_exprs(std::slice::from_ref(&cond.on), &joined.columns);
-        let nullable_left = matches!(kind, JoinKind::Right | JoinKind::Full);
-        let nullable_right = matches!(kind, JoinKind::Left | JoinKind::Full);
-        let _ = (nullable_left, nullable_right);
         let spec = JoinSpec {
             join_type: kind.engine(),
             left_keys: lkeys.clone(),
@@ -608,14 +597,12 @@ impl Planner<'_> {
                     upper: b.upper,
                 };
                 let description = format!(
-                    "joinType=[{}], windowBounds=[isRowTime=true, leftLowerBound={}, leftUpperBound={}, leftTimeIndex={}, rightTimeIndex={}], where=[{where_}], select=[{select}], leftKeys=[{}], rightKeys=[{}]",
+                    "joinType=[{}], windowBounds=[isRowTime=true, leftLowerBound={}, leftUpperBound={}, leftTimeIndex={}, rightTimeIndex={}], where=[{where_}], select=[{select}]",
                     kind.engine().name(),
                     b.lower,
                     b.upper,
                     b.left_time,
                     b.right_time,
-                    describe_keys(&lkeys, &lin),
-                    describe_keys(&rkeys, &rin),
                 );
                 (
                     "IntervalJoin",
@@ -630,18 +617,11 @@ impl Planner<'_> {
                 for c in &mut columns {
                     c.rowtime = false;
                 }
-                let spec_desc = |keys: &[usize], rel: &Rel| {
-                    if keys.is_empty() {
-                        "NoUniqueKey".to_string()
-                    } else {
-                        format!("JoinKey=[{}]", describe_keys(keys, rel))
-                    }
-                };
+                // Flink names the state layout of each input; unique keys are not tracked
+                // here, so every input is stored as Flink stores one without a unique key.
                 let description = format!(
-                    "joinType=[{}], where=[{where_}], select=[{select}], leftInputSpec=[{}], rightInputSpec=[{}]",
+                    "joinType=[{}], where=[{where_}], select=[{select}], leftInputSpec=[NoUniqueKey], rightInputSpec=[NoUniqueKey]",
                     kind.engine().name(),
-                    spec_desc(&lkeys, &lin),
-                    spec_desc(&rkeys, &rin),
                 );
                 let append_only = kind == JoinKind::Inner && left.append_only && right.append_only;
                 (
@@ -698,6 +678,54 @@ fn expr_type(e: &Expr, columns: &[ScopeColumn]) -> DataType {
         | Expr::IsNotNull(_)
         | Expr::In { .. } => DataType::Boolean,
     }
+}
+
+/// Makes the column names of a derived table or view unique as Calcite does, so that a join's
+/// `SELECT *` can be read from outside: a repeated name gets the first free suffix counting from
+/// 0 (`uid`, `uid0`, `uid1`). Names compare without case, as this planner resolves them.
+pub(crate) fn uniquify_names(columns: &mut [ScopeColumn]) {
+    let mut used: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for c in columns.iter_mut() {
+        if used.insert(c.name.to_ascii_lowercase()) {
+            continue;
+        }
+        for j in 0usize.. {
+            let candidate = format!("{}{j}", c.name);
+            if used.insert(candidate.to_ascii_lowercase()) {
+                c.name = candidate;
+                break;
+            }
+        }
+    }
+}
+
+/// Flink refuses to write a result with more than one rowtime attribute (an interval join keeps
+/// both inputs'): one must be cast to a plain TIMESTAMP first.
+pub(crate) fn check_one_rowtime(rel: &Rel, table: &str) -> SqlResult<()> {
+    let mut names: Vec<String> = Vec::new();
+    for (i, c) in rel.columns.iter().enumerate() {
+        if !c.rowtime {
+            continue;
+        }
+        // Calcite makes duplicate field names unique with a counter: ts, ts0, ts1.
+        let dup = rel.columns[..i]
+            .iter()
+            .filter(|p| p.name.eq_ignore_ascii_case(&c.name))
+            .count();
+        names.push(if dup == 0 {
+            c.name.clone()
+        } else {
+            format!("{}{}", c.name, dup - 1)
+        });
+    }
+    if names.len() > 1 {
+        return Err(SqlError::validation(format!(
+            "The query contains more than one rowtime attribute column [{}] for writing into table '{table}'.",
+            names.join(", ")
+        ))
+        .with_help("cast all but one of them to TIMESTAMP(3)"));
+    }
+    Ok(())
 }
 
 /// A join operator's name for an error message.

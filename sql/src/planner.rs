@@ -1860,6 +1860,7 @@ pub(crate) fn schema_of(columns: &[ScopeColumn]) -> Schema {
 }
 
 fn requalify(mut rel: Rel, q: &str) -> Rel {
+    crate::plan_join::uniquify_names(&mut rel.columns);
     for c in &mut rel.columns {
         c.qualifier = Some(q.to_string());
     }
@@ -1867,6 +1868,7 @@ fn requalify(mut rel: Rel, q: &str) -> Rel {
 }
 
 fn requalify_none(mut rel: Rel) -> Rel {
+    crate::plan_join::uniquify_names(&mut rel.columns);
     for c in &mut rel.columns {
         c.qualifier = None;
     }

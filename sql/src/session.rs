@@ -280,6 +280,7 @@ impl SqlSession {
             Statement::Query { query, .. } => {
                 let rel =
                     Planner::new(sql, &self.catalog, &self.config, graph).plan_query(query)?;
+                crate::plan_join::check_one_rowtime(&rel, "*anonymous_collect$1*")?;
                 selects.push(self.collect_sink(graph, &rel));
             }
             Statement::Explain { statement, .. } => {
@@ -488,6 +489,7 @@ impl SqlSession {
         let rel = Planner::new(sql, &self.catalog, &self.config, graph).plan_query(&ins.query)?;
         let schema = target.physical_schema();
         let full_name = format!("default_catalog.default_database.{}", target.def.name);
+        crate::plan_join::check_one_rowtime(&rel, &full_name)?;
         // Which query column feeds which sink column.
         let mapping: Vec<Option<usize>> = if ins.columns.is_empty() {
             if rel.columns.len() != schema.len() {

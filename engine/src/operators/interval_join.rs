@@ -44,6 +44,7 @@ use crate::value::{Change, Row, RowKind, Value};
 /// What the planner specifies for an interval join.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IntervalJoinSpec {
+    /// Join type, keys, widths and residual condition, as for a regular join.
     pub join: JoinSpec,
     /// The rowtime column of the left input.
     pub left_time: usize,
@@ -51,6 +52,7 @@ pub struct IntervalJoinSpec {
     pub right_time: usize,
     /// `left_time - right_time` lies in `[lower, upper]` (milliseconds).
     pub lower: i64,
+    /// See `lower`.
     pub upper: i64,
 }
 
@@ -60,7 +62,9 @@ pub type RowCache = BTreeMap<i64, Vec<(Row, bool)>>;
 /// The state of one join key.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct IntervalKeyState {
+    /// The left rows that may still join.
     pub left: RowCache,
+    /// The right rows that may still join.
     pub right: RowCache,
     /// When the cleanup of the left cache is due (Flink's `rightTimerState`).
     pub left_cleanup: Option<i64>,
@@ -257,7 +261,12 @@ impl IntervalJoin {
         }
     }
 
+    /// Rows of a side at or before this time can no longer join (Flink's `calExpirationTime`:
+    /// everything once the watermark is at its maximum).
     fn expiration(operator_time: i64, relative: i64) -> i64 {
+        if operator_time == i64::MAX {
+            return i64::MAX;
+        }
         operator_time.saturating_sub(relative).saturating_sub(1)
     }
 
@@ -647,5 +656,214 @@ impl Operator for IntervalJoin {
             self.timers.insert((t, key.clone()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::TaskMetrics;
+    use crate::operators::join::JoinType;
+    use crate::state::{restore_operator, snapshot_now, standalone_context, BackendKind};
+
+    fn ctx() -> TaskContext {
+        TaskContext {
+            operator_id: 1,
+            operator_name: "IntervalJoin".into(),
+            subtask_index: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            metrics: Arc::new(TaskMetrics::new()),
+            state: Default::default(),
+        }
+    }
+
+    /// Rows are (k INT, ts TIMESTAMP) on both sides; `l.ts - r.ts` in [-1, 5].
+    fn spec(join_type: JoinType) -> IntervalJoinSpec {
+        IntervalJoinSpec {
+            join: JoinSpec {
+                join_type,
+                left_keys: vec![0],
+                right_keys: vec![0],
+                left_width: 2,
+                right_width: 2,
+                residual: None,
+            },
+            left_time: 1,
+            right_time: 1,
+            lower: -1,
+            upper: 5,
+        }
+    }
+
+    fn row(k: i32, ts: i64) -> Change {
+        Change::insert(vec![Value::Int(k), Value::Timestamp(ts)])
+    }
+
+    fn show(out: &Output) -> Vec<String> {
+        out.changes
+            .iter()
+            .map(|c| {
+                let vals: Vec<String> = c
+                    .row
+                    .iter()
+                    .map(|v| match v {
+                        Value::Int(i) => i.to_string(),
+                        Value::Timestamp(t) => t.to_string(),
+                        _ => "null".to_string(),
+                    })
+                    .collect();
+                format!("{}[{}]", c.kind.short(), vals.join(", "))
+            })
+            .collect()
+    }
+
+    fn feed(op: &mut IntervalJoin, input: usize, c: Change) -> Output {
+        let mut out = Output::new();
+        op.on_batch(input, vec![c], &mut out).unwrap();
+        out
+    }
+
+    fn watermark(op: &mut IntervalJoin, w: i64) -> Output {
+        let mut out = Output::new();
+        op.on_watermark(w, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn joins_in_the_interval_and_delays_the_watermark() {
+        let mut op = IntervalJoin::new(spec(JoinType::Inner), &ctx()).unwrap();
+        assert!(show(&feed(&mut op, 0, row(1, 10))).is_empty());
+        // 10 - 4 = 6 is in [-1, 5]? No: 6 > 5.
+        assert!(show(&feed(&mut op, 1, row(1, 4))).is_empty());
+        assert_eq!(show(&feed(&mut op, 1, row(1, 5))), ["+I[1, 10, 1, 5]"]);
+        assert_eq!(show(&feed(&mut op, 1, row(1, 11))), ["+I[1, 10, 1, 11]"]);
+        assert!(show(&feed(&mut op, 1, row(2, 10))).is_empty());
+        let out = watermark(&mut op, 100);
+        assert_eq!(out.watermarks, vec![(0, 95)]);
+        assert_eq!(op.keys(), 0, "everything expired");
+        assert_eq!(op.pending_timers(), 0);
+    }
+
+    #[test]
+    fn outer_rows_are_padded_when_they_expire_or_arrive_late() {
+        let mut op = IntervalJoin::new(spec(JoinType::FullOuter), &ctx()).unwrap();
+        assert!(show(&feed(&mut op, 0, row(1, 10))).is_empty());
+        assert!(show(&feed(&mut op, 1, row(2, 10))).is_empty());
+        assert!(show(&watermark(&mut op, 10)).is_empty());
+        // The left row's cleanup is due at 10 + 1 + 3 + 1 = 15.
+        assert_eq!(show(&watermark(&mut op, 15)), ["+I[1, 10, null, null]"]);
+        // The right row's at 10 + 5 + 3 + 1 = 19.
+        assert_eq!(show(&watermark(&mut op, 19)), ["+I[null, null, 2, 10]"]);
+        // A left row whose range ended before the watermark is padded at once...
+        assert_eq!(
+            show(&feed(&mut op, 0, row(3, 10))),
+            ["+I[3, 10, null, null]"]
+        );
+        // ...and a late right row still joins what is cached.
+        feed(&mut op, 0, row(4, 30));
+        assert_eq!(show(&feed(&mut op, 1, row(4, 26))), ["+I[4, 30, 4, 26]"]);
+        assert_eq!(op.pending_timers(), 1, "the cached left row");
+    }
+
+    #[test]
+    fn empty_interval_joins_nothing() {
+        let mut s = spec(JoinType::LeftOuter);
+        s.lower = 3;
+        s.upper = 2;
+        let mut op = IntervalJoin::new(s, &ctx()).unwrap();
+        feed(&mut op, 1, row(1, 10));
+        assert_eq!(
+            show(&feed(&mut op, 0, row(1, 12))),
+            ["+I[1, 12, null, null]"]
+        );
+        assert_eq!(watermark(&mut op, 50).watermarks, vec![(0, 50)]);
+    }
+
+    #[test]
+    fn updates_and_bad_inputs_are_errors() {
+        let mut op = IntervalJoin::new(spec(JoinType::Inner), &ctx()).unwrap();
+        let mut out = Output::new();
+        let del = Change::new(RowKind::Delete, vec![Value::Int(1), Value::Timestamp(1)]);
+        assert!(op.on_batch(0, vec![del], &mut out).is_err());
+        assert!(op.on_batch(2, vec![row(1, 1)], &mut out).is_err());
+        // A NULL rowtime is dropped.
+        let null_time = Change::insert(vec![Value::Int(1), Value::Null]);
+        op.on_batch(0, vec![null_time], &mut out).unwrap();
+        assert_eq!(op.keys(), 0);
+        assert!(op.restore_state(&[1, 2, 3]).is_err());
+        assert!(op.restore_keyed("interval", &[0], &[7, 7]).is_err());
+    }
+
+    #[test]
+    fn restored_operator_continues_like_the_original() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..20u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let kind = if seed % 2 == 0 {
+                BackendKind::HashMap
+            } else {
+                BackendKind::Sled
+            };
+            let jt = [
+                JoinType::Inner,
+                JoinType::LeftOuter,
+                JoinType::RightOuter,
+                JoinType::FullOuter,
+            ][usize::try_from(seed % 4).unwrap()];
+            let mut steps: Vec<(usize, Option<Change>, i64)> = Vec::new();
+            let mut wm = 0;
+            for _ in 0..150 {
+                if rng.gen_bool(0.15) {
+                    wm += rng.gen_range(0..6);
+                    steps.push((0, None, wm));
+                } else {
+                    let t = wm + rng.gen_range(-3..12);
+                    steps.push((rng.gen_range(0..2), Some(row(rng.gen_range(0..4), t)), 0));
+                }
+            }
+            let run = |op: &mut IntervalJoin, steps: &[(usize, Option<Change>, i64)]| {
+                let mut out = Output::new();
+                for (side, c, w) in steps {
+                    match c {
+                        Some(c) => op.on_batch(*side, vec![c.clone()], &mut out).unwrap(),
+                        None => op.on_watermark(*w, &mut out).unwrap(),
+                    }
+                }
+                op.on_watermark(i64::MAX, &mut out).unwrap();
+                out
+            };
+            let cut = rng.gen_range(0..steps.len());
+            let ctx_a = TaskContext {
+                state: standalone_context(kind, 1 << 20),
+                ..ctx()
+            };
+            let mut a = IntervalJoin::new(spec(jt), &ctx_a).unwrap();
+            let mut out = Output::new();
+            for (side, c, w) in &steps[..cut] {
+                match c {
+                    Some(c) => a.on_batch(*side, vec![c.clone()], &mut out).unwrap(),
+                    None => a.on_watermark(*w, &mut out).unwrap(),
+                }
+            }
+            let (blob, snap) = snapshot_now(&mut a, ctx_a.state.store.as_ref(), 1).unwrap();
+            let ctx_b = TaskContext {
+                state: standalone_context(kind, 1 << 20),
+                ..ctx()
+            };
+            let mut b = IntervalJoin::new(spec(jt), &ctx_b).unwrap();
+            restore_operator(
+                &mut b,
+                ctx_b.state.store.as_ref(),
+                &blob,
+                snap.into_iter().collect(),
+            )
+            .unwrap();
+            assert_eq!(b.pending_timers(), a.pending_timers(), "seed {seed}");
+            let out_a = run(&mut a, &steps[cut..]);
+            let out_b = run(&mut b, &steps[cut..]);
+            assert_eq!(out_a.changes, out_b.changes, "seed {seed}");
+            assert_eq!(out_a.watermarks, out_b.watermarks, "seed {seed}");
+        }
     }
 }

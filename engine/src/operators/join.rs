@@ -2,8 +2,8 @@
 //! `StreamingJoinOperator` semantics for INNER, LEFT, RIGHT and FULL joins over append-only or
 //! updating inputs.
 //!
-//! Input 0 is the left side, input 1 the right. Each side's rows are kept per join key with their
-//! multiplicity and, for an outer side, the number of rows of the other side they join with
+//! Input 0 is the left side, input 1 the right. Each side's rows are kept per join key (each copy
+//! of a row as an entry) and, for an outer side, the number of rows of the other side they join with
 //! (their associations, as Flink's `OuterJoinRecordStateViews`). For a record of one side:
 //! - accumulate (`+I`/`+U`), outer side: without a match emit `+I row+nulls`; with matches, for
 //!   each matching other row (once per copy) emit `-D nulls+other` if that outer other row had
@@ -24,9 +24,11 @@
 //! (Flink's order is its state's map order, which is not specified).
 //!
 //! State: two [`KeyedState`]s, `left-records` and `right-records` (`-ttl` with a TTL), each key
-//! holding the side's rows with their count and associations. `table.exec.state.ttl` expires a
-//! key's rows of one side that long after their last write, as Flink's state TTL does for each
-//! side. The operator state of a snapshot is the operator's shape.
+//! holding the side's rows with their count, associations and last write time.
+//! `table.exec.state.ttl` expires each row that long after its last write, as Flink's map state
+//! with a TTL does per entry (an expired row reads as absent; a key whose rows all expired goes
+//! as a whole through the keyed state's own TTL). The operator state of a snapshot is the
+//! operator's shape.
 
 use std::sync::Arc;
 
@@ -43,9 +45,13 @@ use crate::value::{Change, Row, RowKind, Value};
 /// The type of a join.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JoinType {
+    /// Only matching pairs.
     Inner,
+    /// Matching pairs, and unmatched left rows null-padded.
     LeftOuter,
+    /// Matching pairs, and unmatched right rows null-padded.
     RightOuter,
+    /// Matching pairs, and unmatched rows of both sides null-padded.
     FullOuter,
 }
 
@@ -86,10 +92,12 @@ pub struct JoinSpec {
     pub join_type: JoinType,
     /// Key columns of the left input, pairwise equal to `right_keys`.
     pub left_keys: Vec<usize>,
+    /// Key columns of the right input.
     pub right_keys: Vec<usize>,
     /// The left input's columns that are output (key columns computed for the join follow them
     /// in the input and are dropped).
     pub left_width: usize,
+    /// The right input's columns that are output.
     pub right_width: usize,
     /// The non-equi condition, over `left[..left_width] ++ right[..right_width]`.
     pub residual: Option<Expr>,
@@ -150,11 +158,18 @@ pub(crate) fn extract_key(row: &[Value], cols: &[usize], key: &mut Row) -> Resul
 /// One stored row of a side, under its join key.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SideRow {
+    /// The row, without the key columns computed for the join.
     pub row: Row,
-    /// Copies of the row (additions minus retractions, at least 1).
+    /// Copies of the row this entry stands for (at least 1): the operator stores each added
+    /// copy as its own entry (count 1), and a retraction removes one copy of the first equal
+    /// entry.
     pub count: i64,
     /// Rows of the other side it joins with; kept for outer sides only (0 otherwise).
     pub associations: i64,
+    /// When the row was last written (processing time, milliseconds; 0 without a state TTL):
+    /// with `table.exec.state.ttl` each row expires on its own, as an entry of Flink's map
+    /// state does.
+    pub written: i64,
 }
 
 /// How keys and values of a side's state become bytes.
@@ -180,6 +195,7 @@ impl StateCodec<Row, Vec<SideRow>> for SideCodec {
         for r in rows {
             put_ivarint(out, r.count);
             put_ivarint(out, r.associations);
+            put_ivarint(out, r.written);
             put_values(&r.row, out);
         }
     }
@@ -194,6 +210,7 @@ impl StateCodec<Row, Vec<SideRow>> for SideCodec {
         for _ in 0..n {
             let count = get_ivarint(input)?;
             let associations = get_ivarint(input)?;
+            let written = get_ivarint(input)?;
             if count <= 0 || associations < 0 {
                 return Err(corrupt(format!(
                     "a stored join row has count {count} and {associations} associations"
@@ -205,6 +222,7 @@ impl StateCodec<Row, Vec<SideRow>> for SideCodec {
                 row,
                 count,
                 associations,
+                written,
             });
         }
         expect_end(input)?;
@@ -233,6 +251,10 @@ pub struct StreamingJoin {
     key_buf: Row,
     /// Reused for the joined row a residual is evaluated on.
     pair_buf: Row,
+    /// `table.exec.state.ttl`: rows expire this long after their last write.
+    ttl: Option<(i64, Arc<dyn crate::runtime::Clock>)>,
+    /// Processing time, read once per batch when rows expire.
+    now: i64,
 }
 
 impl StreamingJoin {
@@ -247,6 +269,13 @@ impl StreamingJoin {
             right: KeyedState::with_ttl(RIGHT_STATE, &ctx.state, ctx.max_parallelism, &ctx.metrics),
             key_buf: Vec::with_capacity(spec.left_keys.len()),
             pair_buf: Vec::with_capacity(spec.left_width + spec.right_width),
+            ttl: ctx.state.ttl.as_ref().map(|t| {
+                (
+                    i64::try_from(t.ttl.as_millis()).unwrap_or(i64::MAX),
+                    t.clock.clone(),
+                )
+            }),
+            now: 0,
             spec,
         })
     }
@@ -304,6 +333,9 @@ impl StreamingJoin {
             (&mut self.right, &mut self.left)
         };
         let codec = &self.codec;
+        let now = self.now;
+        let ttl = self.ttl.as_ref().map(|(ms, _)| *ms);
+        let live = |r: &SideRow| ttl.is_none_or(|ms| now.saturating_sub(r.written) < ms);
         let residual = spec.residual.as_ref();
         let pair = &mut self.pair_buf;
         let input_kind = change.kind;
@@ -311,6 +343,9 @@ impl StreamingJoin {
         // Matches found, counting copies.
         let mut matches: i64 = 0;
         let mut visit = |o: &SideRow, out: &mut Output| -> Result<Option<i64>> {
+            if !live(o) {
+                return Ok(None);
+            }
             fill_pair(pair, row, &o.row, input_is_left);
             if let Some(r) = residual {
                 if !r.eval_predicate(pair)? {
@@ -345,12 +380,20 @@ impl StreamingJoin {
             Ok(Some(if accumulate { old + 1 } else { old - 1 }))
         };
         if other_outer {
+            let mut emptied = false;
             if let Some(others) = other.get_mut(codec, self.key_buf.as_slice())? {
+                // Expired rows read as absent and go with this write, as in Flink.
+                others.retain(|o| live(o));
                 for o in others.iter_mut() {
                     if let Some(assoc) = visit(o, out)? {
                         o.associations = assoc.max(0);
+                        o.written = now;
                     }
                 }
+                emptied = others.is_empty();
+            }
+            if emptied {
+                other.remove(codec, self.key_buf.as_slice())?;
             }
         } else if let Some(others) = other.get(codec, self.key_buf.as_slice())? {
             // Reading does not change the other side: it is not marked written.
@@ -368,34 +411,35 @@ impl StreamingJoin {
         }
         // The input side's own state.
         let assoc = if input_outer { matches } else { 0 };
+        let fresh = |row: Row| SideRow {
+            row,
+            count: 1,
+            associations: assoc,
+            written: now,
+        };
         if accumulate {
+            // A copy of a stored row becomes an entry of its own rather than a count: no search
+            // of the key's rows per record (a hot key of the larger side costs what Flink's map
+            // lookup does), and equal rows have equal associations anyway, so matching and
+            // padding treat each copy as Flink treats each count of one entry.
             match own.get_mut(codec, self.key_buf.as_slice())? {
-                Some(rows) => match rows.iter_mut().find(|r| r.row == change.row) {
-                    Some(r) => {
-                        r.count += 1;
-                        r.associations = assoc;
+                Some(rows) => {
+                    // Expired rows are invisible; they are dropped when the oldest one is
+                    // expired, so a hot key is not scanned per record.
+                    if rows.first().is_some_and(|r| !live(r)) {
+                        rows.retain(|r| live(r));
                     }
-                    None => rows.push(SideRow {
-                        row: change.row,
-                        count: 1,
-                        associations: assoc,
-                    }),
-                },
-                None => own.insert(
-                    codec,
-                    self.key_buf.clone(),
-                    vec![SideRow {
-                        row: change.row,
-                        count: 1,
-                        associations: assoc,
-                    }],
-                )?,
+                    rows.push(fresh(change.row));
+                }
+                None => own.insert(codec, self.key_buf.clone(), vec![fresh(change.row)])?,
             }
         } else {
             let mut emptied = false;
             if let Some(rows) = own.get_mut(codec, self.key_buf.as_slice())? {
+                rows.retain(|r| live(r));
                 if let Some(i) = rows.iter().position(|r| r.row == change.row) {
                     rows[i].count -= 1;
+                    rows[i].written = now;
                     if rows[i].count <= 0 {
                         rows.remove(i);
                     }
@@ -460,6 +504,9 @@ impl Operator for StreamingJoin {
     fn on_batch(&mut self, input: usize, batch: Vec<Change>, out: &mut Output) -> Result<()> {
         self.left.refresh_time();
         self.right.refresh_time();
+        if let Some((_, clock)) = &self.ttl {
+            self.now = clock.now_millis();
+        }
         let input_is_left = match input {
             0 => true,
             1 => false,
@@ -528,5 +575,332 @@ impl Operator for StreamingJoin {
             .restore_entry(&self.codec, state, key, value)
             .map_err(|e| EngineError::data(format!("cannot restore the Join state: {e}")))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::TaskMetrics;
+    use crate::state::{restore_operator, snapshot_now, standalone_context, BackendKind};
+
+    fn ctx() -> TaskContext {
+        TaskContext {
+            operator_id: 1,
+            operator_name: "Join".into(),
+            subtask_index: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            metrics: Arc::new(TaskMetrics::new()),
+            state: Default::default(),
+        }
+    }
+
+    /// Rows are (key INT, name STRING) on both sides.
+    fn spec(join_type: JoinType, residual: Option<Expr>) -> JoinSpec {
+        JoinSpec {
+            join_type,
+            left_keys: vec![0],
+            right_keys: vec![0],
+            left_width: 2,
+            right_width: 2,
+            residual,
+        }
+    }
+
+    fn r(k: Option<i32>, name: &str) -> Row {
+        vec![k.map_or(Value::Null, Value::Int), Value::string(name)]
+    }
+
+    fn show(changes: &[Change]) -> Vec<String> {
+        changes
+            .iter()
+            .map(|c| {
+                let vals: Vec<String> = c
+                    .row
+                    .iter()
+                    .map(|v| match v {
+                        Value::Null => "null".to_string(),
+                        Value::Int(i) => i.to_string(),
+                        Value::String(s) => s.to_string(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect();
+                format!("{}[{}]", c.kind.short(), vals.join(", "))
+            })
+            .collect()
+    }
+
+    fn step(op: &mut StreamingJoin, input: usize, kind: RowKind, row: Row) -> Vec<String> {
+        let mut out = Output::new();
+        op.on_batch(input, vec![Change::new(kind, row)], &mut out)
+            .unwrap();
+        show(&out.changes)
+    }
+
+    #[test]
+    fn left_join_pads_retracts_and_pads_again() {
+        let mut op = StreamingJoin::new(spec(JoinType::LeftOuter, None), &ctx()).unwrap();
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(1), "a")),
+            ["+I[1, a, null, null]"]
+        );
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(1), "x")),
+            ["-D[1, a, null, null]", "+I[1, a, 1, x]"]
+        );
+        // A second match: the left row was associated already.
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(1), "y")),
+            ["+I[1, a, 1, y]"]
+        );
+        // The inner side's retraction keeps its kind; the last one pads again.
+        assert_eq!(
+            step(&mut op, 1, RowKind::UpdateBefore, r(Some(1), "x")),
+            ["-U[1, a, 1, x]"]
+        );
+        assert_eq!(
+            step(&mut op, 1, RowKind::Delete, r(Some(1), "y")),
+            ["-D[1, a, 1, y]", "+I[1, a, null, null]"]
+        );
+        // The outer side's retraction is a delete.
+        assert_eq!(
+            step(&mut op, 0, RowKind::UpdateBefore, r(Some(1), "a")),
+            ["-D[1, a, null, null]"]
+        );
+        assert_eq!(op.hot_keys(), (0, 0));
+    }
+
+    #[test]
+    fn full_join_and_null_keys() {
+        let mut op = StreamingJoin::new(spec(JoinType::FullOuter, None), &ctx()).unwrap();
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(2), "x")),
+            ["+I[null, null, 2, x]"]
+        );
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(2), "a")),
+            ["-D[null, null, 2, x]", "+I[2, a, 2, x]"]
+        );
+        assert_eq!(
+            step(&mut op, 0, RowKind::Delete, r(Some(2), "a")),
+            ["-D[2, a, 2, x]", "+I[null, null, 2, x]"]
+        );
+        // NULL keys never match, on either side.
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(None, "n")),
+            ["+I[null, n, null, null]"]
+        );
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(None, "m")),
+            ["+I[null, null, null, m]"]
+        );
+        assert_eq!(
+            step(&mut op, 0, RowKind::Delete, r(None, "n")),
+            ["-D[null, n, null, null]"]
+        );
+    }
+
+    #[test]
+    fn inner_join_forwards_update_kinds_and_repeats_duplicates() {
+        let mut op = StreamingJoin::new(spec(JoinType::Inner, None), &ctx()).unwrap();
+        assert!(step(&mut op, 0, RowKind::Insert, r(Some(1), "a")).is_empty());
+        step(&mut op, 0, RowKind::Insert, r(Some(1), "a"));
+        assert_eq!(
+            step(&mut op, 1, RowKind::UpdateAfter, r(Some(1), "x")),
+            ["+U[1, a, 1, x]", "+U[1, a, 1, x]"]
+        );
+        assert_eq!(
+            step(&mut op, 1, RowKind::UpdateBefore, r(Some(1), "x")),
+            ["-U[1, a, 1, x]", "-U[1, a, 1, x]"]
+        );
+        step(&mut op, 0, RowKind::Delete, r(Some(1), "a"));
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(1), "z")),
+            ["+I[1, a, 1, z]"]
+        );
+    }
+
+    #[test]
+    fn outer_duplicates_are_padded_and_unpadded_per_copy() {
+        let mut op = StreamingJoin::new(spec(JoinType::RightOuter, None), &ctx()).unwrap();
+        step(&mut op, 1, RowKind::Insert, r(Some(1), "x"));
+        step(&mut op, 1, RowKind::Insert, r(Some(1), "x"));
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(1), "a")),
+            [
+                "-D[null, null, 1, x]",
+                "+I[1, a, 1, x]",
+                "-D[null, null, 1, x]",
+                "+I[1, a, 1, x]"
+            ]
+        );
+        assert_eq!(
+            step(&mut op, 0, RowKind::Delete, r(Some(1), "a")),
+            [
+                "-D[1, a, 1, x]",
+                "+I[null, null, 1, x]",
+                "-D[1, a, 1, x]",
+                "+I[null, null, 1, x]"
+            ]
+        );
+    }
+
+    #[test]
+    fn residual_decides_matches() {
+        use crate::expr::functions::CmpOp;
+        use crate::expr::ScalarFunction;
+        use crate::types::DataType;
+        // left.name <> right.name
+        let residual = Expr::Call {
+            func: ScalarFunction::Cmp(CmpOp::NotEq),
+            args: vec![Expr::Column(1), Expr::Column(3)],
+            ret: DataType::Boolean,
+        };
+        let mut op = StreamingJoin::new(spec(JoinType::LeftOuter, Some(residual)), &ctx()).unwrap();
+        step(&mut op, 1, RowKind::Insert, r(Some(1), "a"));
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(1), "a")),
+            ["+I[1, a, null, null]"]
+        );
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(1), "b")),
+            ["-D[1, a, null, null]", "+I[1, a, 1, b]"]
+        );
+    }
+
+    #[test]
+    fn restored_operator_continues_like_the_original() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..20u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let kind = if seed % 2 == 0 {
+                BackendKind::HashMap
+            } else {
+                BackendKind::Sled
+            };
+            let jt = [
+                JoinType::Inner,
+                JoinType::LeftOuter,
+                JoinType::RightOuter,
+                JoinType::FullOuter,
+            ][usize::try_from(seed % 4).unwrap()];
+            let mut live: [Vec<Row>; 2] = [Vec::new(), Vec::new()];
+            let mut steps = Vec::new();
+            for _ in 0..200 {
+                let side = rng.gen_range(0..2usize);
+                if rng.gen_bool(0.3) && !live[side].is_empty() {
+                    let i = rng.gen_range(0..live[side].len());
+                    steps.push((
+                        side,
+                        Change::new(RowKind::Delete, live[side].swap_remove(i)),
+                    ));
+                } else {
+                    let k = if rng.gen_bool(0.1) {
+                        None
+                    } else {
+                        Some(rng.gen_range(0..5))
+                    };
+                    let row = r(k, ["a", "b", "c"][rng.gen_range(0..3)]);
+                    live[side].push(row.clone());
+                    steps.push((side, Change::insert(row)));
+                }
+            }
+            let cut = rng.gen_range(0..steps.len());
+            let ctx_a = TaskContext {
+                state: standalone_context(kind, 1 << 20),
+                ..ctx()
+            };
+            let mut a = StreamingJoin::new(spec(jt, None), &ctx_a).unwrap();
+            let mut out = Output::new();
+            for (side, c) in &steps[..cut] {
+                a.on_batch(*side, vec![c.clone()], &mut out).unwrap();
+            }
+            let (blob, snap) = snapshot_now(&mut a, ctx_a.state.store.as_ref(), 1).unwrap();
+            let ctx_b = TaskContext {
+                state: standalone_context(kind, 1 << 20),
+                ..ctx()
+            };
+            let mut b = StreamingJoin::new(spec(jt, None), &ctx_b).unwrap();
+            restore_operator(
+                &mut b,
+                ctx_b.state.store.as_ref(),
+                &blob,
+                snap.into_iter().collect(),
+            )
+            .unwrap();
+            let (mut out_a, mut out_b) = (Output::new(), Output::new());
+            for (side, c) in &steps[cut..] {
+                a.on_batch(*side, vec![c.clone()], &mut out_a).unwrap();
+                b.on_batch(*side, vec![c.clone()], &mut out_b).unwrap();
+            }
+            assert_eq!(out_a.changes, out_b.changes, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn rows_expire_with_the_state_ttl() {
+        let clock = crate::runtime::ManualClock::new(0);
+        let mut c = ctx();
+        c.state.ttl = Some(crate::state::StateTtl {
+            ttl: std::time::Duration::from_millis(1000),
+            clock: Arc::new(clock.clone()),
+        });
+        let mut op = StreamingJoin::new(spec(JoinType::Inner, None), &c).unwrap();
+        step(&mut op, 0, RowKind::Insert, r(Some(1), "a"));
+        clock.advance(600);
+        assert_eq!(
+            step(&mut op, 1, RowKind::Insert, r(Some(1), "x")),
+            ["+I[1, a, 1, x]"]
+        );
+        clock.advance(600);
+        // The left row was written at 0: expired. The right row (600) is not.
+        assert!(step(&mut op, 1, RowKind::Insert, r(Some(1), "y")).is_empty());
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(1), "b")),
+            ["+I[1, b, 1, x]", "+I[1, b, 1, y]"]
+        );
+        // Each row expires on its own, though its key was written since: x (600) is gone at
+        // 1700, y (1200) is not.
+        clock.advance(500);
+        step(&mut op, 1, RowKind::Insert, r(Some(1), "z"));
+        assert_eq!(
+            step(&mut op, 0, RowKind::Insert, r(Some(1), "c")),
+            ["+I[1, c, 1, y]", "+I[1, c, 1, z]"]
+        );
+    }
+
+    #[test]
+    fn outer_rows_expire_without_retracting_their_padding() {
+        let clock = crate::runtime::ManualClock::new(0);
+        let mut c = ctx();
+        c.state.ttl = Some(crate::state::StateTtl {
+            ttl: std::time::Duration::from_millis(1000),
+            clock: Arc::new(clock.clone()),
+        });
+        let mut op = StreamingJoin::new(spec(JoinType::LeftOuter, None), &c).unwrap();
+        step(&mut op, 0, RowKind::Insert, r(Some(1), "a"));
+        clock.advance(1000);
+        // The padded row is never retracted: the left row expired (Flink's behaviour too).
+        assert!(step(&mut op, 1, RowKind::Insert, r(Some(1), "x")).is_empty());
+        assert_eq!(op.hot_keys(), (0, 1));
+    }
+
+    #[test]
+    fn corrupt_state_is_refused_without_panicking() {
+        let mut op = StreamingJoin::new(spec(JoinType::LeftOuter, None), &ctx()).unwrap();
+        let blob = op.snapshot_state(1).unwrap();
+        for len in 0..blob.len() {
+            let mut b = StreamingJoin::new(spec(JoinType::LeftOuter, None), &ctx()).unwrap();
+            if len > 0 {
+                assert!(b.restore_state(&blob[..len]).is_err());
+            }
+        }
+        let mut other = StreamingJoin::new(spec(JoinType::Inner, None), &ctx()).unwrap();
+        assert!(other.restore_state(&blob).is_err());
+        assert!(op.restore_keyed("nope", &[], &[]).is_err());
+        assert!(op
+            .restore_keyed("left-records", &[1, 2], &[9, 9, 9])
+            .is_err());
     }
 }
