@@ -631,6 +631,21 @@ mod tests {
     }
 
     #[test]
+    fn a_versioned_table_outside_a_temporal_join_is_refused() {
+        let mut s = SqlSession::new(Configuration::new());
+        let script = format!(
+            "{TABLES}\nSELECT * FROM v FOR SYSTEM_TIME AS OF TIMESTAMP '2024-01-01 00:00:00';"
+        );
+        let err = s.execute_script(&script).err().expect("an error");
+        assert!(
+            err.message
+                .starts_with("FOR SYSTEM_TIME AS OF is only supported on the right side"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
     fn temporal_joins_key_on_the_equi_keys_and_keep_the_residual() {
         let p = plan(
             "SELECT * FROM a LEFT JOIN v FOR SYSTEM_TIME AS OF a.ts AS r \

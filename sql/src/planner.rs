@@ -999,7 +999,7 @@ impl<'a> Planner<'a> {
                 }
                 if version.is_some() {
                     return Err(SqlError::unsupported(
-                        "FOR SYSTEM_TIME AS OF (temporal joins) is not supported yet",
+                        "FOR SYSTEM_TIME AS OF is only supported on the right side of an INNER or LEFT JOIN with an ON condition (a temporal join)",
                     )
                     .with_span(span));
                 }
