@@ -24,11 +24,11 @@ use streamsql_engine::operators::temporal_join::{
 use streamsql_engine::operators::window_join::{WindowJoin, WindowJoinSpec, WindowJoinType};
 use streamsql_engine::types::DataType;
 
-use super::{describe_exprs, object_name, op_factory, schema_of, Planner, Rel};
 use crate::binder::ExprBinder;
 use crate::catalog::CatalogEntry;
 use crate::error::{SqlError, SqlResult};
 use crate::plan_join::{analyze_join_condition, JoinKind};
+use crate::planner::{describe_exprs, object_name, op_factory, schema_of, Planner, Rel};
 
 /// An ON condition split into equi keys and the rest.
 struct JoinCondition {

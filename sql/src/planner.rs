@@ -37,9 +37,6 @@ use crate::catalog::{Catalog, CatalogEntry, TableEntry};
 use crate::error::{did_you_mean, SqlError, SqlResult};
 use crate::span::range_of_node;
 
-#[path = "plan_join_time.rs"]
-mod plan_join_time;
-
 /// A planned relation: the node that emits it and what it emits.
 #[derive(Clone, Debug)]
 pub struct Rel {
@@ -905,7 +902,7 @@ impl<'a> Planner<'a> {
         SqlError::from_engine(e, Some(span))
     }
 
-    fn plan_named(
+    pub(crate) fn plan_named(
         &mut self,
         name: &str,
         alias: Option<&str>,
