@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod error;
 pub mod parser;
 pub(crate) mod plan_join;
+pub(crate) mod plan_join_time;
 pub mod planner;
 pub mod session;
 pub mod span;

@@ -24,11 +24,11 @@ use streamsql_engine::operators::temporal_join::{
 use streamsql_engine::operators::window_join::{WindowJoin, WindowJoinSpec, WindowJoinType};
 use streamsql_engine::types::DataType;
 
-use super::{describe_exprs, object_name, op_factory, schema_of, Planner, Rel};
 use crate::binder::ExprBinder;
 use crate::catalog::CatalogEntry;
 use crate::error::{SqlError, SqlResult};
 use crate::plan_join::{analyze_join_condition, JoinKind};
+use crate::planner::{describe_exprs, object_name, op_factory, schema_of, Planner, Rel};
 
 /// An ON condition split into equi keys and the rest.
 struct JoinCondition {
@@ -627,6 +627,21 @@ mod tests {
                 "joinType=[LeftOuterJoin], leftKeys=[k], rightKeys=[k], leftWindow=[$9, $10]"
             ),
             "{p}"
+        );
+    }
+
+    #[test]
+    fn a_versioned_table_outside_a_temporal_join_is_refused() {
+        let mut s = SqlSession::new(Configuration::new());
+        let script = format!(
+            "{TABLES}\nSELECT * FROM v FOR SYSTEM_TIME AS OF TIMESTAMP '2024-01-01 00:00:00';"
+        );
+        let err = s.execute_script(&script).err().expect("an error");
+        assert!(
+            err.message
+                .starts_with("FOR SYSTEM_TIME AS OF is only supported on the right side"),
+            "{}",
+            err.message
         );
     }
 

@@ -37,8 +37,6 @@ use crate::catalog::{Catalog, CatalogEntry, TableEntry};
 use crate::error::{did_you_mean, SqlError, SqlResult};
 use crate::span::range_of_node;
 
-#[path = "plan_join_time.rs"]
-mod plan_join_time;
 #[path = "plan_rank.rs"]
 mod plan_rank;
 #[path = "plan_over.rs"]
@@ -913,7 +911,7 @@ impl<'a> Planner<'a> {
         SqlError::from_engine(e, Some(span))
     }
 
-    fn plan_named(
+    pub(crate) fn plan_named(
         &mut self,
         name: &str,
         alias: Option<&str>,
@@ -1008,7 +1006,7 @@ impl<'a> Planner<'a> {
                 }
                 if version.is_some() {
                     return Err(SqlError::unsupported(
-                        "FOR SYSTEM_TIME AS OF (temporal joins) is not supported yet",
+                        "FOR SYSTEM_TIME AS OF is only supported on the right side of an INNER or LEFT JOIN with an ON condition (a temporal join)",
                     )
                     .with_span(span));
                 }
