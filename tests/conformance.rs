@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use streamsql::engine::types::DataType;
 
 /// Cases that need features not built yet (none at present).
-const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[
-];
+const KNOWN_UNSUPPORTED: &[(&str, &str)] = &[];
 
 fn conformance_dir() -> Option<PathBuf> {
     if let Ok(d) = std::env::var("STREAMSQL_CONFORMANCE_DIR") {

@@ -37,10 +37,10 @@ use crate::catalog::{Catalog, CatalogEntry, TableEntry};
 use crate::error::{did_you_mean, SqlError, SqlResult};
 use crate::span::range_of_node;
 
-#[path = "plan_rank.rs"]
-mod plan_rank;
 #[path = "plan_over.rs"]
 mod plan_over;
+#[path = "plan_rank.rs"]
+mod plan_rank;
 
 /// A planned relation: the node that emits it and what it emits.
 #[derive(Clone, Debug)]
