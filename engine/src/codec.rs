@@ -656,7 +656,7 @@ mod tests {
             Value::Row(Arc::from(vec![Value::string("a"), Value::Null])),
             Value::TimestampLtz(5),
         ]));
-        assert_eq!(encode_key(&[row.clone()]), encode_key(&[wider]));
+        assert_eq!(encode_key(std::slice::from_ref(&row)), encode_key(&[wider]));
         let other = Value::Row(Arc::from(vec![Value::Int(8)]));
         assert_ne!(encode_key(&[row]), encode_key(&[other]));
     }

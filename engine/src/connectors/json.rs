@@ -565,15 +565,15 @@ fn write_json_value(
         Value::String(s) => write_json_string(s, out),
         Value::Float(x) if !x.is_finite() => {
             format::write_float(scratch, *x);
-            write_json_string(&scratch, out);
+            write_json_string(scratch, out);
         }
         Value::Double(x) if !x.is_finite() => {
             format::write_double(scratch, *x);
-            write_json_string(&scratch, out);
+            write_json_string(scratch, out);
         }
         Value::Date(_) | Value::Time(_) => {
             write_scalar_text(scratch, v, ty, true);
-            write_json_string(&scratch, out);
+            write_json_string(scratch, out);
         }
         Value::Timestamp(ms) | Value::TimestampLtz(ms) => {
             let sep = match format.timestamp_standard {
@@ -582,7 +582,7 @@ fn write_json_value(
             };
             let zulu = matches!(v, Value::TimestampLtz(_));
             write_timestamp_text(scratch, *ms, sep, zulu);
-            write_json_string(&scratch, out);
+            write_json_string(scratch, out);
         }
         other => {
             write_scalar_text(scratch, other, ty, !format.decimal_plain);

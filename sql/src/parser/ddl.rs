@@ -416,8 +416,9 @@ impl ScriptParser<'_> {
                     fields.push(Field::new(name, data_type));
                     break;
                 }
+                // Nullability is not tracked: `NOT NULL` / `NULL` are read and dropped.
                 if !self.parser.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
-                    self.parser.parse_keyword(Keyword::NULL);
+                    let _ = self.parser.parse_keyword(Keyword::NULL);
                 }
                 if let Token::SingleQuotedString(_) = self.parser.peek_token_ref().token {
                     self.string_literal()?;
