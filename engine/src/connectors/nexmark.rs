@@ -7,11 +7,11 @@
 //! id decides its type (`id % total proportion`), the person / auction ids it carries and which
 //! earlier ids it refers to (hot sellers, bidders and auctions); its timestamp is
 //! `base time + event number * inter-event delay`, where the delay is `parallelism / first-event.rate`
-//! seconds per subtask. The random fields come from a `java.util.Random` seeded with the event id
-//! (Flink's connector draws them from an unseeded generator, so there they differ between runs;
-//! seeding per event makes every event reproducible at any parallelism and after a restore). The
-//! constant tables (the hot URLs, 10 000 channel URLs, and the 1 MiB text `extra` fields are cut
-//! from) come from generators with fixed seeds.
+//! seconds per subtask. The random fields come from a `java.util.Random` seeded per event with
+//! [`event_seed`] of the event id (Flink's connector draws them from an unseeded generator, so
+//! there they differ between runs; seeding per event makes every event reproducible at any
+//! parallelism and after a restore). The constant tables (the hot URLs, 10 000 channel URLs, and
+//! the 1 MiB text `extra` fields are cut from) come from generators with fixed seeds.
 //!
 //! Work is split as Flink's `GeneratorConfig.split` splits it: subtask `i` of `n` generates the
 //! `i`-th run of `events.num / n` consecutive event ids (the last one the remainder), each
@@ -107,6 +107,17 @@ impl JavaRandom {
         let lo = i64::from(self.next(27));
         ((hi << 27) + lo) as f64 * (1.0 / (1u64 << 53) as f64)
     }
+}
+
+/// The seed of event `event_id`'s generator: SplitMix64's output for the id. Seeding
+/// `java.util.Random` with the id itself would make the first draw of consecutive events nearly
+/// equal (its first output moves by only `0x5DEECE66D` per seed step), so that a hot-or-random
+/// choice with a power-of-two ratio would come in runs of thousands of events.
+pub fn event_seed(event_id: i64) -> i64 {
+    let mut z = (event_id as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as i64
 }
 
 /// Ids start here so that queries find matches even in small data sets.
@@ -716,7 +727,7 @@ impl EventGen<'_> {
         base_time: i64,
     ) -> Vec<Value> {
         let c = self.config;
-        let mut random = JavaRandom::new(event_id);
+        let mut random = JavaRandom::new(event_seed(event_id));
         let rem = event_id % c.total_proportion();
         if rem < c.person_proportion {
             vec![
@@ -952,6 +963,10 @@ impl Source for NexmarkSource {
     /// Every old subtask's splits dealt out round-robin over the new subtasks: each split is
     /// continued by exactly one of them, on its own timeline.
     fn restore_rescaled(&mut self, positions: &[Vec<u8>]) -> Result<()> {
+        if positions.iter().all(Vec::is_empty) {
+            // Nothing was recorded: start afresh.
+            return Ok(());
+        }
         let mut all = Vec::new();
         for position in positions.iter().filter(|p| !p.is_empty()) {
             let (base_time, splits) = Self::decode_position(position)?;

@@ -494,6 +494,28 @@ mod tests {
     }
 
     #[test]
+    fn rows_render_as_flink_renders_them() {
+        use crate::types::Field;
+        use std::sync::Arc;
+        let inner = DataType::Row(Arc::from(vec![Field::new("c", DataType::STRING)]));
+        let ty = DataType::Row(Arc::from(vec![
+            Field::new("a", DataType::Int),
+            Field::new("ts", DataType::Timestamp(3)),
+            Field::new("b", inner),
+        ]));
+        let v = Value::Row(Arc::from(vec![
+            Value::Null,
+            Value::Timestamp(1_704_103_205_000),
+            Value::Row(Arc::from(vec![Value::string("x")])),
+        ]));
+        assert_eq!(
+            print(v.clone(), ty.clone()),
+            "+I[null, 2024-01-01T10:00:05, +I[x]]"
+        );
+        assert_eq!(text(v, ty), "(NULL, 2024-01-01 10:00:05.000, (x))");
+    }
+
+    #[test]
     fn calendar_round_trips() {
         for d in [-800_000i64, -719_468, -1, 0, 1, 19_792, 2_932_896] {
             let (y, m, dd) = civil_from_days(d);
