@@ -224,44 +224,37 @@ impl NexmarkConfig {
         i64::MAX / (self.total_proportion() * largest).max(1)
     }
 
-    /// The last person id (base 0) at event `event_id`: the current one for a person event.
-    fn last_base0_person_id(&self, event_id: i64) -> i64 {
+    /// The last person id and the last auction id (base 0) at event `event_id`, as Flink's
+    /// `lastBase0PersonId` and `lastBase0AuctionId` give them: the current one for a person or
+    /// auction event. One division serves both.
+    fn last_base0_ids(&self, event_id: i64) -> (i64, i64) {
         let total = self.total_proportion();
-        let epoch = event_id / total;
-        let mut offset = event_id % total;
-        if offset >= self.person_proportion {
-            offset = self.person_proportion - 1;
-        }
-        epoch * self.person_proportion + offset
-    }
-
-    /// The last auction id (base 0) at event `event_id`: the current one for an auction event.
-    fn last_base0_auction_id(&self, event_id: i64) -> i64 {
-        let total = self.total_proportion();
-        let mut epoch = event_id / total;
-        let mut offset = event_id % total;
-        if offset < self.person_proportion {
-            epoch -= 1;
-            offset = self.auction_proportion - 1;
-        } else if offset >= self.person_proportion + self.auction_proportion {
-            offset = self.auction_proportion - 1;
+        let (epoch, offset) = (event_id / total, event_id % total);
+        let (pp, ap) = (self.person_proportion, self.auction_proportion);
+        let person = epoch * pp + offset.min(pp - 1);
+        let auction = if offset < pp {
+            (epoch - 1) * ap + ap - 1
+        } else if offset >= pp + ap {
+            epoch * ap + ap - 1
         } else {
-            offset -= self.person_proportion;
-        }
-        epoch * self.auction_proportion + offset
+            epoch * ap + offset - pp
+        };
+        (person, auction)
     }
 
-    /// A random person among the active ones, plus a few not created yet (base 0).
-    fn next_base0_person_id(&self, event_id: i64, random: &mut JavaRandom) -> i64 {
-        let num_people = self.last_base0_person_id(event_id) + 1;
+    /// A random person among the active ones, plus a few not created yet (base 0), given the
+    /// last person id.
+    fn next_base0_person_id(&self, last_person: i64, random: &mut JavaRandom) -> i64 {
+        let num_people = last_person + 1;
         let active = num_people.min(NUM_ACTIVE_PEOPLE);
         let n = next_long_below(random, active + PERSON_ID_LEAD);
         num_people - active + n
     }
 
-    /// A random auction among those likely still in flight, plus a few not created yet (base 0).
-    fn next_base0_auction_id(&self, event_id: i64, random: &mut JavaRandom) -> i64 {
-        let max_auction = self.last_base0_auction_id(event_id);
+    /// A random auction among those likely still in flight, plus a few not created yet (base 0),
+    /// given the last auction id.
+    fn next_base0_auction_id(&self, last_auction: i64, random: &mut JavaRandom) -> i64 {
+        let max_auction = last_auction;
         let min_auction = (max_auction - NUM_IN_FLIGHT_AUCTIONS).max(0);
         min_auction + next_long_below(random, max_auction - min_auction + 1 + AUCTION_ID_LEAD)
     }
@@ -762,7 +755,7 @@ impl EventGen<'_> {
     fn person(&mut self, event_id: i64, random: &mut JavaRandom, timestamp: i64) -> Value {
         let c = self.config;
         let t = self.tables;
-        let id = c.last_base0_person_id(event_id) + FIRST_PERSON_ID;
+        let id = c.last_base0_ids(event_id).0 + FIRST_PERSON_ID;
         let first = random.next_int_bounded(FIRST_NAMES.len() as i32) as usize;
         let last = random.next_int_bounded(LAST_NAMES.len() as i32) as usize;
         let name = t.names[first * LAST_NAMES.len() + last].clone();
@@ -810,11 +803,12 @@ impl EventGen<'_> {
         base_time: i64,
     ) -> Value {
         let c = self.config;
-        let id = c.last_base0_auction_id(event_id) + FIRST_AUCTION_ID;
+        let (last_person, last_auction) = c.last_base0_ids(event_id);
+        let id = last_auction + FIRST_AUCTION_ID;
         let mut seller = if random.next_int_bounded(c.hot_sellers_ratio) > 0 {
-            (c.last_base0_person_id(event_id) / HOT_SELLER_RATIO) * HOT_SELLER_RATIO
+            (last_person / HOT_SELLER_RATIO) * HOT_SELLER_RATIO
         } else {
-            c.next_base0_person_id(event_id, random)
+            c.next_base0_person_id(last_person, random)
         };
         seller += FIRST_PERSON_ID;
         let category = FIRST_CATEGORY_ID + i64::from(random.next_int_bounded(NUM_CATEGORIES));
@@ -851,16 +845,17 @@ impl EventGen<'_> {
     fn bid(&mut self, event_id: i64, random: &mut JavaRandom, timestamp: i64) -> Value {
         let c = self.config;
         let t = self.tables;
+        let (last_person, last_auction) = c.last_base0_ids(event_id);
         let mut auction = if random.next_int_bounded(c.hot_auction_ratio) > 0 {
-            (c.last_base0_auction_id(event_id) / HOT_AUCTION_RATIO) * HOT_AUCTION_RATIO
+            (last_auction / HOT_AUCTION_RATIO) * HOT_AUCTION_RATIO
         } else {
-            c.next_base0_auction_id(event_id, random)
+            c.next_base0_auction_id(last_auction, random)
         };
         auction += FIRST_AUCTION_ID;
         let mut bidder = if random.next_int_bounded(c.hot_bidders_ratio) > 0 {
-            (c.last_base0_person_id(event_id) / HOT_BIDDER_RATIO) * HOT_BIDDER_RATIO + 1
+            (last_person / HOT_BIDDER_RATIO) * HOT_BIDDER_RATIO + 1
         } else {
-            c.next_base0_person_id(event_id, random)
+            c.next_base0_person_id(last_person, random)
         };
         bidder += FIRST_PERSON_ID;
         let price = next_price(random);
