@@ -869,6 +869,35 @@ mod tests {
     }
 
     #[test]
+    fn rows_are_written_as_flink_writes_them() {
+        use crate::types::Field;
+        let row_ty = DataType::Row(Arc::from(vec![
+            Field::new("name", DataType::STRING),
+            Field::new("age", DataType::Int),
+            Field::new("ts", DataType::Timestamp(3)),
+        ]));
+        let mut e = CsvEncoder::new(CsvFormat::default(), vec![DataType::Int, row_ty]);
+        let mut out = Vec::new();
+        let row = |name: Value, ms: i64| {
+            Value::Row(Arc::from(vec![name, Value::Int(30), Value::Timestamp(ms)]))
+        };
+        e.encode(
+            &vec![Value::Int(3), row(Value::Null, 1_704_103_205_000)],
+            &mut out,
+        );
+        e.encode(&vec![Value::Int(2), Value::Null], &mut out);
+        e.encode(
+            &vec![Value::Int(5), row(Value::string("x, y"), 1_704_103_200_123)],
+            &mut out,
+        );
+        // As Flink 2.3's csv format wrote the same rows.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "3,\";30;2024-01-01 10:00:05\"\n2,\n5,\"x, y;30;2024-01-01 10:00:00.123\"\n"
+        );
+    }
+
+    #[test]
     fn encodes_like_jackson() {
         let types = vec![
             DataType::Int,
