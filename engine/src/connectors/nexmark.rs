@@ -313,7 +313,8 @@ fn exact_string_from_ints(random: &mut JavaRandom, length: usize) -> String {
     s
 }
 
-/// The constant tables every subtask shares.
+/// The constant tables every subtask shares. Person events (a small share) take their names,
+/// cities and states from here as shared strings; bids copy their channel and URL.
 #[derive(Debug)]
 struct Tables {
     /// 1 MiB of text `extra` fields are cut from.
@@ -859,12 +860,15 @@ impl EventGen<'_> {
         };
         bidder += FIRST_PERSON_ID;
         let price = next_price(random);
+        // Copied rather than shared: the operators downstream drop these strings on other
+        // threads, and a reference count shared by most bids (the four hot channels) would then
+        // bounce between cores on every event, which costs more than a small allocation.
         let (channel, url) = if random.next_int_bounded(HOT_CHANNELS_RATIO) > 0 {
             let i = random.next_int_bounded(HOT_CHANNELS.len() as i32) as usize;
-            (t.hot_channels[i].clone(), t.hot_urls[i].clone())
+            (Arc::from(&*t.hot_channels[i]), Arc::from(&*t.hot_urls[i]))
         } else {
             let (ch, url) = &t.channels[random.next_int_bounded(CHANNELS_NUMBER as i32) as usize];
-            (ch.clone(), url.clone())
+            (Arc::from(&**ch), Arc::from(&**url))
         };
         // Flink's generator adds the first person id twice to a bidder.
         bidder += FIRST_PERSON_ID;
