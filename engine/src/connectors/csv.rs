@@ -334,6 +334,11 @@ pub fn parse_field(text: &str, ty: &DataType) -> std::result::Result<Value, Stri
         DataType::TimestampLtz(_) => {
             Value::TimestampLtz(parse_sql_timestamp(text, true).ok_or_else(bad)?)
         }
+        DataType::Row(_) => {
+            return Err(format!(
+                "the csv format does not read ROW columns here: '{text}'"
+            ))
+        }
     })
 }
 
@@ -578,6 +583,20 @@ pub(crate) fn write_scalar_text(
         Value::Time(ms) => write_time_text(out, i64::from(*ms)),
         Value::Timestamp(ms) => write_timestamp_text(out, *ms, ' ', false),
         Value::TimestampLtz(ms) => write_timestamp_text(out, *ms, ' ', true),
+        Value::Row(fields) => write_row_text(out, fields, ty, decimal_scientific),
+    }
+}
+
+/// Appends the fields of a ROW value joined by `;`, each as [`write_scalar_text`] writes it
+/// (a nested row's fields are joined the same way).
+fn write_row_text(out: &mut String, fields: &[Value], ty: &DataType, decimal_scientific: bool) {
+    let types = ty.row_fields();
+    for (i, v) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        let field_ty = types.get(i).map_or(&DataType::Null, |f| &f.data_type);
+        write_scalar_text(out, v, field_ty, decimal_scientific);
     }
 }
 
@@ -623,6 +642,20 @@ impl CsvEncoder {
                     }
                 }
                 Value::String(s) => self.write_string(s, out),
+                Value::Row(fields) => {
+                    // Flink's csv format writes a ROW as its fields joined by the array element
+                    // delimiter `;`, NULL fields empty, as one quoted text field.
+                    self.scratch.clear();
+                    write_row_text(
+                        &mut self.scratch,
+                        fields,
+                        ty,
+                        self.format.decimal_scientific,
+                    );
+                    let text = std::mem::take(&mut self.scratch);
+                    self.write_quoted_if(&text, text.contains(';'), out);
+                    self.scratch = text;
+                }
                 // Jackson writes numbers and booleans raw; temporal values are text nodes.
                 Value::Date(_) | Value::Time(_) | Value::Timestamp(_) | Value::TimestampLtz(_) => {
                     self.scratch.clear();
@@ -642,12 +675,18 @@ impl CsvEncoder {
     }
 
     fn write_string(&self, s: &str, out: &mut Vec<u8>) {
+        self.write_quoted_if(s, false, out);
+    }
+
+    /// Writes `s` as a text field, quoted when Jackson would or when `force` is set.
+    fn write_quoted_if(&self, s: &str, force: bool, out: &mut Vec<u8>) {
         let Some(q) = self.format.quote else {
             out.extend_from_slice(s.as_bytes());
             return;
         };
         let esc = self.format.escape;
-        let needs = s.chars().count() > MAX_QUOTE_CHECK
+        let needs = force
+            || s.chars().count() > MAX_QUOTE_CHECK
             || s.bytes().any(|b| b < self.min_safe || Some(b) == esc);
         if !needs {
             out.extend_from_slice(s.as_bytes());
@@ -827,6 +866,35 @@ mod tests {
             ("csv.quote-character", "'"),
         ]);
         assert!(CsvFormat::from_options(&mut o.reader()).is_err());
+    }
+
+    #[test]
+    fn rows_are_written_as_flink_writes_them() {
+        use crate::types::Field;
+        let row_ty = DataType::Row(Arc::from(vec![
+            Field::new("name", DataType::STRING),
+            Field::new("age", DataType::Int),
+            Field::new("ts", DataType::Timestamp(3)),
+        ]));
+        let mut e = CsvEncoder::new(CsvFormat::default(), vec![DataType::Int, row_ty]);
+        let mut out = Vec::new();
+        let row = |name: Value, ms: i64| {
+            Value::Row(Arc::from(vec![name, Value::Int(30), Value::Timestamp(ms)]))
+        };
+        e.encode(
+            &vec![Value::Int(3), row(Value::Null, 1_704_103_205_000)],
+            &mut out,
+        );
+        e.encode(&vec![Value::Int(2), Value::Null], &mut out);
+        e.encode(
+            &vec![Value::Int(5), row(Value::string("x, y"), 1_704_103_200_123)],
+            &mut out,
+        );
+        // As Flink 2.3's csv format wrote the same rows.
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "3,\";30;2024-01-01 10:00:05\"\n2,\n5,\"x, y;30;2024-01-01 10:00:00.123\"\n"
+        );
     }
 
     #[test]

@@ -298,6 +298,30 @@ pub fn write_value(out: &mut String, v: &Value, ty: &DataType) {
         }
         Value::IntervalDayTime(ms) => write_interval_day_time(out, *ms),
         Value::IntervalYearMonth(m) => write_interval_year_month(out, *m),
+        Value::Row(fields) => {
+            // Flink's CAST(ROW AS STRING): `(a, 10, NULL)`, each field cast to STRING.
+            out.push('(');
+            write_fields(out, fields, ty, write_value);
+            out.push(')');
+        }
+    }
+}
+
+/// Appends the fields of a row value separated by `, `, each rendered by `render` with its field
+/// type (the type of a field the row type does not describe is taken as NULL).
+fn write_fields(
+    out: &mut String,
+    fields: &[Value],
+    ty: &DataType,
+    render: fn(&mut String, &Value, &DataType),
+) {
+    let types = ty.row_fields();
+    for (i, v) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let field_ty = types.get(i).map_or(&DataType::Null, |f| &f.data_type);
+        render(out, v, field_ty);
     }
 }
 
@@ -362,6 +386,12 @@ pub fn write_print_value(out: &mut String, v: &Value, ty: &DataType) {
             if *m == 0 {
                 out.push_str("0D");
             }
+        }
+        Value::Row(fields) => {
+            // A nested `Row.toString`: its kind, then its fields.
+            out.push_str("+I[");
+            write_fields(out, fields, ty, write_print_value);
+            out.push(']');
         }
         other => write_value(out, other, ty),
     }
@@ -461,6 +491,28 @@ mod tests {
         let mut s = String::new();
         write_csv_value(&mut s, &v, &ty);
         s
+    }
+
+    #[test]
+    fn rows_render_as_flink_renders_them() {
+        use crate::types::Field;
+        use std::sync::Arc;
+        let inner = DataType::Row(Arc::from(vec![Field::new("c", DataType::STRING)]));
+        let ty = DataType::Row(Arc::from(vec![
+            Field::new("a", DataType::Int),
+            Field::new("ts", DataType::Timestamp(3)),
+            Field::new("b", inner),
+        ]));
+        let v = Value::Row(Arc::from(vec![
+            Value::Null,
+            Value::Timestamp(1_704_103_205_000),
+            Value::Row(Arc::from(vec![Value::string("x")])),
+        ]));
+        assert_eq!(
+            print(v.clone(), ty.clone()),
+            "+I[null, 2024-01-01T10:00:05, +I[x]]"
+        );
+        assert_eq!(text(v, ty), "(NULL, 2024-01-01 10:00:05.000, (x))");
     }
 
     #[test]

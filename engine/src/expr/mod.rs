@@ -63,6 +63,23 @@ impl Expr {
         match self {
             Expr::Column(i) => Ok(row.get(*i).cloned().unwrap_or(Value::Null)),
             Expr::Literal(v) => Ok(v.clone()),
+            // A field of a ROW column is read in place: cloning the whole row first would touch
+            // its shared reference count twice per record.
+            Expr::Call {
+                func: functions::ScalarFunction::RowField(f),
+                args,
+                ..
+            } if matches!(args.as_slice(), [Expr::Column(_)]) => {
+                let Some(Expr::Column(c)) = args.first() else {
+                    return Ok(Value::Null);
+                };
+                Ok(row
+                    .get(*c)
+                    .and_then(Value::as_row)
+                    .and_then(|fields| fields.get(*f))
+                    .cloned()
+                    .unwrap_or(Value::Null))
+            }
             Expr::Call { func, args, ret } => match args.as_slice() {
                 [] => functions::eval(func, &[], ret),
                 [a] => functions::eval(func, &[a.eval(row)?], ret),
