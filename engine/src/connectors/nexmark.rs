@@ -19,7 +19,8 @@
 //! unless `keep-alive` is set; `events.num = 0` is unbounded. It emits as fast as it can unless
 //! `max-emit-speed` is `false`, when it waits for each event's wall-clock time (the first event's
 //! time plus its distance from the base time). The base time is the wall clock when the table is
-//! planned, as in Flink (which has no option for it).
+//! planned, as in Flink (which has no option for it), unless `base-time` (epoch milliseconds, our
+//! own key) fixes it, which makes timestamps and windowed results repeatable.
 //!
 //! A subtask's position is the list of splits it has left (first event id, event limit, events
 //! emitted, delay, wall-clock base) and the base time; restored at another parallelism, the old
@@ -585,6 +586,19 @@ pub fn create_source(
         stop_at: r.i64("stop-at")?.unwrap_or(-1),
         max_emit_speed: r.bool("max-emit-speed", true)?,
     };
+    // Not one of Flink's keys: Flink's generator always starts at the wall clock. A fixed base
+    // time makes every timestamp, and so every windowed result, repeatable.
+    let fixed_base_time = match r.i64("base-time")? {
+        None => None,
+        Some(t) if t >= 0 => Some(t),
+        Some(t) => {
+            return Err(invalid_value(
+                "base-time",
+                &t.to_string(),
+                "epoch milliseconds (0 or more)",
+            ))
+        }
+    };
     r.finish("nexmark")?;
     if config.total_proportion() == 0 {
         return Err(EngineError::option(
@@ -604,9 +618,11 @@ pub fn create_source(
         ));
     }
     check_schema(schema)?;
-    let base_time = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let base_time = fixed_base_time.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    });
     Ok(NexmarkSourceFactory::new(config, base_time))
 }
 

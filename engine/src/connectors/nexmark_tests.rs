@@ -363,6 +363,12 @@ fn options_are_read_and_checked() {
     assert_eq!(f.config.avg_person_byte_size, 1024);
     assert_eq!(f.config.hot_sellers_ratio, 6);
     assert_eq!(ok(&[]).unwrap().config, NexmarkConfig::default());
+    // A fixed base time is kept as given; without it the wall clock is used.
+    assert_eq!(
+        ok(&[("base-time", "1700000000000")]).unwrap().base_time,
+        1_700_000_000_000
+    );
+    assert!(ok(&[]).unwrap().base_time > 1_700_000_000_000);
     for (pairs, needle) in [
         (vec![("first-event.rate", "0")], "first-event.rate"),
         (vec![("first-event.rate", "3000000000")], "first-event.rate"),
@@ -383,6 +389,7 @@ fn options_are_read_and_checked() {
         ),
         (vec![("scan.parallelism", "2")], "scan.parallelism"),
         (vec![("max-emit-speed", "maybe")], "max-emit-speed"),
+        (vec![("base-time", "-5")], "base-time"),
     ] {
         let err = ok(&pairs).err().unwrap().to_string();
         assert!(err.contains(needle), "{pairs:?}: {err}");
