@@ -12,7 +12,9 @@
 //! zigzag-mapped first, so small magnitudes take one byte; TINYINT is its one raw byte. Floats are
 //! their IEEE bits, little-endian, so NaN payloads and -0.0 survive. A decimal is its unscaled
 //! i128 (zigzag varint) and its scale byte. A string is its UTF-8 byte length (varint) and bytes.
-//! BOOLEAN has a tag per value, so it costs one byte.
+//! BOOLEAN has a tag per value, so it costs one byte. A ROW is its field count (varint) and its
+//! fields, each a value; rows nest at most [`MAX_ROW_DEPTH`] deep, so that decoding hostile bytes
+//! cannot exhaust the stack.
 //!
 //! Keys ([`encode_key`]) are not decodable: they are normalised so that values which compare equal
 //! under `Value`'s `Eq` give identical bytes, the rule `Value`'s `Hash` follows, taken further:
@@ -55,6 +57,10 @@ const TAG_TIMESTAMP: u8 = 13;
 const TAG_TIMESTAMP_LTZ: u8 = 14;
 const TAG_INTERVAL_DAY_TIME: u8 = 15;
 const TAG_INTERVAL_YEAR_MONTH: u8 = 16;
+const TAG_ROW: u8 = 17;
+
+/// The deepest nesting of ROW values a decoder accepts.
+pub const MAX_ROW_DEPTH: usize = 64;
 
 /// The error for bytes that do not decode.
 pub fn corrupt(what: impl std::fmt::Display) -> EngineError {
@@ -304,11 +310,20 @@ pub fn encode_value(v: &Value, out: &mut Vec<u8>) {
             out.push(TAG_INTERVAL_YEAR_MONTH);
             put_ivarint(out, i64::from(*x));
         }
+        Value::Row(fields) => {
+            out.push(TAG_ROW);
+            put_values(fields, out);
+        }
     }
 }
 
 /// Reads one value written by [`encode_value`], exactly as it was (variant, bits and scale).
 pub fn decode_value(input: &mut &[u8]) -> Result<Value> {
+    decode_value_at(input, 0)
+}
+
+/// [`decode_value`] inside `depth` enclosing rows.
+fn decode_value_at(input: &mut &[u8], depth: usize) -> Result<Value> {
     let tag = get_u8(input)?;
     Ok(match tag {
         TAG_NULL => Value::Null,
@@ -336,6 +351,25 @@ pub fn decode_value(input: &mut &[u8]) -> Result<Value> {
         TAG_TIMESTAMP_LTZ => Value::TimestampLtz(get_ivarint(input)?),
         TAG_INTERVAL_DAY_TIME => Value::IntervalDayTime(get_ivarint(input)?),
         TAG_INTERVAL_YEAR_MONTH => Value::IntervalYearMonth(get_i32(input)?),
+        TAG_ROW => {
+            if depth >= MAX_ROW_DEPTH {
+                return Err(corrupt(format!(
+                    "rows nested more than {MAX_ROW_DEPTH} deep"
+                )));
+            }
+            let n = get_len(input)?;
+            if n > input.len() {
+                return Err(corrupt(format!(
+                    "{n} row fields announced but only {} bytes left",
+                    input.len()
+                )));
+            }
+            let mut fields = Vec::with_capacity(n);
+            for _ in 0..n {
+                fields.push(decode_value_at(input, depth + 1)?);
+            }
+            Value::Row(Arc::from(fields))
+        }
         t => return Err(corrupt(format!("unknown value tag {t}"))),
     })
 }
@@ -434,6 +468,13 @@ fn encode_key_value(v: &Value, out: &mut Vec<u8>) {
             out.push(TAG_TIMESTAMP);
             put_ivarint(out, *x);
         }
+        Value::Row(fields) => {
+            out.push(TAG_ROW);
+            put_uvarint(out, fields.len() as u64);
+            for f in fields.iter() {
+                encode_key_value(f, out);
+            }
+        }
         other => encode_value(other, out),
     }
 }
@@ -483,6 +524,9 @@ mod tests {
             (TimestampLtz(x), TimestampLtz(y)) => x == y,
             (IntervalDayTime(x), IntervalDayTime(y)) => x == y,
             (IntervalYearMonth(x), IntervalYearMonth(y)) => x == y,
+            (Row(x), Row(y)) => {
+                x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| same(a, b))
+            }
             _ => false,
         }
     }
@@ -595,6 +639,42 @@ mod tests {
             assert!(same(&decode_value(&mut input).unwrap(), &v));
             assert!(input.is_empty());
         }
+    }
+
+    #[test]
+    fn rows_round_trip_and_share_keys_with_equal_rows() {
+        let inner = Value::Row(Arc::from(vec![Value::string("a"), Value::Null]));
+        let row = Value::Row(Arc::from(vec![Value::Int(7), inner, Value::Timestamp(5)]));
+        let mut bytes = Vec::new();
+        encode_value(&row, &mut bytes);
+        let mut input = bytes.as_slice();
+        let back = decode_value(&mut input).unwrap();
+        assert!(input.is_empty());
+        assert!(same(&row, &back));
+        let wider = Value::Row(Arc::from(vec![
+            Value::BigInt(7),
+            Value::Row(Arc::from(vec![Value::string("a"), Value::Null])),
+            Value::TimestampLtz(5),
+        ]));
+        assert_eq!(encode_key(&[row.clone()]), encode_key(&[wider]));
+        let other = Value::Row(Arc::from(vec![Value::Int(8)]));
+        assert_ne!(encode_key(&[row]), encode_key(&[other]));
+    }
+
+    #[test]
+    fn deeply_nested_rows_are_refused_not_overflowed() {
+        let mut bytes = Vec::new();
+        for _ in 0..100_000 {
+            bytes.extend_from_slice(&[TAG_ROW, 1]);
+        }
+        bytes.push(TAG_NULL);
+        assert!(decode_value(&mut bytes.as_slice()).is_err());
+        let mut ok = Vec::new();
+        for _ in 0..MAX_ROW_DEPTH {
+            ok.extend_from_slice(&[TAG_ROW, 1]);
+        }
+        ok.push(TAG_NULL);
+        assert!(decode_value(&mut ok.as_slice()).is_ok());
     }
 
     #[test]

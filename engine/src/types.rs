@@ -5,6 +5,7 @@
 //! decides how a value is rendered (a DECIMAL's scale, a TIMESTAMP's precision).
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A Flink SQL type. Nullability is not tracked: every column may hold NULL, as in Flink's
 /// default for source tables.
@@ -36,6 +37,8 @@ pub enum DataType {
     IntervalDayTime,
     /// INTERVAL YEAR TO MONTH family; values are months.
     IntervalYearMonth,
+    /// ROW<name type, ...>: a structured value of named fields, in order.
+    Row(Arc<[Field]>),
 }
 
 /// The length Flink gives `STRING`.
@@ -74,6 +77,19 @@ impl DataType {
         matches!(self, DataType::Timestamp(_) | DataType::TimestampLtz(_))
     }
 
+    /// ROW of any fields.
+    pub fn is_row(&self) -> bool {
+        matches!(self, DataType::Row(_))
+    }
+
+    /// The fields of a ROW type; none for any other type.
+    pub fn row_fields(&self) -> &[Field] {
+        match self {
+            DataType::Row(fields) => fields,
+            _ => &[],
+        }
+    }
+
     pub fn is_interval(&self) -> bool {
         matches!(
             self,
@@ -103,12 +119,23 @@ impl fmt::Display for DataType {
             DataType::TimestampLtz(p) => write!(f, "TIMESTAMP_LTZ({p})"),
             DataType::IntervalDayTime => write!(f, "INTERVAL SECOND(3)"),
             DataType::IntervalYearMonth => write!(f, "INTERVAL MONTH"),
+            DataType::Row(fields) => {
+                // Flink's summary form: ROW<`name` TYPE, ...>.
+                write!(f, "ROW<")?;
+                for (i, field) in fields.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "`{}` {}", field.name.replace('`', "``"), field.data_type)?;
+                }
+                write!(f, ">")
+            }
         }
     }
 }
 
-/// A named, typed column.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A named, typed column (or field of a ROW).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Field {
     pub name: String,
     pub data_type: DataType,

@@ -36,6 +36,9 @@ pub enum Value {
     IntervalDayTime(i64),
     /// Months.
     IntervalYearMonth(i32),
+    /// A ROW value: one value per field of its type. NULL fields are `Value::Null`; a NULL row is
+    /// `Value::Null` itself.
+    Row(Arc<[Value]>),
 }
 
 impl Value {
@@ -86,6 +89,14 @@ impl Value {
         }
     }
 
+    /// The fields of a ROW value.
+    pub fn as_row(&self) -> Option<&[Value]> {
+        match self {
+            Value::Row(fields) => Some(fields),
+            _ => None,
+        }
+    }
+
     /// Milliseconds of a TIMESTAMP or TIMESTAMP_LTZ.
     pub fn as_timestamp_millis(&self) -> Option<i64> {
         match self {
@@ -111,6 +122,7 @@ impl Value {
             Value::Timestamp(_) | Value::TimestampLtz(_) => 6,
             Value::IntervalDayTime(_) => 7,
             Value::IntervalYearMonth(_) => 8,
+            Value::Row(_) => 9,
         }
     }
 }
@@ -161,6 +173,7 @@ impl Ord for Value {
             (Time(a), Time(b)) => a.cmp(b),
             (IntervalDayTime(a), IntervalDayTime(b)) => a.cmp(b),
             (IntervalYearMonth(a), IntervalYearMonth(b)) => a.cmp(b),
+            (Row(a), Row(b)) => a.iter().cmp(b.iter()),
             _ if self.rank() == 2 && other.rank() == 2 => {
                 self.as_i64().unwrap_or(0).cmp(&other.as_i64().unwrap_or(0))
             }
@@ -218,6 +231,13 @@ impl Hash for Value {
             Value::Timestamp(v) | Value::TimestampLtz(v) => v.hash(state),
             Value::IntervalDayTime(v) => v.hash(state),
             Value::IntervalYearMonth(v) => v.hash(state),
+            Value::Row(fields) => {
+                9u8.hash(state);
+                fields.len().hash(state);
+                for f in fields.iter() {
+                    f.hash(state);
+                }
+            }
         }
     }
 }
@@ -289,5 +309,22 @@ mod tests {
         assert_eq!(Value::Decimal(300, 2), Value::Int(3));
         assert!(Value::Decimal(305, 2) > Value::Int(3));
         assert!(Value::Null < Value::Int(i32::MIN));
+    }
+
+    #[test]
+    fn rows_compare_and_hash_by_their_fields() {
+        use std::collections::hash_map::DefaultHasher;
+        let hash = |v: &Value| {
+            let mut h = DefaultHasher::new();
+            v.hash(&mut h);
+            h.finish()
+        };
+        let a = Value::Row(Arc::from(vec![Value::Int(1), Value::string("x")]));
+        let b = Value::Row(Arc::from(vec![Value::BigInt(1), Value::string("x")]));
+        let c = Value::Row(Arc::from(vec![Value::Int(1), Value::Null]));
+        assert_eq!(a, b);
+        assert_eq!(hash(&a), hash(&b));
+        assert!(c < a);
+        assert!(Value::Null < c);
     }
 }

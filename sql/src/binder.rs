@@ -513,11 +513,16 @@ impl<'a> ExprBinder<'a> {
         let span = self.span(e);
         match e {
             AstExpr::Identifier(id) => self.column(None, &id.value, span),
-            AstExpr::CompoundIdentifier(parts) => match parts.as_slice() {
-                [q, c] => self.column(Some(&q.value), &c.value, span),
-                [.., q, c] => self.column(Some(&q.value), &c.value, span),
-                _ => Err(SqlError::validation("empty identifier").with_span(span)),
-            },
+            AstExpr::CompoundIdentifier(parts) => {
+                if let Some(bound) = self.row_field_access(parts, span.clone())? {
+                    return Ok(bound);
+                }
+                match parts.as_slice() {
+                    [q, c] => self.column(Some(&q.value), &c.value, span),
+                    [.., q, c] => self.column(Some(&q.value), &c.value, span),
+                    _ => Err(SqlError::validation("empty identifier").with_span(span)),
+                }
+            }
             AstExpr::Value(v) => match &v.value {
                 AstValue::Number(n, _) => number_literal(n).ok_or_else(|| {
                     SqlError::validation(format!("Numeric literal '{n}' out of range"))
@@ -907,6 +912,77 @@ impl<'a> ExprBinder<'a> {
                     .with_span(span),
             ),
         }
+    }
+
+    /// `a.b[.c...]` as a ROW field access, resolved as Calcite does: `a.b` as a column `b` of
+    /// the table `a` first (then `.c...` are its fields), else `a` as a column and `.b...` as
+    /// its fields. `None` when neither reading applies or no ROW column is involved (the caller
+    /// then reports the qualified column as missing).
+    fn row_field_access(
+        &mut self,
+        parts: &[ast::Ident],
+        span: Option<Range<usize>>,
+    ) -> SqlResult<Option<Bound>> {
+        let (column, fields) = match parts {
+            [q, c, rest @ ..] if self.scope.resolve(Some(&q.value), &c.value).is_ok() => {
+                if rest.is_empty() {
+                    return Ok(None);
+                }
+                (self.column(Some(&q.value), &c.value, span.clone())?, rest)
+            }
+            [c, rest @ ..] if !rest.is_empty() => match self.scope.resolve(None, &c.value) {
+                Ok(_) => (self.column(None, &c.value, span.clone())?, rest),
+                Err(matches) if matches.len() > 1 => {
+                    return Err(
+                        SqlError::validation(format!("Column '{}' is ambiguous", c.value))
+                            .with_span(span),
+                    )
+                }
+                Err(_) => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let mut bound = column;
+        for field in fields {
+            let row_fields = bound.ty.row_fields();
+            if !bound.ty.is_row() {
+                return Err(SqlError::validation(format!(
+                    "Cannot access field '{}' of a value of type {}: only ROW values have fields",
+                    field.value, bound.ty
+                ))
+                .with_span(span));
+            }
+            let position = row_fields
+                .iter()
+                .position(|f| f.name == field.value)
+                .or_else(|| {
+                    row_fields
+                        .iter()
+                        .position(|f| f.name.eq_ignore_ascii_case(&field.value))
+                });
+            let Some(i) = position else {
+                let mut err = SqlError::validation(format!(
+                    "Unknown field '{}' of type {}",
+                    field.value, bound.ty
+                ));
+                if let Some(s) =
+                    did_you_mean(&field.value, row_fields.iter().map(|f| f.name.as_str()))
+                {
+                    err = err.with_help(format!("did you mean '{s}'?"));
+                }
+                return Err(err.with_span(span));
+            };
+            let ty = row_fields[i].data_type.clone();
+            bound = Bound {
+                expr: Expr::Call {
+                    func: functions::ScalarFunction::RowField(i),
+                    args: vec![bound.expr],
+                    ret: ty.clone(),
+                },
+                ty,
+            };
+        }
+        Ok(Some(bound))
     }
 
     fn column(

@@ -334,6 +334,11 @@ pub fn parse_field(text: &str, ty: &DataType) -> std::result::Result<Value, Stri
         DataType::TimestampLtz(_) => {
             Value::TimestampLtz(parse_sql_timestamp(text, true).ok_or_else(bad)?)
         }
+        DataType::Row(_) => {
+            return Err(format!(
+                "the csv format does not read ROW columns here: '{text}'"
+            ))
+        }
     })
 }
 
@@ -578,6 +583,20 @@ pub(crate) fn write_scalar_text(
         Value::Time(ms) => write_time_text(out, i64::from(*ms)),
         Value::Timestamp(ms) => write_timestamp_text(out, *ms, ' ', false),
         Value::TimestampLtz(ms) => write_timestamp_text(out, *ms, ' ', true),
+        Value::Row(fields) => write_row_text(out, fields, ty, decimal_scientific),
+    }
+}
+
+/// Appends the fields of a ROW value joined by `;`, each as [`write_scalar_text`] writes it
+/// (a nested row's fields are joined the same way).
+fn write_row_text(out: &mut String, fields: &[Value], ty: &DataType, decimal_scientific: bool) {
+    let types = ty.row_fields();
+    for (i, v) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        let field_ty = types.get(i).map_or(&DataType::Null, |f| &f.data_type);
+        write_scalar_text(out, v, field_ty, decimal_scientific);
     }
 }
 
@@ -623,6 +642,20 @@ impl CsvEncoder {
                     }
                 }
                 Value::String(s) => self.write_string(s, out),
+                Value::Row(fields) => {
+                    // Flink's csv format writes a ROW as its fields joined by the array element
+                    // delimiter `;`, NULL fields empty, as one quoted text field.
+                    self.scratch.clear();
+                    write_row_text(
+                        &mut self.scratch,
+                        fields,
+                        ty,
+                        self.format.decimal_scientific,
+                    );
+                    let text = std::mem::take(&mut self.scratch);
+                    self.write_quoted_if(&text, text.contains(';'), out);
+                    self.scratch = text;
+                }
                 // Jackson writes numbers and booleans raw; temporal values are text nodes.
                 Value::Date(_) | Value::Time(_) | Value::Timestamp(_) | Value::TimestampLtz(_) => {
                     self.scratch.clear();
@@ -642,12 +675,18 @@ impl CsvEncoder {
     }
 
     fn write_string(&self, s: &str, out: &mut Vec<u8>) {
+        self.write_quoted_if(s, false, out);
+    }
+
+    /// Writes `s` as a text field, quoted when Jackson would or when `force` is set.
+    fn write_quoted_if(&self, s: &str, force: bool, out: &mut Vec<u8>) {
         let Some(q) = self.format.quote else {
             out.extend_from_slice(s.as_bytes());
             return;
         };
         let esc = self.format.escape;
-        let needs = s.chars().count() > MAX_QUOTE_CHECK
+        let needs = force
+            || s.chars().count() > MAX_QUOTE_CHECK
             || s.bytes().any(|b| b < self.min_safe || Some(b) == esc);
         if !needs {
             out.extend_from_slice(s.as_bytes());

@@ -325,6 +325,7 @@ impl FieldSeed<'_> {
             DataType::TimestampLtz(_) => Value::TimestampLtz(
                 parse_json_timestamp(text, self.standard, true).ok_or_else(|| self.fail(text))?,
             ),
+            DataType::Row(_) => return Err(self.fail(text)),
         })
     }
 }
@@ -413,8 +414,27 @@ impl FieldSeed<'_> {
         }
     }
 
-    /// An object or array: its JSON text in a string column, an error elsewhere.
+    /// An object or array: a ROW column's fields by name (a missing field is NULL), its JSON
+    /// text in a string column, an error elsewhere.
     fn nested<E: de::Error>(&self, v: serde_json::Value) -> std::result::Result<Value, E> {
+        if let (DataType::Row(fields), serde_json::Value::Object(map)) = (self.ty, &v) {
+            let mut values = Vec::with_capacity(fields.len());
+            for f in fields.iter() {
+                let value = match map.get(&f.name) {
+                    None => Value::Null,
+                    Some(inner) => FieldSeed {
+                        ty: &f.data_type,
+                        name: &f.name,
+                        standard: self.standard,
+                        lenient: self.lenient,
+                    }
+                    .deserialize(inner)
+                    .map_err(E::custom)?,
+                };
+                values.push(value);
+            }
+            return Ok(Value::Row(Arc::from(values)));
+        }
         let text = v.to_string();
         match self.ty {
             DataType::Char(_) | DataType::Varchar(_) => Ok(Value::String(Arc::from(text.as_str()))),
@@ -502,39 +522,72 @@ impl JsonEncoder {
                 out.extend_from_slice(k);
             }
             let ty = self.types.get(i).unwrap_or(&DataType::Null);
-            self.scratch.clear();
-            match v {
-                Value::Null => out.extend_from_slice(b"null"),
-                Value::String(s) => write_json_string(s, out),
-                Value::Float(x) if !x.is_finite() => {
-                    format::write_float(&mut self.scratch, *x);
-                    write_json_string(&self.scratch, out);
-                }
-                Value::Double(x) if !x.is_finite() => {
-                    format::write_double(&mut self.scratch, *x);
-                    write_json_string(&self.scratch, out);
-                }
-                Value::Date(_) | Value::Time(_) => {
-                    write_scalar_text(&mut self.scratch, v, ty, true);
-                    write_json_string(&self.scratch, out);
-                }
-                Value::Timestamp(ms) | Value::TimestampLtz(ms) => {
-                    let sep = match self.format.timestamp_standard {
-                        TimestampStandard::Sql => ' ',
-                        TimestampStandard::Iso8601 => 'T',
-                    };
-                    let zulu = matches!(v, Value::TimestampLtz(_));
-                    write_timestamp_text(&mut self.scratch, *ms, sep, zulu);
-                    write_json_string(&self.scratch, out);
-                }
-                other => {
-                    write_scalar_text(&mut self.scratch, other, ty, !self.format.decimal_plain);
-                    out.extend_from_slice(self.scratch.as_bytes());
-                }
-            }
+            write_json_value(&self.format, &mut self.scratch, v, ty, out);
         }
         out.push(b'}');
         out.push(b'\n');
+    }
+}
+
+/// Appends one value as Flink's json format writes it: a ROW as a nested object keyed by its
+/// field names.
+fn write_json_value(
+    format: &JsonFormat,
+    scratch: &mut String,
+    v: &Value,
+    ty: &DataType,
+    out: &mut Vec<u8>,
+) {
+    scratch.clear();
+    match v {
+        Value::Row(fields) => {
+            out.push(b'{');
+            let types = ty.row_fields();
+            let mut first = true;
+            for (j, f) in fields.iter().enumerate() {
+                if f.is_null() && format.ignore_null_fields {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                let (name, field_ty) = types
+                    .get(j)
+                    .map_or(("", &DataType::Null), |t| (t.name.as_str(), &t.data_type));
+                write_json_string(name, out);
+                out.push(b':');
+                write_json_value(format, scratch, f, field_ty, out);
+            }
+            out.push(b'}');
+        }
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::String(s) => write_json_string(s, out),
+        Value::Float(x) if !x.is_finite() => {
+            format::write_float(scratch, *x);
+            write_json_string(&scratch, out);
+        }
+        Value::Double(x) if !x.is_finite() => {
+            format::write_double(scratch, *x);
+            write_json_string(&scratch, out);
+        }
+        Value::Date(_) | Value::Time(_) => {
+            write_scalar_text(scratch, v, ty, true);
+            write_json_string(&scratch, out);
+        }
+        Value::Timestamp(ms) | Value::TimestampLtz(ms) => {
+            let sep = match format.timestamp_standard {
+                TimestampStandard::Sql => ' ',
+                TimestampStandard::Iso8601 => 'T',
+            };
+            let zulu = matches!(v, Value::TimestampLtz(_));
+            write_timestamp_text(scratch, *ms, sep, zulu);
+            write_json_string(&scratch, out);
+        }
+        other => {
+            write_scalar_text(scratch, other, ty, !format.decimal_plain);
+            out.extend_from_slice(scratch.as_bytes());
+        }
     }
 }
 

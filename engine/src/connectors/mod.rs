@@ -61,6 +61,7 @@ pub mod datagen;
 pub mod filesystem;
 pub mod fs_sink;
 pub mod json;
+pub mod nexmark;
 pub mod options;
 pub mod print;
 pub mod registry;

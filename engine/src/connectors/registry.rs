@@ -2,19 +2,19 @@
 //! sink, with Flink's errors for unknown connectors and for a connector used in the wrong
 //! direction.
 //!
-//! Sources: `filesystem`, `datagen`. Sinks: `filesystem` (append-only), `print`, `blackhole`
+//! Sources: `filesystem`, `datagen`, `nexmark`. Sinks: `filesystem` (append-only), `print`, `blackhole`
 //! (both accept updating streams).
 
 use std::sync::Arc;
 
 use crate::connectors::options::{did_you_mean, invalid_value, OptionReader, Options};
-use crate::connectors::{blackhole, datagen, filesystem, fs_sink, print, SourceFactory};
+use crate::connectors::{blackhole, datagen, filesystem, fs_sink, nexmark, print, SourceFactory};
 use crate::error::{EngineError, Result};
 use crate::operator::OperatorFactory;
 use crate::types::Schema;
 
 /// Every connector name, sorted as Flink lists them.
-pub const CONNECTORS: [&str; 4] = ["blackhole", "datagen", "filesystem", "print"];
+pub const CONNECTORS: [&str; 5] = ["blackhole", "datagen", "filesystem", "nexmark", "print"];
 
 /// A sink ready to be placed in a dataflow.
 pub struct SinkSpec {
@@ -74,6 +74,7 @@ pub fn create_source(
     match connector {
         "filesystem" => Ok(Arc::new(filesystem::create_source(table, schema, options)?)),
         "datagen" => Ok(Arc::new(datagen::create_source(table, schema, options)?)),
+        "nexmark" => Ok(Arc::new(nexmark::create_source(table, schema, options)?)),
         "print" | "blackhole" => Err(EngineError::option(
             format!("Connector '{connector}' can only be used as a sink. It cannot be used as a source."),
             None,
@@ -128,8 +129,8 @@ pub fn create_sink(
                 parallelism,
             })
         }
-        "datagen" => Err(EngineError::option(
-            "Connector 'datagen' can only be used as a source. It cannot be used as a sink.",
+        "datagen" | "nexmark" => Err(EngineError::option(
+            format!("Connector '{connector}' can only be used as a source. It cannot be used as a sink."),
             None,
         )),
         other => Err(unknown_connector(other)),
@@ -155,10 +156,10 @@ mod tests {
                 assert!(message.starts_with(
                     "Could not find any factory for identifier 'kafkaa' that implements 'org.apache.flink.table.factories.DynamicTableFactory' in the classpath."
                 ));
-                assert!(message.ends_with("blackhole\ndatagen\nfilesystem\nprint"));
+                assert!(message.ends_with("blackhole\ndatagen\nfilesystem\nnexmark\nprint"));
                 assert_eq!(
                     help.as_deref(),
-                    Some("available connectors: blackhole, datagen, filesystem, print")
+                    Some("available connectors: blackhole, datagen, filesystem, nexmark, print")
                 );
             }
             other => panic!("{other:?}"),

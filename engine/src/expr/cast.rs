@@ -348,6 +348,19 @@ pub fn cast(v: &Value, from: &DataType, to: &DataType) -> Result<Value> {
             to_integer(v, from, to)
         }
         DataType::Float | DataType::Double => to_float(v, from, to),
+        DataType::Row(to_fields) => match (v, from) {
+            // Field by field, between rows of the same arity (the only ROW cast Flink allows).
+            (Value::Row(values), DataType::Row(from_fields))
+                if values.len() == to_fields.len() && from_fields.len() == to_fields.len() =>
+            {
+                let mut out = Vec::with_capacity(values.len());
+                for ((v, f), t) in values.iter().zip(from_fields.iter()).zip(to_fields.iter()) {
+                    out.push(cast(v, &f.data_type, &t.data_type)?);
+                }
+                Ok(Value::Row(out.into()))
+            }
+            _ => Err(cast_error(v, from, to)),
+        },
         DataType::Decimal(p, s) => to_decimal_value(v, from, to, *p, *s),
         DataType::Char(n) => Ok(to_char(v, from, *n, true)),
         DataType::Varchar(n) => Ok(to_char(v, from, *n, false)),

@@ -298,6 +298,30 @@ pub fn write_value(out: &mut String, v: &Value, ty: &DataType) {
         }
         Value::IntervalDayTime(ms) => write_interval_day_time(out, *ms),
         Value::IntervalYearMonth(m) => write_interval_year_month(out, *m),
+        Value::Row(fields) => {
+            // Flink's CAST(ROW AS STRING): `(a, 10, NULL)`, each field cast to STRING.
+            out.push('(');
+            write_fields(out, fields, ty, write_value);
+            out.push(')');
+        }
+    }
+}
+
+/// Appends the fields of a row value separated by `, `, each rendered by `render` with its field
+/// type (the type of a field the row type does not describe is taken as NULL).
+fn write_fields(
+    out: &mut String,
+    fields: &[Value],
+    ty: &DataType,
+    render: fn(&mut String, &Value, &DataType),
+) {
+    let types = ty.row_fields();
+    for (i, v) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let field_ty = types.get(i).map_or(&DataType::Null, |f| &f.data_type);
+        render(out, v, field_ty);
     }
 }
 
@@ -362,6 +386,12 @@ pub fn write_print_value(out: &mut String, v: &Value, ty: &DataType) {
             if *m == 0 {
                 out.push_str("0D");
             }
+        }
+        Value::Row(fields) => {
+            // A nested `Row.toString`: its kind, then its fields.
+            out.push_str("+I[");
+            write_fields(out, fields, ty, write_print_value);
+            out.push(']');
         }
         other => write_value(out, other, ty),
     }

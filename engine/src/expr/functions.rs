@@ -363,6 +363,9 @@ pub enum ScalarFunction {
     If,
     Greatest,
     Least,
+    // Structured types.
+    /// The field at this position of a ROW value (`col.field`); NULL for a NULL row.
+    RowField(usize),
 }
 
 impl ScalarFunction {
@@ -1930,6 +1933,11 @@ pub fn eval(func: &ScalarFunction, args: &[Value], ret: &DataType) -> Result<Val
             }
             Ok(best.clone())
         }
+        F::RowField(i) => Ok(arg(args, 0)?
+            .as_row()
+            .and_then(|fields| fields.get(*i))
+            .cloned()
+            .unwrap_or(Value::Null)),
     }
 }
 

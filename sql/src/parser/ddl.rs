@@ -3,8 +3,10 @@
 //! A table's elements (columns, computed and metadata columns, the watermark, the primary key)
 //! may come in any order, as in Flink; at most one watermark and one primary key are allowed.
 //! Types are parsed by sqlparser and then mapped by [`convert_data_type`], the one place that
-//! knows Flink's type names and defaults (`DECIMAL` = `DECIMAL(10, 0)`, `VARCHAR` = `VARCHAR(1)`,
-//! `TIME` = `TIME(0)`, `TIMESTAMP` = `TIMESTAMP(6)`).
+//! knows Flink's type names and defaults (`DECIMAL` = `DECIMAL(10, 0)`, `VARCHAR` = `STRING`,
+//! `TIME` = `TIME(0)`, `TIMESTAMP` = `TIMESTAMP(6)`). `ROW<name type, ...>` and
+//! `ROW(name type, ...)` column types have no sqlparser form and are parsed here, nested rows
+//! included (a `>>` token closes two of them).
 
 use std::ops::Range;
 
@@ -13,7 +15,7 @@ use sqlparser::ast::{
 };
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::Token;
-use streamsql_engine::types::{DataType, STRING_MAX};
+use streamsql_engine::types::{DataType, Field, STRING_MAX};
 
 use super::{PErr, PResult, ScriptParser};
 use crate::ast::{
@@ -28,7 +30,7 @@ ENFORCED/NOT ENFORCED controls if the constraint checks are performed on the inc
 data. Flink does not own the data therefore the only supported mode is the NOT ENFORCED mode";
 
 /// Type names that exist in Flink but not here; named in the error.
-const UNSUPPORTED_TYPE_WORDS: [&str; 6] = ["ARRAY", "MAP", "ROW", "MULTISET", "RAW", "STRUCTURED"];
+const UNSUPPORTED_TYPE_WORDS: [&str; 5] = ["ARRAY", "MAP", "MULTISET", "RAW", "STRUCTURED"];
 
 impl ScriptParser<'_> {
     pub(super) fn parse_create(&mut self, start: usize) -> PResult<Statement> {
@@ -350,6 +352,98 @@ impl ScriptParser<'_> {
     /// A column's type and its span, with unsupported Flink types named.
     fn parse_column_type(&mut self) -> PResult<(DataType, Range<usize>)> {
         let start = self.start_of_next();
+        let mut pending_gt = false;
+        let data_type = self.parse_type(&mut pending_gt)?;
+        if pending_gt {
+            let found = self.parser.peek_token();
+            return Ok(self.parser.expected("a type, not '>>'", found)?);
+        }
+        Ok((data_type, start..self.end_of_prev()))
+    }
+
+    /// Whether the next token is the unquoted word `ROW`.
+    fn at_row_keyword(&self) -> bool {
+        matches!(&self.parser.peek_token_ref().token,
+            Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("ROW"))
+    }
+
+    /// One type, ROW types included. `pending_gt` is set when a nested `ROW<...>` was closed by
+    /// a `>>` token, whose second `>` then belongs to the enclosing `ROW<`.
+    fn parse_type(&mut self, pending_gt: &mut bool) -> PResult<DataType> {
+        if self.at_row_keyword() {
+            self.parser.advance_token();
+            return self.parse_row_type(pending_gt);
+        }
+        Ok(self.parse_scalar_type()?.0)
+    }
+
+    /// `ROW<name type [NOT NULL] ['comment'], ...>` or `ROW(name type, ...)`, after `ROW`.
+    fn parse_row_type(&mut self, pending_gt: &mut bool) -> PResult<DataType> {
+        if self.parser.consume_token(&Token::Neq) {
+            // `ROW<>` tokenizes as the `<>` operator.
+            return Ok(DataType::Row(Vec::<Field>::new().into()));
+        }
+        let angle = if self.parser.consume_token(&Token::Lt) {
+            true
+        } else {
+            self.parser.expect_token(&Token::LParen)?;
+            false
+        };
+        let mut fields: Vec<Field> = Vec::new();
+        let empty = if angle {
+            self.parser.consume_token(&Token::Gt)
+        } else {
+            self.parser.consume_token(&Token::RParen)
+        };
+        if !empty {
+            loop {
+                let (name, name_span) = self.identifier()?;
+                if fields.iter().any(|f| f.name == name) {
+                    return Err(SqlError::validation(format!(
+                        "Field names must be unique. Found duplicates: [{name}]"
+                    ))
+                    .with_span(Some(name_span))
+                    .into());
+                }
+                let mut inner_gt = false;
+                let data_type = self.parse_type(&mut inner_gt)?;
+                if inner_gt {
+                    // `ROW<a ROW<b INT>>`: the `>>` closed both rows.
+                    if !angle {
+                        let found = self.parser.peek_token();
+                        return Ok(self.parser.expected("')' to close ROW(", found)?);
+                    }
+                    fields.push(Field::new(name, data_type));
+                    break;
+                }
+                if !self.parser.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
+                    self.parser.parse_keyword(Keyword::NULL);
+                }
+                if let Token::SingleQuotedString(_) = self.parser.peek_token_ref().token {
+                    self.string_literal()?;
+                }
+                fields.push(Field::new(name, data_type));
+                if self.parser.consume_token(&Token::Comma) {
+                    continue;
+                }
+                if angle {
+                    if self.parser.consume_token(&Token::ShiftRight) {
+                        *pending_gt = true;
+                    } else {
+                        self.parser.expect_token(&Token::Gt)?;
+                    }
+                } else {
+                    self.parser.expect_token(&Token::RParen)?;
+                }
+                break;
+            }
+        }
+        Ok(DataType::Row(fields.into()))
+    }
+
+    /// A type sqlparser parses (any but ROW), with unsupported Flink types named.
+    fn parse_scalar_type(&mut self) -> PResult<(DataType, Range<usize>)> {
+        let start = self.start_of_next();
         if let Token::Word(w) = &self.parser.peek_token_ref().token {
             if w.quote_style.is_none()
                 && UNSUPPORTED_TYPE_WORDS
@@ -401,6 +495,10 @@ pub fn convert_data_type(sql_type: &SqlType) -> SqlResult<DataType> {
             len.as_ref(),
             "Character string",
         )?)),
+        // Flink's type system gives a VARCHAR without a length the maximum one: STRING.
+        SqlType::Varchar(None) | SqlType::CharVarying(None) | SqlType::CharacterVarying(None) => {
+            Ok(DataType::STRING)
+        }
         SqlType::Varchar(len) | SqlType::CharVarying(len) | SqlType::CharacterVarying(len) => Ok(
             DataType::Varchar(char_length(len.as_ref(), "Variable character string")?),
         ),
@@ -476,7 +574,9 @@ pub fn convert_data_type(sql_type: &SqlType) -> SqlResult<DataType> {
         SqlType::Varbinary(_) => unsupported("VARBINARY"),
         SqlType::Array(_) => unsupported("ARRAY"),
         SqlType::Map(..) => unsupported("MAP"),
-        SqlType::Struct(..) | SqlType::Tuple(_) => unsupported("ROW"),
+        SqlType::Struct(..) | SqlType::Tuple(_) => Err(SqlError::unsupported(
+            "ROW types are supported as column types of CREATE TABLE only",
+        )),
         other => Err(SqlError::unsupported(format!(
             "The data type {other} is not supported"
         ))),

@@ -232,7 +232,7 @@ fn flink_types_and_defaults() {
         ("NUMERIC(38, 18)", DataType::Decimal(38, 18)),
         ("CHAR", DataType::Char(1)),
         ("CHAR(7)", DataType::Char(7)),
-        ("VARCHAR", DataType::Varchar(1)),
+        ("VARCHAR", DataType::STRING),
         ("VARCHAR(20)", DataType::Varchar(20)),
         ("STRING", DataType::STRING),
         ("string", DataType::STRING),
@@ -273,13 +273,53 @@ fn ltz_type_span_covers_the_original_text() {
 }
 
 #[test]
+fn row_types_parse_nested_in_both_forms() {
+    use streamsql_engine::types::Field;
+    let row = |fields: Vec<(&str, DataType)>| {
+        DataType::Row(
+            fields
+                .into_iter()
+                .map(|(n, t)| Field::new(n, t))
+                .collect::<Vec<_>>()
+                .into(),
+        )
+    };
+    let inner = row(vec![("c", DataType::STRING), ("d", DataType::Double)]);
+    assert_eq!(
+        column_type("ROW<a INT, b ROW<c VARCHAR, d DOUBLE>>").unwrap(),
+        row(vec![("a", DataType::Int), ("b", inner.clone())])
+    );
+    assert_eq!(
+        column_type("ROW(a INT NOT NULL 'the a', `b` ROW(c STRING, d DOUBLE))").unwrap(),
+        row(vec![("a", DataType::Int), ("b", inner.clone())])
+    );
+    assert_eq!(
+        column_type("ROW<b ROW<c STRING, d DOUBLE> , `dateTime` TIMESTAMP(3)>").unwrap(),
+        row(vec![("b", inner), ("dateTime", DataType::Timestamp(3))])
+    );
+    assert_eq!(
+        column_type("row<>").unwrap(),
+        DataType::Row(Vec::<Field>::new().into())
+    );
+    assert!(column_type("ROW<a INT").is_err());
+    assert!(column_type("ROW(a INT>").is_err());
+    assert!(column_type("ROW<a ROW<b INT>>>").is_err());
+    assert_eq!(
+        column_type("ROW<a INT, b ROW<c STRING, d DOUBLE>>")
+            .unwrap()
+            .to_string(),
+        "ROW<`a` INT, `b` ROW<`c` STRING, `d` DOUBLE>>"
+    );
+}
+
+#[test]
 fn unsupported_and_invalid_types_are_named() {
     for (ty, word, kind) in [
         ("BYTES", "BYTES", SqlErrorKind::Unsupported),
         ("VARBINARY(3)", "VARBINARY", SqlErrorKind::Unsupported),
         ("ARRAY<INT>", "ARRAY", SqlErrorKind::Unsupported),
         ("MAP<STRING, INT>", "MAP", SqlErrorKind::Unsupported),
-        ("ROW<a INT>", "ROW", SqlErrorKind::Unsupported),
+        ("ROW<a INT, a STRING>", "unique", SqlErrorKind::Validation),
         ("INT ARRAY", "ARRAY", SqlErrorKind::Unsupported),
         ("DECIMAL(39, 2)", "precision", SqlErrorKind::Validation),
         ("DECIMAL(5, 6)", "scale", SqlErrorKind::Validation),
