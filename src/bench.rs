@@ -780,6 +780,8 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 fn fmt_bytes(b: i64) -> String {
     if b <= 0 {
         String::new()
+    } else if b < 1024 {
+        format!("{b} B")
     } else if b < 1 << 20 {
         format!("{:.1} KiB", b as f64 / 1024.0)
     } else {

@@ -184,6 +184,29 @@ def append(path, fields, row):
         w.writerow(row)
 
 
+def render(path):
+    """A markdown table of a timing CSV: per query and parallelism the cold (first) and warm
+    (fastest later) job, as docs/performance.md shows them."""
+    rows = list(csv.DictReader(open(path)))
+    by = collections.OrderedDict()
+    for r in rows:
+        by.setdefault((r["query"], r["parallelism"], r["checkpointing"]), []).append(r)
+    print("| query | p | checkpointing | cold net s | warm net s | warm CPU s | events/s (warm) "
+          "| events/CPU-s (warm) | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (q, par, ck), rs in by.items():
+        if rs[0].get("error"):
+            print("| %s | %s | %s | %s |  |  |  |  | %s |" % (q, par, ck, "fails: " + rs[0]["error"]
+                  .strip(": ").split(",")[0][:90], rs[0]["load"]))
+            continue
+        cold = rs[0]
+        warm = min(rs[1:] or rs, key=lambda r: float(r["net_s"]))
+        print("| %s | %s | %s | %.2f | %.2f | %.2f | %s | %s | %s |" % (
+            q, par, ck, float(cold["net_s"]), float(warm["net_s"]), float(warm["cpu_s"]),
+            "{:,}".format(int(warm["events_per_s"])), "{:,}".format(int(warm["events_per_cpu_s"])),
+            warm["load"]))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--mode", choices=["results", "timing"], default="timing")
@@ -198,6 +221,7 @@ def main():
     p.add_argument("--repeat", type=int, default=1, help="jobs per JVM (timing); all recorded")
     p.add_argument("--timeout", type=int, default=900)
     p.add_argument("--out", required=False)
+    p.add_argument("--render", metavar="TIMING_CSV", help="print a timing CSV as a markdown table")
     # child-only
     p.add_argument("--query")
     p.add_argument("--print-to")
@@ -205,6 +229,9 @@ def main():
     a = p.parse_args()
     if a.child_out:
         run_one(a)
+        return
+    if a.render:
+        render(a.render)
         return
     for q in a.queries.split(","):
         tmp = tempfile.mkdtemp(prefix="nexmark-flink-")
