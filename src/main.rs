@@ -1,5 +1,5 @@
 //! The `streamsql` command line: `run` a pipeline, `explain` its dataflow, show a job's
-//! `checkpoints`.
+//! `checkpoints`, `bench` the Nexmark queries.
 //!
 //! Standard output carries only result rows (and EXPLAIN / SHOW output); logs and diagnostics go
 //! to standard error, so `streamsql run q.sql > out.txt` captures exactly the result.
@@ -14,6 +14,8 @@ use streamsql::engine::config::Configuration;
 use streamsql::engine::runtime::JobOutcome;
 use streamsql::sql::session::StatementOutput;
 use streamsql::{Error, Restore, Streamsql};
+
+mod bench;
 
 /// Rows are allocated by one task thread and freed by another; mimalloc's per-thread heaps make
 /// those cross-thread frees cheap, where the system allocator contends on its arenas (measured in
@@ -104,6 +106,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the Nexmark queries (examples/nexmark/), each in its own process, and report their
+    /// throughput, CPU time, peak memory, checkpoints and result check.
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +122,7 @@ fn main() -> ExitCode {
             savepoint_path,
         } => savepoint(&pipeline, savepoint_path, true),
         Command::Checkpoints { dir, json } => return checkpoints(&dir, json),
+        Command::Bench(args) => return bench::run(&args),
     };
     match result {
         Ok(code) => code,
