@@ -3,7 +3,8 @@
 # (nexmark-flink), compiled with javac against PyFlink's jars, with two changes so that it
 # generates exactly the events of streamsql's `nexmark` connector:
 #
-#   * the random fields of each event come from `new java.util.Random(eventId)` (the published
+#   * the random fields of each event come from `new java.util.Random(eventSeed(eventId))`, with
+#     streamsql's SplitMix64 `event_seed` (the published
 #     generator draws them from one unseeded SplittableRandom per source subtask, so they differ
 #     between runs), the hot and channel URL tables from `new Random(0)` and the 1 MiB text the
 #     `extra` fields are cut from from `new Random(1)`;
@@ -65,7 +66,18 @@ edit("generator/NexmarkGenerator.java",
      "  private final Random random = new Random();\n", "")
 edit("generator/NexmarkGenerator.java",
      "    long newEventId = getNextEventId();\n",
-     "    long newEventId = getNextEventId();\n    Random random = new Random(newEventId);\n")
+     "    long newEventId = getNextEventId();\n    Random random = new Random(eventSeed(newEventId));\n")
+# streamsql's event_seed: SplitMix64's output for the id (consecutive bare ids would give nearly
+# equal first draws, so hot-or-random choices would come in long runs).
+edit("generator/NexmarkGenerator.java",
+     "  public NexmarkGenerator(",
+     "  private static long eventSeed(long id) {\n"
+     "    long z = id + 0x9E3779B97F4A7C15L;\n"
+     "    z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;\n"
+     "    z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;\n"
+     "    return z ^ (z >>> 31);\n"
+     "  }\n\n"
+     "  public NexmarkGenerator(")
 edit("generator/model/BidGenerator.java",
      "private static final Random random = new Random();",
      "private static final Random random = new Random(0);")
