@@ -137,6 +137,45 @@ impl DataflowGraph {
         index
     }
 
+    /// Removes every node whose output reaches no sink (a node named `...Sink`), such as a `Calc`
+    /// the planner fused into the one above it or an input planned for a plan it then discarded:
+    /// a task for it would compute rows nobody reads. Indices are renumbered, order and ids kept.
+    pub fn remove_dead_ends(&mut self) {
+        let n = self.nodes.len();
+        let mut live: Vec<bool> = self
+            .nodes
+            .iter()
+            .map(|x| x.name.ends_with("Sink"))
+            .collect();
+        // Edges go from lower to higher indices: one pass from the end settles every node.
+        for i in (0..n).rev() {
+            if !live[i] {
+                live[i] = self.edges.iter().any(|e| e.from == i && live[e.to]);
+            }
+        }
+        if live.iter().all(|l| *l) {
+            return;
+        }
+        let mut index = vec![usize::MAX; n];
+        let mut next = 0;
+        for (i, l) in live.iter().enumerate() {
+            if *l {
+                index[i] = next;
+                next += 1;
+            }
+        }
+        let mut i = 0;
+        self.nodes.retain(|_| {
+            i += 1;
+            live[i - 1]
+        });
+        self.edges.retain(|e| live[e.from] && live[e.to]);
+        for e in &mut self.edges {
+            e.from = index[e.from];
+            e.to = index[e.to];
+        }
+    }
+
     /// Edges into node `to`, ordered by input index.
     pub fn inputs_of(&self, to: usize) -> Vec<&Edge> {
         let mut v: Vec<&Edge> = self.edges.iter().filter(|e| e.to == to).collect();
@@ -175,5 +214,74 @@ impl DataflowGraph {
         for e in self.inputs_of(i) {
             self.explain_node(e.from, depth + 1, Some(&e.partitioning), out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::EngineError;
+    use crate::operator::{Operator, TaskContext};
+
+    fn op() -> NodeKind {
+        NodeKind::Operator(Arc::new(
+            |_: &TaskContext| -> crate::error::Result<Box<dyn Operator>> {
+                Err(EngineError::Internal {
+                    message: "not run in this test".into(),
+                })
+            },
+        ))
+    }
+
+    #[test]
+    fn nodes_that_reach_no_sink_are_removed() {
+        let mut g = DataflowGraph::new();
+        let schema = Schema::new(Vec::new());
+        let scan = g.add_node("Scan", "scan".into(), 1, schema.clone(), op(), &[]);
+        let fused_away = g.add_node(
+            "Calc",
+            "a".into(),
+            1,
+            schema.clone(),
+            op(),
+            &[(scan, Partitioning::Forward)],
+        );
+        let _after_it = g.add_node(
+            "Calc",
+            "b".into(),
+            1,
+            schema.clone(),
+            op(),
+            &[(fused_away, Partitioning::Forward)],
+        );
+        let calc = g.add_node(
+            "Calc",
+            "c".into(),
+            1,
+            schema.clone(),
+            op(),
+            &[(scan, Partitioning::Forward)],
+        );
+        let sink_id = {
+            let s = g.add_node(
+                "Sink",
+                "sink".into(),
+                1,
+                schema.clone(),
+                op(),
+                &[(calc, Partitioning::Forward)],
+            );
+            g.nodes[s].id
+        };
+        let ids: Vec<u64> = [scan, calc].iter().map(|i| g.nodes[*i].id).collect();
+        g.remove_dead_ends();
+        let names: Vec<&str> = g.nodes.iter().map(|n| n.description.as_str()).collect();
+        assert_eq!(names, ["scan", "c", "sink"]);
+        assert_eq!(
+            g.nodes.iter().map(|n| n.id).collect::<Vec<_>>(),
+            [ids[0], ids[1], sink_id]
+        );
+        let edges: Vec<(usize, usize)> = g.edges.iter().map(|e| (e.from, e.to)).collect();
+        assert_eq!(edges, [(0, 1), (1, 2)]);
     }
 }

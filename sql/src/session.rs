@@ -92,6 +92,7 @@ impl SqlSession {
         for st in &statements {
             self.execute(sql, st, &mut graph, &mut selects, &mut outputs)?;
         }
+        graph.remove_dead_ends();
         let job = if graph.nodes.is_empty() {
             None
         } else {
@@ -306,6 +307,7 @@ impl SqlSession {
                         .with_span(Some(other.span())))
                     }
                 }
+                scratch.remove_dead_ends();
                 outputs.push(StatementOutput::Explain(scratch.explain()));
             }
             Statement::ShowTables { .. } | Statement::ShowViews { .. } => {
