@@ -1294,7 +1294,11 @@ impl<'a> Planner<'a> {
                     }
                 }
                 SelectItem::QualifiedWildcard(kind, _) => {
-                    let q = kind.to_string();
+                    // `t.*`: the qualifier is the object name (the kind's text ends in `.*`).
+                    let q = match kind {
+                        ast::SelectItemQualifiedWildcardKind::ObjectName(n) => object_name(n),
+                        other => other.to_string(),
+                    };
                     let before = out.len();
                     for (i, c) in scope.columns.iter().enumerate() {
                         if c.qualifier
