@@ -726,27 +726,20 @@ impl Operator for OverAggregate {
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {
-        if state.is_empty() {
-            // No state was written for this operator: it starts fresh.
-            return Ok(());
+        if let Some(w) =
+            super::restored_watermark("OverAggregate", &[state], |s| self.decode_operator_state(s))?
+        {
+            self.watermark = w;
         }
-        self.watermark = self.decode_operator_state(state).map_err(|e| {
-            EngineError::data(format!("cannot restore the OverAggregate state: {e}"))
-        })?;
         Ok(())
     }
 
     /// The smallest watermark of the old subtasks whose key groups this one takes over, so that
     /// no row one of them would still have accepted is dropped as late.
     fn restore_rescaled(&mut self, states: &[&[u8]]) -> Result<()> {
-        let mut watermark: Option<i64> = None;
-        for state in states.iter().filter(|s| !s.is_empty()) {
-            let w = self.decode_operator_state(state).map_err(|e| {
-                EngineError::data(format!("cannot restore the OverAggregate state: {e}"))
-            })?;
-            watermark = Some(watermark.map_or(w, |m| m.min(w)));
-        }
-        if let Some(w) = watermark {
+        if let Some(w) =
+            super::restored_watermark("OverAggregate", states, |s| self.decode_operator_state(s))?
+        {
             self.watermark = w;
         }
         Ok(())

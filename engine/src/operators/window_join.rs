@@ -497,24 +497,18 @@ impl Operator for WindowJoin {
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {
-        if state.is_empty() {
-            return Ok(());
+        if let Some(w) =
+            super::restored_watermark("WindowJoin", &[state], |s| self.decode_operator_state(s))?
+        {
+            self.watermark = w;
         }
-        self.watermark = self
-            .decode_operator_state(state)
-            .map_err(|e| EngineError::data(format!("cannot restore the WindowJoin state: {e}")))?;
         Ok(())
     }
 
     fn restore_rescaled(&mut self, states: &[&[u8]]) -> Result<()> {
-        let mut watermark: Option<i64> = None;
-        for state in states.iter().filter(|s| !s.is_empty()) {
-            let w = self.decode_operator_state(state).map_err(|e| {
-                EngineError::data(format!("cannot restore the WindowJoin state: {e}"))
-            })?;
-            watermark = Some(watermark.map_or(w, |m| m.min(w)));
-        }
-        if let Some(w) = watermark {
+        if let Some(w) =
+            super::restored_watermark("WindowJoin", states, |s| self.decode_operator_state(s))?
+        {
             self.watermark = w;
         }
         Ok(())
