@@ -401,32 +401,3 @@ fn options_are_read_and_checked() {
         .to_string()
         .contains("The nexmark connector produces the columns"));
 }
-
-/// The generation rate of one subtask, events into batches and dropped (run in release mode with
-/// `--ignored --nocapture`).
-#[test]
-#[ignore]
-fn generation_rate() {
-    let c = NexmarkConfig {
-        num_events: 5_000_000,
-        first_event_rate: 10_000_000,
-        ..NexmarkConfig::default()
-    };
-    let f = NexmarkSourceFactory::new(c, 0);
-    let mut src = f.create(&ctx(0, 1)).unwrap();
-    let start = std::time::Instant::now();
-    let mut n = 0usize;
-    let mut out = Output::new();
-    loop {
-        out.changes.clear();
-        if src.poll(&mut out, 1024).unwrap() == SourceStatus::Finished {
-            break;
-        }
-        n += out.changes.len();
-    }
-    let secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{n} events in {secs:.3} s: {:.2} M events/s",
-        n as f64 / secs / 1e6
-    );
-}

@@ -1288,49 +1288,4 @@ mod tests {
             vec![o("a", 3, 1, 3, 3, 3), o("b", 4, 2, 6, 2, 4)]
         );
     }
-
-    /// Rows per second through each frame, for a look at the per-row cost (`cargo test --release
-    /// -p streamsql-engine --lib over_agg_throughput -- --ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn over_agg_throughput() {
-        for (keys, n) in [(1, 200_000), (1, 400_000), (10_000, 400_000)] {
-            for frame in [
-                OverFrame::Rows {
-                    preceding: Some(100),
-                },
-                OverFrame::Range {
-                    preceding: Some(10_000),
-                },
-                OverFrame::Rows { preceding: None },
-            ] {
-                let mut op = int_op(frame, &ctx());
-                let started = std::time::Instant::now();
-                let mut emitted = 0;
-                for b in 0..n / 1000 {
-                    let rows: Vec<Change> = (0..1000)
-                        .map(|i| {
-                            let id = b * 1000 + i;
-                            Change::insert(vec![
-                                Value::Int(id % keys),
-                                Value::Timestamp(i64::from(id) * 10),
-                                Value::Int(id % 100),
-                                Value::Int(id),
-                            ])
-                        })
-                        .collect();
-                    let mut out = Output::new();
-                    op.on_batch(0, rows, &mut out).unwrap();
-                    op.on_watermark(i64::from(b * 1000) * 10 - 1000, &mut out)
-                        .unwrap();
-                    emitted += out.changes.len();
-                }
-                let secs = started.elapsed().as_secs_f64();
-                println!(
-                    "{keys} keys, {n} rows, {frame:?}: {:.0} rows/s ({emitted} emitted)",
-                    f64::from(n) / secs
-                );
-            }
-        }
-    }
 }
