@@ -255,7 +255,20 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, String> {
         None => HashMap::new(),
     };
     let flink = match &args.flink {
-        Some(p) => read_flink(p, args)?,
+        Some(p) => {
+            let flink = read_flink(p, args)?;
+            if flink.is_empty() {
+                // Otherwise the ratio columns would just stay empty, with no reason given.
+                eprintln!(
+                    "streamsql bench: {} has no run at parallelism {}, {} events, checkpointing {}: no ratios to Flink",
+                    p.display(),
+                    args.parallelism,
+                    args.events,
+                    if args.no_checkpoint { "off" } else { &args.checkpoint_interval }
+                );
+            }
+            flink
+        }
         None => HashMap::new(),
     };
     let (work, temporary) = match &args.work_dir {
