@@ -65,6 +65,10 @@ pub struct Node {
     /// The schema of the records this node emits.
     pub schema: Schema,
     pub kind: NodeKind,
+    /// Operators chained onto this node in its own task (a source's computed columns, watermark
+    /// assigner and the Calcs above them), in order, as `(name, description)`: EXPLAIN shows
+    /// them as operators of their own.
+    pub chained: Vec<(String, String)>,
 }
 
 /// An edge from the output of `from` to input `input` of `to`.
@@ -108,11 +112,38 @@ impl DataflowGraph {
         kind: NodeKind,
         inputs: &[(usize, Partitioning)],
     ) -> usize {
+        self.add_chained_node(
+            name,
+            description,
+            Vec::new(),
+            parallelism,
+            schema,
+            kind,
+            inputs,
+        )
+    }
+
+    /// [`DataflowGraph::add_node`] for a node with operators chained onto it in its task; the id
+    /// also covers what they compute.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_chained_node(
+        &mut self,
+        name: &str,
+        description: String,
+        chained: Vec<(String, String)>,
+        parallelism: usize,
+        schema: Schema,
+        kind: NodeKind,
+        inputs: &[(usize, Partitioning)],
+    ) -> usize {
         let mut seed = 0u64;
         for (from, _) in inputs {
             seed = seed.rotate_left(7) ^ self.nodes[*from].id;
         }
         let mut id = stable_hash(description.as_bytes(), seed);
+        for (name, description) in &chained {
+            id = stable_hash(description.as_bytes(), stable_hash(name.as_bytes(), id));
+        }
         // Two identical operators over identical inputs (a self-union) still get distinct ids.
         while self.nodes.iter().any(|n| n.id == id) {
             id = stable_hash(&id.to_le_bytes(), seed);
@@ -125,6 +156,7 @@ impl DataflowGraph {
             parallelism,
             schema,
             kind,
+            chained,
         });
         for (input, (from, partitioning)) in inputs.iter().enumerate() {
             self.edges.push(Edge {
@@ -202,15 +234,24 @@ impl DataflowGraph {
 
     fn explain_node(&self, i: usize, depth: usize, via: Option<&Partitioning>, out: &mut String) {
         let n = &self.nodes[i];
-        let indent = "  ".repeat(depth);
-        let via = via
-            .map(|p| format!("+- {} -> ", p.name()))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{indent}{via}{}(parallelism={}): {}",
-            n.name, n.parallelism, n.description
-        );
+        let line = |out: &mut String, depth: usize, via: Option<String>, name: &str, desc: &str| {
+            let indent = "  ".repeat(depth);
+            let via = via.map(|p| format!("+- {p} -> ")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{indent}{via}{name}(parallelism={}): {desc}",
+                n.parallelism
+            );
+        };
+        // Chained operators first (the last one emits the node's output), then the node itself.
+        let mut via = via.map(Partitioning::name);
+        let mut depth = depth;
+        for (name, desc) in n.chained.iter().rev() {
+            line(out, depth, via.take(), name, desc);
+            via = Some(Partitioning::Forward.name());
+            depth += 1;
+        }
+        line(out, depth, via, &n.name, &n.description);
         for e in self.inputs_of(i) {
             self.explain_node(e.from, depth + 1, Some(&e.partitioning), out);
         }

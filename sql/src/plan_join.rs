@@ -649,6 +649,7 @@ impl Planner<'_> {
             parallelism: p,
             pending_window: None,
             calc: None,
+            chain: None,
         })
     }
 }

@@ -338,6 +338,7 @@ impl Planner<'_> {
             parallelism: p,
             pending_window: None,
             calc: None,
+            chain: None,
         }))
     }
 
@@ -484,6 +485,7 @@ impl Planner<'_> {
             parallelism: p,
             pending_window: None,
             calc: None,
+            chain: None,
         })
     }
 }

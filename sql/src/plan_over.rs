@@ -461,6 +461,7 @@ impl Planner<'_> {
             parallelism: p,
             pending_window: None,
             calc: None,
+            chain: None,
         };
         // The SELECT list over the input columns and the OVER values.
         let mut post = Vec::with_capacity(projections.len());

@@ -347,7 +347,7 @@ impl<'a> Planner<'a> {
     /// each value once. Returns it and, for each column of `planned`, where it went (`None` for
     /// the placeholder).
     fn rank_input(&mut self, planned: Rel, visible: usize) -> (Rel, Vec<Option<usize>>) {
-        let exprs: Option<Vec<Expr>> = planned.calc.as_ref().map(|c| c.exprs.clone());
+        let exprs: Option<Vec<Expr>> = planned.calc_exprs().map(<[Expr]>::to_vec);
         let same = |a: usize, b: usize| match &exprs {
             Some(e) => e.get(a).is_some_and(|x| Some(x) == e.get(b)),
             None => false,
@@ -738,6 +738,7 @@ impl<'a> Planner<'a> {
             parallelism: p,
             pending_window: None,
             calc: None,
+            chain: None,
         };
         let rn_expr = if output_rank {
             Expr::Column(input.columns.len())

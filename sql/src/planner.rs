@@ -14,6 +14,7 @@ use sqlparser::ast::{
 };
 use streamsql_engine::agg::AggCall;
 use streamsql_engine::config::Configuration;
+use streamsql_engine::connectors::chain::ChainedSourceFactory;
 use streamsql_engine::connectors::options::Options;
 use streamsql_engine::connectors::registry;
 use streamsql_engine::expr::Expr;
@@ -37,6 +38,8 @@ use crate::catalog::{Catalog, CatalogEntry, TableEntry};
 use crate::error::{did_you_mean, SqlError, SqlResult};
 use crate::span::range_of_node;
 
+#[path = "plan_chain.rs"]
+mod plan_chain;
 #[path = "plan_over.rs"]
 mod plan_over;
 #[path = "plan_rank.rs"]
@@ -55,6 +58,164 @@ pub struct Rel {
     /// Set when the node is a `Calc` the planner made: what it computes, so that a `Calc` planned
     /// on top of it can be fused into one.
     pub calc: Option<Box<CalcInfo>>,
+    /// Set when the node is a table's source task: what is chained onto the source, so that a
+    /// `Calc` planned on top of it joins the chain.
+    pub chain: Option<Box<ScanChain>>,
+}
+
+impl Rel {
+    /// The expressions of the Calc that computes this relation, when the planner made one (a
+    /// `Calc` node, or the last operator chained onto a source).
+    pub fn calc_exprs(&self) -> Option<&[Expr]> {
+        if let Some(c) = &self.calc {
+            return Some(&c.exprs);
+        }
+        match self.chain.as_deref() {
+            Some(chain) if chain.node == self.node => match chain.stages.last() {
+                Some(ChainStage::Calc { exprs, .. }) => Some(exprs),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// A table's source task as it is planned: the source, then the stateless operators chained
+/// onto it in the same task (computed columns, watermark assigner, the Calcs above them).
+#[derive(Clone)]
+pub struct ScanChain {
+    /// The graph node (the newest node while the chain grows).
+    pub node: usize,
+    pub source: Arc<dyn streamsql_engine::connectors::SourceFactory>,
+    pub table: String,
+    pub connector: String,
+    /// The source's columns.
+    pub physical: Vec<ScopeColumn>,
+    /// Equalities on source columns the source applies itself (filter pushdown).
+    pub filters: Vec<(usize, Value)>,
+    pub stages: Vec<ChainStage>,
+}
+
+impl std::fmt::Debug for ScanChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScanChain")
+            .field("node", &self.node)
+            .field("table", &self.table)
+            .field("stages", &self.stages)
+            .finish()
+    }
+}
+
+/// One operator chained onto a source.
+#[derive(Clone, Debug)]
+pub enum ChainStage {
+    Calc {
+        filter: Option<Expr>,
+        exprs: Vec<Expr>,
+        /// The columns it reads (for EXPLAIN and for fusing the next Calc into it).
+        input: Vec<ScopeColumn>,
+        /// The columns it emits.
+        output: Vec<ScopeColumn>,
+    },
+    Watermark {
+        expr: Expr,
+        interval_ms: i64,
+        idle_ms: i64,
+        description: String,
+    },
+}
+
+impl ChainStage {
+    fn explain(&self) -> (String, String) {
+        match self {
+            ChainStage::Calc {
+                filter,
+                exprs,
+                input,
+                ..
+            } => (
+                "Calc".into(),
+                calc_description(filter.as_ref(), exprs, input),
+            ),
+            ChainStage::Watermark { description, .. } => {
+                ("WatermarkAssigner".into(), description.clone())
+            }
+        }
+    }
+
+    fn factory(&self) -> Arc<dyn OperatorFactory> {
+        match self.clone() {
+            ChainStage::Calc { filter, exprs, .. } => Arc::new(move |_: &TaskContext| {
+                Ok(Box::new(Calc::new(filter.clone(), exprs.clone())) as Box<dyn Operator>)
+            }),
+            ChainStage::Watermark {
+                expr,
+                interval_ms,
+                idle_ms,
+                ..
+            } => Arc::new(move |_: &TaskContext| {
+                Ok(
+                    Box::new(WatermarkAssigner::new(expr.clone(), interval_ms, idle_ms))
+                        as Box<dyn Operator>,
+                )
+            }),
+        }
+    }
+}
+
+/// What EXPLAIN shows for a Calc.
+fn calc_description(filter: Option<&Expr>, exprs: &[Expr], input: &[ScopeColumn]) -> String {
+    match filter {
+        Some(f) => format!(
+            "select=[{}], where=[{}]",
+            describe_exprs(exprs, input),
+            describe_exprs(std::slice::from_ref(f), input)
+        ),
+        None => format!("select=[{}]", describe_exprs(exprs, input)),
+    }
+}
+
+/// Whether a Calc computing `projections` and `filter` can be fused into the Calc below it,
+/// which computes `below`: no expression of `below` but a column or literal would be evaluated
+/// more often than before.
+fn fusable(below: &[Expr], filter: Option<&Expr>, projections: &[(Expr, ScopeColumn)]) -> bool {
+    let mut counts = vec![0usize; below.len()];
+    for (e, _) in projections {
+        count_columns(e, &mut counts);
+    }
+    if let Some(f) = filter {
+        count_columns(f, &mut counts);
+    }
+    // A column, a literal or a field of a ROW column (read in place).
+    let cheap = |e: &Expr| match e {
+        Expr::Column(_) | Expr::Literal(_) => true,
+        Expr::Call {
+            func: streamsql_engine::expr::ScalarFunction::RowField(_),
+            args,
+            ..
+        } => matches!(args.as_slice(), [Expr::Column(_)]),
+        _ => false,
+    };
+    counts.iter().zip(below).all(|(n, e)| *n <= 1 || cheap(e))
+}
+
+/// `filter` and `projections` over the output of a Calc computing `below` (with `below_filter`)
+/// as one Calc over that Calc's input.
+fn fuse(
+    below_filter: Option<Expr>,
+    below: &[Expr],
+    filter: Option<Expr>,
+    projections: Vec<(Expr, ScopeColumn)>,
+) -> (Option<Expr>, Vec<(Expr, ScopeColumn)>) {
+    let filter = match (below_filter, filter.map(|f| substitute(&f, below))) {
+        (Some(a), Some(b)) => Some(Expr::And(vec![a, b])),
+        (a, b) => a.or(b),
+    };
+    let projections = projections
+        .into_iter()
+        .map(|(e, c)| (substitute(&e, below), c))
+        .collect();
+    (filter, projections)
 }
 
 /// The definition of a planner-made `Calc` node.
@@ -228,6 +389,23 @@ fn describe_expr(out: &mut String, e: &Expr, input: &[ScopeColumn]) {
             };
             streamsql_engine::expr::format::write_value(out, v, &ty);
         }
+        Expr::Call {
+            func: streamsql_engine::expr::ScalarFunction::RowField(f),
+            args,
+            ..
+        } if args.len() == 1 => {
+            // `col.field`, as Flink shows a field access.
+            describe_expr(out, &args[0], input);
+            let name = match &args[0] {
+                Expr::Column(c) => match input.get(*c).map(|c| &c.data_type) {
+                    Some(DataType::Row(fields)) => fields.get(*f).map(|x| x.name.clone()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            out.push('.');
+            out.push_str(&name.unwrap_or_else(|| format!("${f}")));
+        }
         Expr::Call { func, args, .. } => list(out, &scalar_name(func), args),
         Expr::Cast { expr, to, safe, .. } => {
             out.push_str(if *safe { "TRY_CAST(" } else { "CAST(" });
@@ -347,35 +525,16 @@ impl<'a> Planner<'a> {
         // Fuse with the Calc below when nothing else reads it yet (it is the newest node) and no
         // expression of it would be evaluated more often than before.
         if let Some(below) = rel.calc.as_deref() {
-            if rel.node + 1 == self.graph.nodes.len() && rel.pending_window.is_none() {
-                let mut counts = vec![0usize; below.exprs.len()];
-                for (e, _) in &projections {
-                    count_columns(e, &mut counts);
-                }
-                if let Some(f) = &filter {
-                    count_columns(f, &mut counts);
-                }
-                let cheap = |e: &Expr| matches!(e, Expr::Column(_) | Expr::Literal(_));
-                let safe = counts
-                    .iter()
-                    .zip(&below.exprs)
-                    .all(|(n, e)| *n <= 1 || cheap(e));
-                if safe {
-                    let below = below.clone();
-                    let filter = match (below.filter, filter.map(|f| substitute(&f, &below.exprs)))
-                    {
-                        (Some(a), Some(b)) => Some(Expr::And(vec![a, b])),
-                        (a, b) => a.or(b),
-                    };
-                    let projections = projections
-                        .into_iter()
-                        .map(|(e, c)| (substitute(&e, &below.exprs), c))
-                        .collect();
-                    self.graph.nodes.pop();
-                    let popped = self.graph.nodes.len();
-                    self.graph.edges.retain(|e| e.to != popped);
-                    return self.calc(&below.input, filter, projections);
-                }
+            if rel.node + 1 == self.graph.nodes.len()
+                && rel.pending_window.is_none()
+                && fusable(&below.exprs, filter.as_ref(), &projections)
+            {
+                let below = below.clone();
+                let (filter, projections) = fuse(below.filter, &below.exprs, filter, projections);
+                self.graph.nodes.pop();
+                let popped = self.graph.nodes.len();
+                self.graph.edges.retain(|e| e.to != popped);
+                return self.calc(&below.input, filter, projections);
             }
         }
         let identity = filter.is_none()
@@ -391,21 +550,66 @@ impl<'a> Planner<'a> {
             }
             return r;
         }
+        // Chain onto a source task nothing else reads yet. Over a pending window TVF only when
+        // no window column is read: those are not computed yet.
+        if let Some(chain) = rel.chain.as_deref() {
+            let width = self.graph.nodes[rel.node].schema.fields.len();
+            let mut reads_virtual = false;
+            for e in projections.iter().map(|(e, _)| e).chain(filter.as_ref()) {
+                e.for_each_column(&mut |c| reads_virtual |= c >= width);
+            }
+            if chain.node == rel.node && rel.node + 1 == self.graph.nodes.len() && !reads_virtual {
+                let mut chain = chain.clone();
+                let (filter, projections, input) = match chain.stages.last() {
+                    Some(ChainStage::Calc {
+                        filter: below_filter,
+                        exprs,
+                        input,
+                        ..
+                    }) if fusable(exprs, filter.as_ref(), &projections) => {
+                        let (f, p) = fuse(below_filter.clone(), exprs, filter, projections);
+                        let input = input.clone();
+                        chain.stages.pop();
+                        (f, p, input)
+                    }
+                    _ => (filter, projections, rel.columns.clone()),
+                };
+                let exprs: Vec<Expr> = projections.iter().map(|(e, _)| e.clone()).collect();
+                let columns: Vec<ScopeColumn> = projections.into_iter().map(|(_, c)| c).collect();
+                // A Calc that fused into an identity over its input goes away.
+                let identity = filter.is_none()
+                    && exprs.len() == input.len()
+                    && exprs.iter().enumerate().all(|(i, e)| *e == Expr::Column(i));
+                if !identity {
+                    chain.stages.push(ChainStage::Calc {
+                        filter,
+                        exprs,
+                        input,
+                        output: columns.clone(),
+                    });
+                }
+                self.graph.nodes.pop();
+                let node = self.add_chain(chain, &columns);
+                return Rel {
+                    node: node.node,
+                    columns,
+                    append_only: rel.append_only,
+                    parallelism: rel.parallelism,
+                    pending_window: None,
+                    calc: None,
+                    chain: Some(Box::new(node)),
+                };
+            }
+        }
         let exprs: Vec<Expr> = projections.iter().map(|(e, _)| e.clone()).collect();
         let columns: Vec<ScopeColumn> = projections.into_iter().map(|(_, c)| c).collect();
-        let description = match &filter {
-            Some(f) => format!(
-                "select=[{}], where=[{}]",
-                describe_exprs(&exprs, &rel.columns),
-                describe_exprs(std::slice::from_ref(f), &rel.columns)
-            ),
-            None => format!("select=[{}]", describe_exprs(&exprs, &rel.columns)),
-        };
+        let description = calc_description(filter.as_ref(), &exprs, &rel.columns);
         let schema = schema_of(&columns);
         let f2 = filter.clone();
         let info = CalcInfo {
             input: Rel {
                 calc: None,
+                chain: None,
                 ..rel.clone()
             },
             filter,
@@ -428,6 +632,7 @@ impl<'a> Planner<'a> {
             parallelism: rel.parallelism,
             pending_window: None,
             calc: Some(Box::new(info)),
+            chain: None,
         }
     }
 
@@ -604,6 +809,7 @@ impl<'a> Planner<'a> {
             parallelism: p,
             pending_window: None,
             calc: None,
+            chain: None,
         })
     }
 
@@ -684,6 +890,7 @@ impl<'a> Planner<'a> {
             parallelism: 1,
             pending_window: None,
             calc: None,
+            chain: None,
         }
     }
 
@@ -726,6 +933,7 @@ impl<'a> Planner<'a> {
             parallelism: rel.parallelism,
             pending_window: None,
             calc: None,
+            chain: None,
         })
     }
 
@@ -773,30 +981,26 @@ impl<'a> Planner<'a> {
                 rowtime: false,
             })
             .collect();
-        let node = self.graph.add_node(
-            "TableSourceScan",
-            format!(
-                "table=[{}], fields=[{}], connector=[{connector}]",
-                t.def.name,
-                physical
-                    .fields
-                    .iter()
-                    .map(|f| f.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            p,
-            physical.clone(),
-            NodeKind::Source(factory),
-            &[],
+        let chain = self.add_chain(
+            ScanChain {
+                node: 0,
+                source: factory,
+                table: t.def.name.clone(),
+                connector: connector.to_string(),
+                physical: phys_cols.clone(),
+                filters: Vec::new(),
+                stages: Vec::new(),
+            },
+            &phys_cols,
         );
         let mut rel = Rel {
-            node,
+            node: chain.node,
             columns: phys_cols.clone(),
             append_only: true,
             parallelism: p,
             pending_window: None,
             calc: None,
+            chain: Some(Box::new(chain)),
         };
         // Computed columns, in declaration order.
         if t.def
@@ -885,25 +1089,82 @@ impl<'a> Planner<'a> {
                 None => self.config.source_idle_timeout(),
             };
             let idle = i64::try_from(idle_timeout.as_millis()).unwrap_or(i64::MAX);
-            let expr = b.expr;
-            let columns = rel.columns.clone();
-            let node = self.graph.add_node(
-                "WatermarkAssigner",
-                format!("rowtime=[{}], watermark=[{}]", wm.column, wm.expr),
-                rel.parallelism,
-                schema_of(&columns),
-                op_factory(move |_| {
-                    Ok(
-                        Box::new(WatermarkAssigner::new(expr.clone(), interval, idle))
-                            as Box<dyn Operator>,
-                    )
-                }),
-                &[(rel.node, Partitioning::Forward)],
-            );
-            rel.node = node;
+            let Some(mut chain) = rel.chain.take().filter(|c| c.node == rel.node) else {
+                return Err(SqlError::internal("a table's scan is not a source task"));
+            };
+            chain.stages.push(ChainStage::Watermark {
+                expr: b.expr,
+                interval_ms: interval,
+                idle_ms: idle,
+                description: format!("rowtime=[{}], watermark=[{}]", wm.column, wm.expr),
+            });
+            self.graph.nodes.pop();
+            let chain = self.add_chain(*chain, &rel.columns);
+            rel.node = chain.node;
+            rel.chain = Some(Box::new(chain));
             rel.columns[col].rowtime = true;
         }
         Ok(rel)
+    }
+
+    /// Adds `chain` as the newest node, emitting `columns`; returns it with its node index.
+    fn add_chain(&mut self, mut chain: ScanChain, columns: &[ScopeColumn]) -> ScanChain {
+        let filtered = plan_chain::push_filters(&chain);
+        let (source, physical, stages) = match plan_chain::push_projection(&filtered) {
+            Some(pushed) => pushed,
+            None => (
+                filtered.source.clone(),
+                filtered.physical.clone(),
+                filtered.stages.clone(),
+            ),
+        };
+        let kind = if stages.is_empty() {
+            NodeKind::Source(source)
+        } else {
+            NodeKind::Source(Arc::new(ChainedSourceFactory {
+                source,
+                operators: stages.iter().map(ChainStage::factory).collect(),
+            }))
+        };
+        let filter = match filtered.filters.as_slice() {
+            [] => String::new(),
+            pushed => {
+                let conjuncts: Vec<Expr> = pushed
+                    .iter()
+                    .map(|(c, v)| Expr::Call {
+                        func: streamsql_engine::expr::ScalarFunction::Cmp(
+                            streamsql_engine::expr::functions::CmpOp::Eq,
+                        ),
+                        args: vec![Expr::Column(*c), Expr::Literal(v.clone())],
+                        ret: DataType::Boolean,
+                    })
+                    .collect();
+                format!(
+                    ", filter=[{}]",
+                    describe_exprs(&conjuncts, &filtered.physical)
+                )
+            }
+        };
+        let description = format!(
+            "table=[{}]{filter}, fields=[{}], connector=[{}]",
+            chain.table,
+            physical
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            chain.connector
+        );
+        chain.node = self.graph.add_chained_node(
+            "TableSourceScan",
+            description,
+            stages.iter().map(ChainStage::explain).collect(),
+            self.parallelism(),
+            schema_of(columns),
+            kind,
+            &[],
+        );
+        chain
     }
 
     fn option_error(&self, t: &TableEntry, e: streamsql_engine::EngineError) -> SqlError {
@@ -1147,6 +1408,7 @@ impl<'a> Planner<'a> {
             append_only: true,
             parallelism: base.parallelism,
             calc: None,
+            chain: base.chain.clone(),
             pending_window: Some(PendingWindow {
                 kind,
                 time_col,
@@ -1247,6 +1509,7 @@ impl<'a> Planner<'a> {
                             columns: base_cols,
                             pending_window: None,
                             calc: None,
+                            chain: None,
                             ..rel.clone()
                         },
                         Some(pred),
@@ -1414,6 +1677,7 @@ impl<'a> Planner<'a> {
             parallelism: p,
             pending_window: None,
             calc: None,
+            chain: None,
         })
     }
 
@@ -1753,6 +2017,7 @@ impl<'a> Planner<'a> {
                     parallelism: p,
                     pending_window: None,
                     calc: None,
+                    chain: None,
                 }
             }
             None => self.group_aggregate(

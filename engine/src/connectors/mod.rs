@@ -20,6 +20,12 @@ pub trait Source: Send {
     /// Emits up to about `max_rows` rows into `out` (as `+I`), and may emit a watermark.
     fn poll(&mut self, out: &mut Output, max_rows: usize) -> Result<SourceStatus>;
 
+    /// Called on the task's timer (about every `pipeline.auto-watermark-interval`) with the
+    /// clock's time in milliseconds, between polls.
+    fn on_timer(&mut self, _now_millis: i64, _out: &mut Output) -> Result<()> {
+        Ok(())
+    }
+
     /// Where the source stands, for a checkpoint taken between two polls: restoring it with
     /// [`Source::restore_position`] resumes right after the last row emitted before this call.
     fn snapshot_position(&mut self) -> Result<Vec<u8>> {
@@ -52,10 +58,39 @@ pub trait Source: Send {
 /// Builds one source instance per subtask.
 pub trait SourceFactory: Send + Sync {
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Source>>;
+
+    /// The same source emitting only `columns`, in this order, as Flink's
+    /// `SupportsProjectionPushDown` with nested fields: a physical column whole, or one field of
+    /// a ROW column as a column of its own. `None` when the source cannot (the default); the
+    /// planner then reads the fields out of the rows itself.
+    fn project(&self, _columns: &[ProjectedColumn]) -> Option<std::sync::Arc<dyn SourceFactory>> {
+        None
+    }
+
+    /// The same source emitting only the rows whose physical column `column` equals `value` (a
+    /// filter it applies exactly, as Flink's `SupportsFilterPushDown` accepts one), or `None` when
+    /// it cannot (the default). Rows it does not emit never reach the operators chained onto it,
+    /// the watermark assigner included.
+    fn filter_equal(
+        &self,
+        _column: usize,
+        _value: &crate::value::Value,
+    ) -> Option<std::sync::Arc<dyn SourceFactory>> {
+        None
+    }
+}
+
+/// One output column of a source after projection pushdown: physical column `column`, or its
+/// field `field` when it is a ROW column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProjectedColumn {
+    pub column: usize,
+    pub field: Option<usize>,
 }
 pub mod values;
 
 pub mod blackhole;
+pub mod chain;
 pub mod csv;
 pub mod datagen;
 pub mod filesystem;

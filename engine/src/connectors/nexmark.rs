@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::connectors::options::{invalid_value, OptionReader, Options};
-use crate::connectors::{Source, SourceFactory, SourceStatus};
+use crate::connectors::{ProjectedColumn, Source, SourceFactory, SourceStatus};
 use crate::error::{EngineError, Result};
 use crate::operator::{Output, TaskContext};
 use crate::types::{DataType, Field, Schema};
@@ -207,6 +207,18 @@ impl Default for NexmarkConfig {
 }
 
 impl NexmarkConfig {
+    /// The `event_type` of event `event_id`: 0 person, 1 auction, 2 bid.
+    fn kind_of(&self, event_id: i64) -> usize {
+        let rem = event_id % self.total_proportion();
+        if rem < self.person_proportion {
+            0
+        } else if rem < self.person_proportion + self.auction_proportion {
+            1
+        } else {
+            2
+        }
+    }
+
     fn total_proportion(&self) -> i64 {
         self.person_proportion + self.auction_proportion + self.bid_proportion
     }
@@ -378,21 +390,39 @@ impl Tables {
         }
     }
 
-    /// `nextExactString`: a slice of the reusable text at a random offset.
-    fn exact_string(&self, random: &mut JavaRandom, length: i32) -> Arc<str> {
+    /// `nextExactString`: a slice of the reusable text at a random offset (drawn, and NULL, when
+    /// the field is not wanted).
+    fn exact_string(&self, random: &mut JavaRandom, length: i32, want: bool) -> Value {
         let length = length.max(0) as usize;
         if length < self.extra_text.len() / 2 {
             let offset = random.next_int_bounded((self.extra_text.len() - length) as i32) as usize;
-            Arc::from(&self.extra_text[offset..offset + length])
+            if !want {
+                return Value::Null;
+            }
+            Value::String(Arc::from(&self.extra_text[offset..offset + length]))
         } else {
-            Arc::from(exact_string_from_ints(random, length))
+            let s = exact_string_from_ints(random, length);
+            if !want {
+                return Value::Null;
+            }
+            Value::String(Arc::from(s))
         }
     }
 
     /// `nextExtra`: text that brings the event to about `desired_average` bytes.
-    fn extra(&self, random: &mut JavaRandom, current_size: i32, desired_average: i32) -> Arc<str> {
+    fn extra(
+        &self,
+        random: &mut JavaRandom,
+        current_size: i32,
+        desired_average: i32,
+        want: bool,
+    ) -> Value {
         if current_size > desired_average {
-            return self.empty.clone();
+            return if want {
+                Value::String(self.empty.clone())
+            } else {
+                Value::Null
+            };
         }
         let rest = desired_average - current_size;
         let delta = (f64::from(rest) * 0.2).round() as i32;
@@ -403,7 +433,7 @@ impl Tables {
             } else {
                 random.next_int_bounded(2 * delta)
             };
-        self.exact_string(random, size)
+        self.exact_string(random, size, want)
     }
 }
 
@@ -436,6 +466,33 @@ pub struct NexmarkSourceFactory {
     config: NexmarkConfig,
     base_time: i64,
     tables: Arc<Tables>,
+    shape: Arc<Shape>,
+}
+
+/// Number of fields of the person, auction and bid rows.
+const ROW_ARITY: [usize; 3] = [8, 10, 7];
+
+/// What a subtask emits per event: the table's four columns, or the columns pushed down into it,
+/// and which fields of each kind of event it materialises (the others are drawn from the random
+/// generator in order, so that the wanted ones are the same, and dropped).
+#[derive(Clone, Debug)]
+struct Shape {
+    projection: Option<Vec<ProjectedColumn>>,
+    /// Per event kind (person, auction, bid): bit `i` set when field `i` is emitted.
+    want: [u64; 3],
+    /// Only events of this `event_type` are emitted (a pushed-down `event_type = k`); the others
+    /// are skipped without being generated.
+    only: Option<i32>,
+}
+
+impl Shape {
+    fn full() -> Self {
+        Shape {
+            projection: None,
+            want: ROW_ARITY.map(|n| (1u64 << n) - 1),
+            only: None,
+        }
+    }
 }
 
 /// Reads an `int` option (Flink's `intType`), at least `min`.
@@ -633,7 +690,17 @@ impl NexmarkSourceFactory {
             config,
             base_time,
             tables: Arc::new(Tables::new()),
+            shape: Arc::new(Shape::full()),
         }
+    }
+
+    fn with_shape(&self, shape: Shape) -> Arc<dyn SourceFactory> {
+        Arc::new(NexmarkSourceFactory {
+            config: self.config.clone(),
+            base_time: self.base_time,
+            tables: self.tables.clone(),
+            shape: Arc::new(shape),
+        })
     }
 
     /// The split of subtask `index` of `parallelism`, as `GeneratorConfig.split` and the
@@ -684,6 +751,8 @@ impl SourceFactory for NexmarkSourceFactory {
         Ok(Box::new(NexmarkSource {
             config: self.config.clone(),
             tables: self.tables.clone(),
+            shape: self.shape.clone(),
+            fields: ROW_ARITY.map(|n| vec![Value::Null; n]),
             base_time: self.base_time,
             current: Some(split),
             queued: VecDeque::new(),
@@ -692,12 +761,51 @@ impl SourceFactory for NexmarkSourceFactory {
             text: String::with_capacity(64),
         }))
     }
+
+    /// Any column whole, and any field of the person, auction and bid columns.
+    fn project(&self, columns: &[ProjectedColumn]) -> Option<Arc<dyn SourceFactory>> {
+        let mut want = [0u64; 3];
+        for c in columns {
+            let kind = match c.column {
+                0 => continue,
+                1..=3 => c.column - 1,
+                _ => return None,
+            };
+            match c.field {
+                None => want[kind] = (1u64 << ROW_ARITY[kind]) - 1,
+                Some(f) if f < ROW_ARITY[kind] => want[kind] |= 1u64 << f,
+                Some(_) => return None,
+            }
+        }
+        Some(self.with_shape(Shape {
+            projection: Some(columns.to_vec()),
+            want,
+            only: self.shape.only,
+        }))
+    }
+
+    /// `event_type = k`.
+    fn filter_equal(&self, column: usize, value: &Value) -> Option<Arc<dyn SourceFactory>> {
+        let (0, Value::Int(k)) = (column, value) else {
+            return None;
+        };
+        if self.shape.only.is_some_and(|o| o != *k) {
+            return None;
+        }
+        Some(self.with_shape(Shape {
+            only: Some(*k),
+            ..(*self.shape).clone()
+        }))
+    }
 }
 
 /// One nexmark subtask.
 struct NexmarkSource {
     config: NexmarkConfig,
     tables: Arc<Tables>,
+    shape: Arc<Shape>,
+    /// The fields of the event being generated, per kind.
+    fields: [Vec<Value>; 3],
     base_time: i64,
     /// The split being generated; `None` when all are done.
     current: Option<Split>,
@@ -718,12 +826,20 @@ fn wall_millis() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Generates the row of one event. Exposed to the tests of this module through
-/// [`NexmarkSource::event_row`].
+/// Generates the row of one event in the subtask's shape.
 struct EventGen<'a> {
     config: &'a NexmarkConfig,
     tables: &'a Tables,
     text: &'a mut String,
+    shape: &'a Shape,
+    fields: &'a mut [Vec<Value>; 3],
+}
+
+/// Sets field `i` of `fields` when `want` has its bit.
+fn put(fields: &mut [Value], want: u64, i: usize, value: impl FnOnce() -> Value) {
+    if want & (1 << i) != 0 {
+        fields[i] = value();
+    }
 }
 
 impl EventGen<'_> {
@@ -736,52 +852,83 @@ impl EventGen<'_> {
         split: &Split,
         base_time: i64,
     ) -> Vec<Value> {
-        let c = self.config;
         let mut random = JavaRandom::new(event_seed(event_id));
-        let rem = event_id % c.total_proportion();
-        if rem < c.person_proportion {
-            vec![
-                Value::Int(0),
-                self.person(event_id, &mut random, timestamp),
-                Value::Null,
-                Value::Null,
-            ]
-        } else if rem < c.person_proportion + c.auction_proportion {
-            vec![
-                Value::Int(1),
-                Value::Null,
-                self.auction(emitted, event_id, &mut random, timestamp, split, base_time),
-                Value::Null,
-            ]
+        let kind = self.config.kind_of(event_id);
+        let want = self.shape.want[kind];
+        let mut fields = std::mem::take(&mut self.fields[kind]);
+        match kind {
+            0 => self.person(event_id, &mut random, timestamp, want, &mut fields),
+            1 => self.auction(
+                emitted,
+                event_id,
+                &mut random,
+                timestamp,
+                (split, base_time),
+                want,
+                &mut fields,
+            ),
+            _ => self.bid(event_id, &mut random, timestamp, want, &mut fields),
+        }
+        let whole = |fields: &mut Vec<Value>| -> Value {
+            Value::Row(fields.iter_mut().map(std::mem::take).collect())
+        };
+        let row = match &self.shape.projection {
+            None => {
+                let mut row = vec![
+                    Value::Int(kind as i32),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                ];
+                row[1 + kind] = whole(&mut fields);
+                row
+            }
+            Some(columns) => columns
+                .iter()
+                .map(|p| match (p.column, p.field) {
+                    (0, _) => Value::Int(kind as i32),
+                    (col, Some(f)) if col == kind + 1 => std::mem::take(&mut fields[f]),
+                    (col, None) if col == kind + 1 => whole(&mut fields),
+                    _ => Value::Null,
+                })
+                .collect(),
+        };
+        self.fields[kind] = fields;
+        row
+    }
+
+    /// The text built last, as a STRING when wanted.
+    fn text_value(&self, want: bool) -> Value {
+        if want {
+            Value::String(Arc::from(self.text.as_str()))
         } else {
-            vec![
-                Value::Int(2),
-                Value::Null,
-                Value::Null,
-                self.bid(event_id, &mut random, timestamp),
-            ]
+            Value::Null
         }
     }
 
-    fn string(&mut self, random: &mut JavaRandom, max_length: i32) -> Arc<str> {
-        self.text.clear();
-        next_string(random, max_length, b' ', self.text);
-        Arc::from(self.text.as_str())
-    }
-
-    fn person(&mut self, event_id: i64, random: &mut JavaRandom, timestamp: i64) -> Value {
+    fn person(
+        &mut self,
+        event_id: i64,
+        random: &mut JavaRandom,
+        timestamp: i64,
+        want: u64,
+        f: &mut [Value],
+    ) {
         let c = self.config;
         let t = self.tables;
         let id = c.last_base0_ids(event_id).0 + FIRST_PERSON_ID;
+        put(f, want, 0, || Value::BigInt(id));
         let first = random.next_int_bounded(FIRST_NAMES.len() as i32) as usize;
         let last = random.next_int_bounded(LAST_NAMES.len() as i32) as usize;
-        let name = t.names[first * LAST_NAMES.len() + last].clone();
+        let name = &t.names[first * LAST_NAMES.len() + last];
+        put(f, want, 1, || Value::String(name.clone()));
         self.text.clear();
         next_string(random, 7, b' ', self.text);
         self.text.push('@');
         next_string(random, 5, b' ', self.text);
         self.text.push_str(".com");
-        let email: Arc<str> = Arc::from(self.text.as_str());
+        let email_len = self.text.len();
+        f[2] = self.text_value(want & (1 << 2) != 0);
         self.text.clear();
         for i in 0..4 {
             if i > 0 {
@@ -792,33 +939,33 @@ impl EventGen<'_> {
                 self.text.push(char::from(b'0' + d as u8));
             }
         }
-        let credit_card: Arc<str> = Arc::from(self.text.as_str());
-        let city = t.cities[random.next_int_bounded(US_CITIES.len() as i32) as usize].clone();
-        let state = t.states[random.next_int_bounded(US_STATES.len() as i32) as usize].clone();
-        let current_size =
-            8 + name.len() + email.len() + credit_card.len() + city.len() + state.len();
-        let extra = t.extra(random, current_size as i32, c.avg_person_byte_size);
-        Value::Row(Arc::from([
-            Value::BigInt(id),
-            Value::String(name),
-            Value::String(email),
-            Value::String(credit_card),
-            Value::String(city),
-            Value::String(state),
-            Value::Timestamp(timestamp),
-            Value::String(extra),
-        ]))
+        let credit_card_len = self.text.len();
+        f[3] = self.text_value(want & (1 << 3) != 0);
+        let city = &t.cities[random.next_int_bounded(US_CITIES.len() as i32) as usize];
+        put(f, want, 4, || Value::String(city.clone()));
+        let state = &t.states[random.next_int_bounded(US_STATES.len() as i32) as usize];
+        put(f, want, 5, || Value::String(state.clone()));
+        put(f, want, 6, || Value::Timestamp(timestamp));
+        let current_size = 8 + name.len() + email_len + credit_card_len + city.len() + state.len();
+        f[7] = t.extra(
+            random,
+            current_size as i32,
+            c.avg_person_byte_size,
+            want & (1 << 7) != 0,
+        );
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn auction(
         &mut self,
         emitted: i64,
         event_id: i64,
         random: &mut JavaRandom,
         timestamp: i64,
-        split: &Split,
-        base_time: i64,
-    ) -> Value {
+        (split, base_time): (&Split, i64),
+        want: u64,
+        f: &mut [Value],
+    ) {
         let c = self.config;
         let (last_person, last_auction) = c.last_base0_ids(event_id);
         let id = last_auction + FIRST_AUCTION_ID;
@@ -838,28 +985,39 @@ impl EventGen<'_> {
             split.timestamp_for_event(base_time, current_event_number + events_for_auctions);
         let horizon_ms = future_auction - timestamp;
         let expires = timestamp + 1 + next_long_below(random, horizon_ms.saturating_mul(2).max(1));
-        let name = self.string(random, 20);
-        let description = self.string(random, 100);
+        self.text.clear();
+        next_string(random, 20, b' ', self.text);
+        let name_len = self.text.len();
+        f[1] = self.text_value(want & (1 << 1) != 0);
+        self.text.clear();
+        next_string(random, 100, b' ', self.text);
+        let description_len = self.text.len();
+        f[2] = self.text_value(want & (1 << 2) != 0);
         let reserve = initial_bid + next_price(random);
-        let current_size = 8 + name.len() + description.len() + 8 + 8 + 8 + 8 + 8;
-        let extra = self
-            .tables
-            .extra(random, current_size as i32, c.avg_auction_byte_size);
-        Value::Row(Arc::from([
-            Value::BigInt(id),
-            Value::String(name),
-            Value::String(description),
-            Value::BigInt(initial_bid),
-            Value::BigInt(reserve),
-            Value::Timestamp(timestamp),
-            Value::Timestamp(expires),
-            Value::BigInt(seller),
-            Value::BigInt(category),
-            Value::String(extra),
-        ]))
+        let current_size = 8 + name_len + description_len + 8 + 8 + 8 + 8 + 8;
+        put(f, want, 0, || Value::BigInt(id));
+        put(f, want, 3, || Value::BigInt(initial_bid));
+        put(f, want, 4, || Value::BigInt(reserve));
+        put(f, want, 5, || Value::Timestamp(timestamp));
+        put(f, want, 6, || Value::Timestamp(expires));
+        put(f, want, 7, || Value::BigInt(seller));
+        put(f, want, 8, || Value::BigInt(category));
+        f[9] = self.tables.extra(
+            random,
+            current_size as i32,
+            c.avg_auction_byte_size,
+            want & (1 << 9) != 0,
+        );
     }
 
-    fn bid(&mut self, event_id: i64, random: &mut JavaRandom, timestamp: i64) -> Value {
+    fn bid(
+        &mut self,
+        event_id: i64,
+        random: &mut JavaRandom,
+        timestamp: i64,
+        want: u64,
+        f: &mut [Value],
+    ) {
         let c = self.config;
         let t = self.tables;
         let (last_person, last_auction) = c.last_base0_ids(event_id);
@@ -881,23 +1039,25 @@ impl EventGen<'_> {
         // bounce between cores on every event, which costs more than a small allocation.
         let (channel, url) = if random.next_int_bounded(HOT_CHANNELS_RATIO) > 0 {
             let i = random.next_int_bounded(HOT_CHANNELS.len() as i32) as usize;
-            (Arc::from(&*t.hot_channels[i]), Arc::from(&*t.hot_urls[i]))
+            (&t.hot_channels[i], &t.hot_urls[i])
         } else {
             let (ch, url) = &t.channels[random.next_int_bounded(CHANNELS_NUMBER as i32) as usize];
-            (Arc::from(&**ch), Arc::from(&**url))
+            (ch, url)
         };
         // Flink's generator adds the first person id twice to a bidder.
         bidder += FIRST_PERSON_ID;
-        let extra = t.extra(random, 8 + 8 + 8 + 8, c.avg_bid_byte_size);
-        Value::Row(Arc::from([
-            Value::BigInt(auction),
-            Value::BigInt(bidder),
-            Value::BigInt(price),
-            Value::String(channel),
-            Value::String(url),
-            Value::Timestamp(timestamp),
-            Value::String(extra),
-        ]))
+        put(f, want, 0, || Value::BigInt(auction));
+        put(f, want, 1, || Value::BigInt(bidder));
+        put(f, want, 2, || Value::BigInt(price));
+        put(f, want, 3, || Value::String(Arc::from(&**channel)));
+        put(f, want, 4, || Value::String(Arc::from(&**url)));
+        put(f, want, 5, || Value::Timestamp(timestamp));
+        f[6] = t.extra(
+            random,
+            8 + 8 + 8 + 8,
+            c.avg_bid_byte_size,
+            want & (1 << 6) != 0,
+        );
     }
 }
 
@@ -1034,14 +1194,35 @@ impl Source for NexmarkSource {
             config: &self.config,
             tables: &self.tables,
             text: &mut self.text,
+            shape: &self.shape,
+            fields: &mut self.fields,
         };
-        for _ in 0..n {
+        // With a pushed-down `event_type = k` the skipped events cost no generation: at full
+        // speed a poll looks at up to 64 batches' worth of events to fill one batch.
+        let scan = match self.shape.only {
+            Some(_) if self.config.max_emit_speed => {
+                n.saturating_mul(64).min(split.limit - split.emitted)
+            }
+            _ => n,
+        };
+        let mut rows = 0;
+        for _ in 0..scan {
+            if rows == n {
+                break;
+            }
             let number = FIRST_EVENT_NUMBER + split.emitted;
             let event_id = split.first_event_id + number;
+            if let Some(only) = self.shape.only {
+                if gen.config.kind_of(event_id) as i32 != only {
+                    split.emitted += 1;
+                    continue;
+                }
+            }
             let timestamp = split.timestamp_for_event(self.base_time, number);
             let row = gen.row(event_id, split.emitted, timestamp, &split, self.base_time);
             out.changes.push(Change::insert(row));
             split.emitted += 1;
+            rows += 1;
         }
         if split.emitted >= split.limit {
             self.current = self.queued.pop_front();

@@ -401,3 +401,121 @@ fn options_are_read_and_checked() {
         .to_string()
         .contains("The nexmark connector produces the columns"));
 }
+
+#[test]
+fn a_projected_source_emits_the_same_fields_as_the_full_rows() {
+    let factory = NexmarkSourceFactory::new(
+        config(&[1, 3000, 1_700_000_000_000, 1000, 1, 3, 46]),
+        1_700_000_000_000,
+    );
+    let full = drain(factory.create(&ctx(0, 1)).unwrap().as_mut(), 100);
+    assert_eq!(full.len(), 3000);
+    // Every kind's fields, some whole rows, some single fields, and in a shuffled order.
+    let projections: Vec<Vec<ProjectedColumn>> = vec![
+        vec![
+            ProjectedColumn {
+                column: 3,
+                field: Some(6),
+            },
+            ProjectedColumn {
+                column: 0,
+                field: None,
+            },
+            ProjectedColumn {
+                column: 3,
+                field: Some(2),
+            },
+            ProjectedColumn {
+                column: 2,
+                field: Some(5),
+            },
+            ProjectedColumn {
+                column: 1,
+                field: Some(2),
+            },
+        ],
+        vec![
+            ProjectedColumn {
+                column: 1,
+                field: None,
+            },
+            ProjectedColumn {
+                column: 2,
+                field: Some(9),
+            },
+            ProjectedColumn {
+                column: 2,
+                field: Some(1),
+            },
+            ProjectedColumn {
+                column: 3,
+                field: Some(3),
+            },
+            ProjectedColumn {
+                column: 3,
+                field: Some(4),
+            },
+        ],
+        Vec::new(),
+    ];
+    for columns in projections {
+        let projected = factory
+            .project(&columns)
+            .expect("nexmark projects any field");
+        let rows = drain(projected.create(&ctx(0, 1)).unwrap().as_mut(), 64);
+        assert_eq!(rows.len(), full.len());
+        for (row, whole) in rows.iter().zip(&full) {
+            let expected: Vec<Value> = columns
+                .iter()
+                .map(|c| match c.field {
+                    None => whole[c.column].clone(),
+                    Some(f) => whole[c.column]
+                        .as_row()
+                        .map_or(Value::Null, |fields| fields[f].clone()),
+                })
+                .collect();
+            assert_eq!(row, &expected);
+        }
+    }
+    assert!(factory
+        .project(&[ProjectedColumn {
+            column: 3,
+            field: Some(7)
+        }])
+        .is_none());
+}
+
+#[test]
+fn a_filtered_source_emits_the_events_of_one_type_and_keeps_its_position() {
+    let factory = NexmarkSourceFactory::new(
+        config(&[1, 3000, 1_700_000_000_000, 1000, 1, 3, 46]),
+        1_700_000_000_000,
+    );
+    let full = drain(factory.create(&ctx(0, 1)).unwrap().as_mut(), 100);
+    for k in 0..3 {
+        let filtered = factory.filter_equal(0, &Value::Int(k)).unwrap();
+        let expected: Vec<&Vec<Value>> = full.iter().filter(|r| r[0] == Value::Int(k)).collect();
+        let rows = drain(filtered.create(&ctx(0, 1)).unwrap().as_mut(), 7);
+        assert_eq!(rows.iter().collect::<Vec<_>>(), expected, "event_type {k}");
+        // Stopped midway and restored, it goes on with the same events.
+        let mut first = filtered.create(&ctx(0, 1)).unwrap();
+        let mut out = Output::new();
+        first.poll(&mut out, 5).unwrap();
+        let position = first.snapshot_position().unwrap();
+        let mut second = filtered.create(&ctx(0, 1)).unwrap();
+        second.restore_position(&position).unwrap();
+        let mut resumed: Vec<Vec<Value>> = out.changes.into_iter().map(|c| c.row).collect();
+        resumed.extend(drain(second.as_mut(), 7));
+        assert_eq!(
+            resumed.iter().collect::<Vec<_>>(),
+            expected,
+            "event_type {k}"
+        );
+    }
+    // No event has type 3; another column or a second, different type is refused.
+    let none = factory.filter_equal(0, &Value::Int(3)).unwrap();
+    assert!(drain(none.create(&ctx(0, 1)).unwrap().as_mut(), 7).is_empty());
+    assert!(factory.filter_equal(1, &Value::Int(0)).is_none());
+    let bids = factory.filter_equal(0, &Value::Int(2)).unwrap();
+    assert!(bids.filter_equal(0, &Value::Int(1)).is_none());
+}

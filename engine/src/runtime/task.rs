@@ -642,9 +642,17 @@ fn run_source(
     ckpt: Option<&TaskCheckpointing>,
 ) -> Result<()> {
     let mut out = Output::new();
+    let timer_every = settings.timer_interval.max(Duration::from_millis(1));
+    let mut next_timer = Instant::now() + timer_every;
     loop {
         if shared.is_cancelled() {
             return Err(EngineError::Cancelled);
+        }
+        let now = Instant::now();
+        if now >= next_timer {
+            next_timer = now + timer_every;
+            source.on_timer(settings.clock.now_millis(), &mut out)?;
+            router.emit(&mut out)?;
         }
         if let Some(c) = ckpt {
             // Between two polls every emitted row has been routed: the position and the
