@@ -340,7 +340,7 @@ impl Planner<'_> {
         }
         let mut acc: Option<Rel> = None;
         for item in from {
-            let rel = self.plan_table_with_joins(item)?;
+            let rel = self.plan_table_with_joins(item, &where_parts)?;
             acc = Some(match acc {
                 None => rel,
                 Some(left) => {
@@ -354,9 +354,9 @@ impl Planner<'_> {
                         else {
                             continue;
                         };
-                        if side_of(&b, nl).is_none() {
-                            parts.push(b);
-                        }
+                        // Every conjunct the joined row binds: those of one side filter that
+                        // side before the join (the WHERE still runs after it).
+                        parts.push(b);
                     }
                     let on = match parts.len() {
                         0 => Expr::Literal(Value::Boolean(true)),
@@ -371,10 +371,25 @@ impl Planner<'_> {
         acc.ok_or_else(|| SqlError::validation("FROM clause without a table"))
     }
 
-    /// Plans one FROM item with its chain of joins, left to right.
-    pub(crate) fn plan_table_with_joins(&mut self, twj: &ast::TableWithJoins) -> SqlResult<Rel> {
+    /// Plans one FROM item with its chain of joins, left to right. `where_parts` are the
+    /// conjuncts of the WHERE over it: those that read one input of an inner join filter that
+    /// input before the join too, unless a later RIGHT or FULL join could null-pad its rows
+    /// (the WHERE still runs after the joins).
+    pub(crate) fn plan_table_with_joins(
+        &mut self,
+        twj: &ast::TableWithJoins,
+        where_parts: &[&AstExpr],
+    ) -> SqlResult<Rel> {
         let mut left = self.plan_join_factor(&twj.relation)?;
-        for join in &twj.joins {
+        for (i, join) in twj.joins.iter().enumerate() {
+            let padded_later = twj.joins[i + 1..].iter().any(|j| {
+                matches!(
+                    j.join_operator,
+                    JoinOperator::Right(_)
+                        | JoinOperator::RightOuter(_)
+                        | JoinOperator::FullOuter(_)
+                )
+            });
             // Window joins and temporal joins: see plan_join_time.rs.
             match self.plan_time_join(left, join)? {
                 Ok(joined) => {
@@ -419,6 +434,20 @@ impl Planner<'_> {
                     )
                 }
             };
+            let mut cond = cond;
+            if kind == JoinKind::Inner && !padded_later {
+                let scope = joined_scope(&left, &right);
+                let nl = left.columns.len();
+                for p in where_parts {
+                    let Ok(b) = ExprBinder::new(self.sql, &scope).bind_predicate(p, "WHERE") else {
+                        continue;
+                    };
+                    if side_of(&b, nl).is_some() && !cond.residual.contains(&b) {
+                        cond.on = Expr::And(vec![cond.on, b.clone()]);
+                        cond.residual.push(b);
+                    }
+                }
+            }
             left = self.plan_join(left, right, kind, cond)?;
         }
         Ok(left)
@@ -431,7 +460,7 @@ impl Planner<'_> {
                 table_with_joins,
                 alias,
             } => {
-                let rel = self.plan_table_with_joins(table_with_joins)?;
+                let rel = self.plan_table_with_joins(table_with_joins, &[])?;
                 Ok(match alias {
                     Some(a) => {
                         let mut rel = rel;
@@ -536,6 +565,72 @@ impl Planner<'_> {
         (computed, (n..n + keys.len()).collect())
     }
 
+    /// Filters each input by the conjuncts of the condition that read only that input, when
+    /// that input is not preserved (both inputs of an inner join, the right of a left join, the
+    /// left of a right join), as Flink's `FilterJoinRule` does: rows that can never match are
+    /// not kept in the join's state. The conjuncts leave `cond`.
+    fn push_side_filters(
+        &mut self,
+        left: Rel,
+        right: Rel,
+        kind: JoinKind,
+        cond: &mut JoinCondition,
+    ) -> (Rel, Rel) {
+        let (push_left, push_right) = match kind {
+            JoinKind::Inner => (true, true),
+            JoinKind::Left => (false, true),
+            JoinKind::Right => (true, false),
+            JoinKind::Full => (false, false),
+        };
+        let lw = left.columns.len();
+        let mut pushed = Vec::new();
+        let (mut on_left, mut on_right) = (Vec::new(), Vec::new());
+        cond.residual.retain(|c| match side_of(c, lw) {
+            Some(true) if push_left => {
+                on_left.push(c.clone());
+                pushed.push(c.clone());
+                false
+            }
+            Some(false) if push_right => {
+                on_right.push(shift_columns(c, lw));
+                pushed.push(c.clone());
+                false
+            }
+            _ => true,
+        });
+        if pushed.is_empty() {
+            return (left, right);
+        }
+        let mut on = Vec::new();
+        conjuncts(cond.on.clone(), &mut on);
+        on.retain(|c| !pushed.contains(c));
+        cond.on = match on.len() {
+            0 => Expr::Literal(Value::Boolean(true)),
+            1 => on.remove(0),
+            _ => Expr::And(on),
+        };
+        let filter = |planner: &mut Self, rel: Rel, mut parts: Vec<Expr>| -> Rel {
+            if parts.is_empty() {
+                return rel;
+            }
+            let predicate = if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                Expr::And(parts)
+            };
+            let identity = rel
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (Expr::Column(i), c.clone()))
+                .collect();
+            planner.calc(&rel, Some(predicate), identity)
+        };
+        let left = filter(self, left, on_left);
+        let right = filter(self, right, on_right);
+        (left, right)
+    }
+
     /// Adds the join node for `left` and `right` under `cond`: an interval join when the
     /// condition bounds the rowtimes of both sides, a regular join otherwise.
     pub(crate) fn plan_join(
@@ -546,6 +641,7 @@ impl Planner<'_> {
         mut cond: JoinCondition,
     ) -> SqlResult<Rel> {
         let interval = extract_interval(&mut cond, &left, &right);
+        let (left, right) = self.push_side_filters(left, right, kind, &mut cond);
         let (lw, rw) = (left.columns.len(), right.columns.len());
         let joined = joined_scope(&left, &right);
         let (lin, lkeys) = self.key_columns(&left, &cond.left_keys);
