@@ -504,3 +504,122 @@ mod fold_tests {
         assert_eq!(fold(&null), null);
     }
 }
+
+/// Moves each Calc without a filter that directly follows the watermark assigner below it, as
+/// Flink's `ProjectWatermarkAssignerTransposeRule` does, when the Calc passes on unchanged every
+/// column the watermark expression reads (the assigner then sees the same rows and times), and
+/// fuses it with the Calc below; a Calc left computing its input unchanged goes away.
+pub(super) fn transpose_watermark(chain: &ScanChain) -> ScanChain {
+    let mut out = chain.clone();
+    let mut i = 0;
+    while i + 1 < out.stages.len() {
+        let moved = match (&out.stages[i], &out.stages[i + 1]) {
+            (
+                ChainStage::Watermark {
+                    expr,
+                    interval_ms,
+                    idle_ms,
+                    description,
+                },
+                ChainStage::Calc {
+                    filter: None,
+                    exprs,
+                    ..
+                },
+            ) => {
+                let mut fits = true;
+                let rewritten = expr.rewrite::<()>(&mut |x| match x {
+                    Expr::Column(c) => match exprs.iter().position(|e| *e == Expr::Column(*c)) {
+                        Some(j) => Ok(Some(Expr::Column(j))),
+                        None => {
+                            fits = false;
+                            Err(())
+                        }
+                    },
+                    _ => Ok(None),
+                });
+                match rewritten {
+                    Ok(expr) if fits => Some(ChainStage::Watermark {
+                        expr,
+                        interval_ms: *interval_ms,
+                        idle_ms: *idle_ms,
+                        description: description.clone(),
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match moved {
+            Some(watermark) => {
+                out.stages[i] = out.stages[i + 1].clone();
+                out.stages[i + 1] = watermark;
+                if i > 0 {
+                    if let Some(fused) = fuse_stages(&out.stages[i - 1], &out.stages[i]) {
+                        out.stages[i - 1] = fused;
+                        out.stages.remove(i);
+                        i -= 1;
+                    }
+                }
+            }
+            None => i += 1,
+        }
+    }
+    out.stages.retain(|s| !is_identity(s));
+    out
+}
+
+/// Two consecutive Calcs as one, when no expression of the lower one would be evaluated more
+/// often.
+fn fuse_stages(below: &ChainStage, above: &ChainStage) -> Option<ChainStage> {
+    let (
+        ChainStage::Calc {
+            filter: below_filter,
+            exprs: below_exprs,
+            input,
+            ..
+        },
+        ChainStage::Calc {
+            filter,
+            exprs,
+            output,
+            ..
+        },
+    ) = (below, above)
+    else {
+        return None;
+    };
+    let projections: Vec<(Expr, ScopeColumn)> =
+        exprs.iter().cloned().zip(output.iter().cloned()).collect();
+    if !super::fusable(below_exprs, filter.as_ref(), &projections) {
+        return None;
+    }
+    let (filter, projections) = super::fuse(
+        below_filter.clone(),
+        below_exprs,
+        filter.clone(),
+        projections,
+    );
+    Some(ChainStage::Calc {
+        filter,
+        exprs: projections.into_iter().map(|(e, _)| e).collect(),
+        input: input.clone(),
+        output: output.clone(),
+    })
+}
+
+/// A Calc that emits its input unchanged.
+pub(super) fn is_identity(stage: &ChainStage) -> bool {
+    match stage {
+        ChainStage::Calc {
+            filter: None,
+            exprs,
+            input,
+            ..
+        } => {
+            exprs.len() == input.len()
+                && exprs.iter().enumerate().all(|(i, e)| *e == Expr::Column(i))
+        }
+        _ => false,
+    }
+}

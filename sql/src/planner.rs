@@ -1109,8 +1109,8 @@ impl<'a> Planner<'a> {
 
     /// Adds `chain` as the newest node, emitting `columns`; returns it with its node index.
     fn add_chain(&mut self, mut chain: ScanChain, columns: &[ScopeColumn]) -> ScanChain {
-        let filtered = plan_chain::push_filters(&chain);
-        let (source, physical, stages) = match plan_chain::push_projection(&filtered) {
+        let filtered = plan_chain::transpose_watermark(&plan_chain::push_filters(&chain));
+        let (source, physical, mut stages) = match plan_chain::push_projection(&filtered) {
             Some(pushed) => pushed,
             None => (
                 filtered.source.clone(),
@@ -1118,6 +1118,7 @@ impl<'a> Planner<'a> {
                 filtered.stages.clone(),
             ),
         };
+        stages.retain(|s| !plan_chain::is_identity(s));
         let kind = if stages.is_empty() {
             NodeKind::Source(source)
         } else {
