@@ -169,6 +169,44 @@ impl DataflowGraph {
         index
     }
 
+    /// Replaces node `index`, which no edge touches yet (a source task still being planned), by
+    /// a node built as [`DataflowGraph::add_chained_node`] would build it: same index, an id
+    /// derived from what it now computes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn replace_unconnected_node(
+        &mut self,
+        index: usize,
+        name: &str,
+        description: String,
+        chained: Vec<(String, String)>,
+        parallelism: usize,
+        schema: Schema,
+        kind: NodeKind,
+    ) {
+        debug_assert!(self.edges.iter().all(|e| e.from != index && e.to != index));
+        let mut id = stable_hash(description.as_bytes(), 0);
+        for (name, description) in &chained {
+            id = stable_hash(description.as_bytes(), stable_hash(name.as_bytes(), id));
+        }
+        while self
+            .nodes
+            .iter()
+            .enumerate()
+            .any(|(i, n)| i != index && n.id == id)
+        {
+            id = stable_hash(&id.to_le_bytes(), 0);
+        }
+        self.nodes[index] = Node {
+            id,
+            name: name.to_string(),
+            description,
+            parallelism,
+            schema,
+            kind,
+            chained,
+        };
+    }
+
     /// Removes every node whose output reaches no sink (a node named `...Sink`), such as a `Calc`
     /// the planner fused into the one above it or an input planned for a plan it then discarded:
     /// a task for it would compute rows nobody reads. Indices are renumbered, order and ids kept.

@@ -640,6 +640,13 @@ impl Planner<'_> {
         kind: JoinKind,
         mut cond: JoinCondition,
     ) -> SqlResult<Rel> {
+        let info = JoinInfo {
+            left: left.clone(),
+            right: right.clone(),
+            kind,
+            cond: cond.clone(),
+            first_node: self.graph.nodes.len(),
+        };
         let interval = extract_interval(&mut cond, &left, &right);
         let (left, right) = self.push_side_filters(left, right, kind, &mut cond);
         let (lw, rw) = (left.columns.len(), right.columns.len());
@@ -746,8 +753,139 @@ impl Planner<'_> {
             pending_window: None,
             calc: None,
             chain: None,
+            join: Some(Box::new(info)),
         })
     }
+
+    /// The join `info` made, planned again over only the columns of its inputs that `used` (per
+    /// column of its output) marks, its keys and its condition read, as Flink prunes columns
+    /// before a join: the join's state then holds only what is read. Returns the new join and,
+    /// per old output column, its new position; `None` when every column is read or the join
+    /// has been read by something else since.
+    pub(crate) fn prune_join(
+        &mut self,
+        rel: &Rel,
+        used: &[bool],
+    ) -> Option<(Rel, Vec<Option<usize>>)> {
+        let info = rel.join.as_deref()?;
+        let (lw, rw) = (info.left.columns.len(), info.right.columns.len());
+        if rel.node + 1 != self.graph.nodes.len() || used.len() > lw + rw {
+            return None;
+        }
+        let mut need = vec![false; lw + rw];
+        for (i, u) in used.iter().enumerate() {
+            need[i] |= *u;
+        }
+        let mut mark = |e: &Expr, offset: usize| {
+            e.for_each_column(&mut |c| {
+                if let Some(n) = need.get_mut(c + offset) {
+                    *n = true;
+                }
+            })
+        };
+        info.cond.left_keys.iter().for_each(|k| mark(k, 0));
+        info.cond.right_keys.iter().for_each(|k| mark(k, lw));
+        info.cond.residual.iter().for_each(|r| mark(r, 0));
+        mark(&info.cond.on, 0);
+        if need.iter().all(|n| *n) {
+            return None;
+        }
+        // Where each kept column goes, per side.
+        let positions = |range: std::ops::Range<usize>| -> Vec<Option<usize>> {
+            let mut next = 0;
+            range
+                .map(|i| {
+                    need[i].then(|| {
+                        next += 1;
+                        next - 1
+                    })
+                })
+                .collect()
+        };
+        let left_pos = positions(0..lw);
+        let right_pos = positions(lw..lw + rw);
+        let kept_left = left_pos.iter().flatten().count();
+        let joined_pos: Vec<Option<usize>> = left_pos
+            .iter()
+            .copied()
+            .chain(right_pos.iter().map(|p| p.map(|p| p + kept_left)))
+            .collect();
+        let remap = |e: &Expr, map: &[Option<usize>]| -> Option<Expr> {
+            e.rewrite::<()>(&mut |x| match x {
+                Expr::Column(c) => match map.get(*c).copied().flatten() {
+                    Some(to) => Ok(Some(Expr::Column(to))),
+                    None => Err(()),
+                },
+                _ => Ok(None),
+            })
+            .ok()
+        };
+        let cond = JoinCondition {
+            on: remap(&info.cond.on, &joined_pos)?,
+            left_keys: info
+                .cond
+                .left_keys
+                .iter()
+                .map(|k| remap(k, &left_pos))
+                .collect::<Option<_>>()?,
+            right_keys: info
+                .cond
+                .right_keys
+                .iter()
+                .map(|k| remap(k, &right_pos))
+                .collect::<Option<_>>()?,
+            residual: info
+                .cond
+                .residual
+                .iter()
+                .map(|r| remap(r, &joined_pos))
+                .collect::<Option<_>>()?,
+        };
+        let (left, right, kind, first_node) = (
+            info.left.clone(),
+            info.right.clone(),
+            info.kind,
+            info.first_node,
+        );
+        let saved = self.graph.clone();
+        // The join and what it planned for its inputs are the newest nodes: take them out.
+        self.graph.nodes.truncate(first_node);
+        self.graph
+            .edges
+            .retain(|e| e.from < first_node && e.to < first_node);
+        let project = |planner: &mut Self, rel: Rel, pos: &[Option<usize>]| -> Rel {
+            if pos.iter().all(Option::is_some) {
+                return rel;
+            }
+            let projections = pos
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.is_some())
+                .map(|(i, _)| (Expr::Column(i), rel.columns[i].clone()))
+                .collect();
+            planner.calc(&rel, None, projections)
+        };
+        let left = project(self, left, &left_pos);
+        let right = project(self, right, &right_pos);
+        match self.plan_join(left, right, kind, cond) {
+            Ok(joined) => Some((joined, joined_pos)),
+            Err(_) => {
+                *self.graph = saved;
+                None
+            }
+        }
+    }
+}
+
+/// How a join was planned (see [`Rel::join`]).
+#[derive(Clone, Debug)]
+pub(crate) struct JoinInfo {
+    pub left: Rel,
+    pub right: Rel,
+    pub kind: JoinKind,
+    pub cond: JoinCondition,
+    /// The first graph node planned for the join (input Calcs, then the join).
+    pub first_node: usize,
 }
 
 /// The type of a bound expression over `columns`.

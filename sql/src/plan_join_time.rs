@@ -339,6 +339,7 @@ impl Planner<'_> {
             pending_window: None,
             calc: None,
             chain: None,
+            join: None,
         }))
     }
 
@@ -486,6 +487,7 @@ impl Planner<'_> {
             pending_window: None,
             calc: None,
             chain: None,
+            join: None,
         })
     }
 }

@@ -462,6 +462,7 @@ impl Planner<'_> {
             pending_window: None,
             calc: None,
             chain: None,
+            join: None,
         };
         // The SELECT list over the input columns and the OVER values.
         let mut post = Vec::with_capacity(projections.len());

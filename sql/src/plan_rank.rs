@@ -739,6 +739,7 @@ impl<'a> Planner<'a> {
             pending_window: None,
             calc: None,
             chain: None,
+            join: None,
         };
         let rn_expr = if output_rank {
             Expr::Column(input.columns.len())

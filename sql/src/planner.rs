@@ -61,6 +61,10 @@ pub struct Rel {
     /// Set when the node is a table's source task: what is chained onto the source, so that a
     /// `Calc` planned on top of it joins the chain.
     pub chain: Option<Box<ScanChain>>,
+    /// Set when the node is a regular or interval join the planner made: how, so that a `Calc`
+    /// on top of it that reads only some of its columns can have the join planned again over
+    /// only those (and its keys and condition).
+    pub(crate) join: Option<Box<crate::plan_join::JoinInfo>>,
 }
 
 impl Rel {
@@ -93,6 +97,8 @@ pub struct ScanChain {
     pub physical: Vec<ScopeColumn>,
     /// Equalities on source columns the source applies itself (filter pushdown).
     pub filters: Vec<(usize, Value)>,
+    /// Whether `node` is in the graph yet.
+    pub placed: bool,
     pub stages: Vec<ChainStage>,
 }
 
@@ -537,6 +543,34 @@ impl<'a> Planner<'a> {
                 return self.calc(&below.input, filter, projections);
             }
         }
+        // Over a join nothing else reads yet, plan the join again over only the columns read.
+        if rel.join.is_some() && rel.pending_window.is_none() {
+            let mut used = vec![false; rel.columns.len()];
+            for e in projections.iter().map(|(e, _)| e).chain(filter.as_ref()) {
+                e.for_each_column(&mut |c| {
+                    if let Some(u) = used.get_mut(c) {
+                        *u = true;
+                    }
+                });
+            }
+            if let Some((joined, positions)) = self.prune_join(rel, &used) {
+                let remap = |e: &Expr| {
+                    substitute(
+                        e,
+                        &positions
+                            .iter()
+                            .map(|p| p.map_or(Expr::Literal(Value::Null), Expr::Column))
+                            .collect::<Vec<_>>(),
+                    )
+                };
+                let filter = filter.as_ref().map(remap);
+                let projections = projections
+                    .iter()
+                    .map(|(e, c)| (remap(e), c.clone()))
+                    .collect();
+                return self.calc(&joined, filter, projections);
+            }
+        }
         let identity = filter.is_none()
             && projections.len() == rel.columns.len()
             && projections
@@ -558,7 +592,16 @@ impl<'a> Planner<'a> {
             for e in projections.iter().map(|(e, _)| e).chain(filter.as_ref()) {
                 e.for_each_column(&mut |c| reads_virtual |= c >= width);
             }
-            if chain.node == rel.node && rel.node + 1 == self.graph.nodes.len() && !reads_virtual {
+            let unread = !self
+                .graph
+                .edges
+                .iter()
+                .any(|e| e.from == rel.node || e.to == rel.node);
+            if chain.node == rel.node
+                && rel.node < self.graph.nodes.len()
+                && unread
+                && !reads_virtual
+            {
                 let mut chain = chain.clone();
                 let (filter, projections, input) = match chain.stages.last() {
                     Some(ChainStage::Calc {
@@ -588,7 +631,6 @@ impl<'a> Planner<'a> {
                         output: columns.clone(),
                     });
                 }
-                self.graph.nodes.pop();
                 let node = self.add_chain(chain, &columns);
                 return Rel {
                     node: node.node,
@@ -598,6 +640,7 @@ impl<'a> Planner<'a> {
                     pending_window: None,
                     calc: None,
                     chain: Some(Box::new(node)),
+                    join: None,
                 };
             }
         }
@@ -610,6 +653,7 @@ impl<'a> Planner<'a> {
             input: Rel {
                 calc: None,
                 chain: None,
+                join: None,
                 ..rel.clone()
             },
             filter,
@@ -633,6 +677,7 @@ impl<'a> Planner<'a> {
             pending_window: None,
             calc: Some(Box::new(info)),
             chain: None,
+            join: None,
         }
     }
 
@@ -810,6 +855,7 @@ impl<'a> Planner<'a> {
             pending_window: None,
             calc: None,
             chain: None,
+            join: None,
         })
     }
 
@@ -891,6 +937,7 @@ impl<'a> Planner<'a> {
             pending_window: None,
             calc: None,
             chain: None,
+            join: None,
         }
     }
 
@@ -934,6 +981,7 @@ impl<'a> Planner<'a> {
             pending_window: None,
             calc: None,
             chain: None,
+            join: None,
         })
     }
 
@@ -989,6 +1037,7 @@ impl<'a> Planner<'a> {
                 connector: connector.to_string(),
                 physical: phys_cols.clone(),
                 filters: Vec::new(),
+                placed: false,
                 stages: Vec::new(),
             },
             &phys_cols,
@@ -1001,6 +1050,7 @@ impl<'a> Planner<'a> {
             pending_window: None,
             calc: None,
             chain: Some(Box::new(chain)),
+            join: None,
         };
         // Computed columns, in declaration order.
         if t.def
@@ -1098,7 +1148,6 @@ impl<'a> Planner<'a> {
                 idle_ms: idle,
                 description: format!("rowtime=[{}], watermark=[{}]", wm.column, wm.expr),
             });
-            self.graph.nodes.pop();
             let chain = self.add_chain(*chain, &rel.columns);
             rel.node = chain.node;
             rel.chain = Some(Box::new(chain));
@@ -1107,7 +1156,8 @@ impl<'a> Planner<'a> {
         Ok(rel)
     }
 
-    /// Adds `chain` as the newest node, emitting `columns`; returns it with its node index.
+    /// Puts `chain` in the graph, emitting `columns`: in place of its node when it has one (a
+    /// chain that grew; nothing reads it yet), else as a new node. Returns it with its node index.
     fn add_chain(&mut self, mut chain: ScanChain, columns: &[ScopeColumn]) -> ScanChain {
         let filtered = plan_chain::transpose_watermark(&plan_chain::push_filters(&chain));
         let (source, physical, mut stages) = match plan_chain::push_projection(&filtered) {
@@ -1156,15 +1206,30 @@ impl<'a> Planner<'a> {
                 .join(", "),
             chain.connector
         );
-        chain.node = self.graph.add_chained_node(
-            "TableSourceScan",
-            description,
-            stages.iter().map(ChainStage::explain).collect(),
-            self.parallelism(),
-            schema_of(columns),
-            kind,
-            &[],
-        );
+        let chained = stages.iter().map(ChainStage::explain).collect();
+        let parallelism = self.parallelism();
+        if chain.placed {
+            self.graph.replace_unconnected_node(
+                chain.node,
+                "TableSourceScan",
+                description,
+                chained,
+                parallelism,
+                schema_of(columns),
+                kind,
+            );
+        } else {
+            chain.node = self.graph.add_chained_node(
+                "TableSourceScan",
+                description,
+                chained,
+                parallelism,
+                schema_of(columns),
+                kind,
+                &[],
+            );
+            chain.placed = true;
+        }
         chain
     }
 
@@ -1410,6 +1475,7 @@ impl<'a> Planner<'a> {
             parallelism: base.parallelism,
             calc: None,
             chain: base.chain.clone(),
+            join: None,
             pending_window: Some(PendingWindow {
                 kind,
                 time_col,
@@ -1511,6 +1577,7 @@ impl<'a> Planner<'a> {
                             pending_window: None,
                             calc: None,
                             chain: None,
+                            join: None,
                             ..rel.clone()
                         },
                         Some(pred),
@@ -1679,6 +1746,7 @@ impl<'a> Planner<'a> {
             pending_window: None,
             calc: None,
             chain: None,
+            join: None,
         })
     }
 
@@ -2019,6 +2087,7 @@ impl<'a> Planner<'a> {
                     pending_window: None,
                     calc: None,
                     chain: None,
+                    join: None,
                 }
             }
             None => self.group_aggregate(
