@@ -594,6 +594,20 @@ static KEYS: &[KeySpec] = &[
     .default("true")
     .honoured(),
     KeySpec::new(
+        "table.optimizer.reuse-sub-plan-enabled",
+        BOOL,
+        "Identical parts of a job's plan (the same source with the same pushed-down filters and fields, and the same operators over the same inputs) run once and feed every consumer.",
+    )
+    .default("true")
+    .honoured(),
+    KeySpec::new(
+        "table.optimizer.reuse-source-enabled",
+        BOOL,
+        "Whether sub-plan reuse may share a source scan (and so what is computed from it); only effective when table.optimizer.reuse-sub-plan-enabled is true.",
+    )
+    .default("true")
+    .honoured(),
+    KeySpec::new(
         "table.exec.state.ttl",
         DURATION,
         "Idle state of non-windowed operators expires this long after its last update and is swept; 0 ms keeps state forever.",
@@ -1181,6 +1195,18 @@ impl Configuration {
     pub fn source_idle_timeout(&self) -> Duration {
         self.get_duration("table.exec.source.idle-timeout")
             .unwrap_or(Duration::ZERO)
+    }
+
+    /// `table.optimizer.reuse-sub-plan-enabled` and `table.optimizer.reuse-source-enabled`:
+    /// whether identical sub-plans are shared, and whether sources may be.
+    pub fn reuse_sub_plans(&self) -> (bool, bool) {
+        let sub_plans = self
+            .get_bool("table.optimizer.reuse-sub-plan-enabled")
+            .unwrap_or(true);
+        let sources = self
+            .get_bool("table.optimizer.reuse-source-enabled")
+            .unwrap_or(true);
+        (sub_plans, sub_plans && sources)
     }
 
     /// `pipeline.auto-watermark-interval`.

@@ -45,6 +45,10 @@ impl Partitioning {
     }
 }
 
+/// What makes two nodes the same for sub-plan reuse: digest, parallelism, and per input its
+/// index, node and exchange.
+type ReuseKey = (String, usize, Vec<(usize, usize, String)>);
+
 /// What a node runs.
 #[derive(Clone)]
 pub enum NodeKind {
@@ -65,6 +69,11 @@ pub struct Node {
     /// The schema of the records this node emits.
     pub schema: Schema,
     pub kind: NodeKind,
+    /// What the node computes, exactly, when the planner can say so (the SQL it was planned from
+    /// is not enough: two Calcs over columns of the same name differ): two nodes with the same
+    /// digest over the same inputs compute the same rows, and
+    /// [`DataflowGraph::reuse_sub_plans`] keeps one of them. `None` for nodes never shared.
+    pub digest: Option<String>,
     /// Operators chained onto this node in its own task (a source's computed columns, watermark
     /// assigner and the Calcs above them), in order, as `(name, description)`: EXPLAIN shows
     /// them as operators of their own.
@@ -157,6 +166,7 @@ impl DataflowGraph {
             schema,
             kind,
             chained,
+            digest: None,
         });
         for (input, (from, partitioning)) in inputs.iter().enumerate() {
             self.edges.push(Edge {
@@ -204,7 +214,54 @@ impl DataflowGraph {
             schema,
             kind,
             chained,
+            digest: None,
         };
+    }
+
+    /// Sub-plan reuse (Flink's `table.optimizer.reuse-sub-plan-enabled`): of the nodes with the
+    /// same digest, parallelism and inputs (the same nodes, by the same exchanges, at the same
+    /// input), only the first is kept and feeds the consumers of the others, from the sources
+    /// up, so that whole repeated sub-plans (a view read twice) run once. Source nodes (without
+    /// inputs) are shared only when `sources` is true. The nodes left without consumers are
+    /// removed by [`DataflowGraph::remove_dead_ends`].
+    pub fn reuse_sub_plans(&mut self, sources: bool) {
+        let n = self.nodes.len();
+        let mut survivor: Vec<usize> = (0..n).collect();
+        let mut seen: std::collections::HashMap<ReuseKey, usize> = std::collections::HashMap::new();
+        for i in 0..n {
+            // Edges go from lower to higher indices: the inputs of `i` are settled.
+            for e in self.edges.iter_mut().filter(|e| e.to == i) {
+                e.from = survivor[e.from];
+            }
+            let Some(digest) = self.nodes[i].digest.clone() else {
+                continue;
+            };
+            let mut inputs: Vec<(usize, usize, String)> = self
+                .edges
+                .iter()
+                .filter(|e| e.to == i)
+                .map(|e| (e.input, e.from, e.partitioning.name()))
+                .collect();
+            if inputs.is_empty() && !sources {
+                continue;
+            }
+            inputs.sort();
+            match seen.entry((digest, self.nodes[i].parallelism, inputs)) {
+                std::collections::hash_map::Entry::Occupied(first) => survivor[i] = *first.get(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(i);
+                }
+            }
+        }
+        // A node that was replaced loses its inputs; remove_dead_ends then drops it.
+        self.edges.retain(|e| survivor[e.to] == e.to);
+    }
+
+    /// Sets what node `index` computes, for [`DataflowGraph::reuse_sub_plans`].
+    pub fn set_digest(&mut self, index: usize, digest: String) {
+        if let Some(node) = self.nodes.get_mut(index) {
+            node.digest = Some(digest);
+        }
     }
 
     /// Removes every node whose output reaches no sink (a node named `...Sink`), such as a `Calc`
@@ -259,18 +316,47 @@ impl DataflowGraph {
     }
 
     /// The graph as text, one operator per line, inputs indented under it (what EXPLAIN shows).
+    ///
+    /// A node that feeds several consumers (a reused sub-plan) is shown in full once, marked
+    /// `[k]:`, and as `Reused(reference_id=[k])` after that, as Flink shows reuse.
     pub fn explain(&self) -> String {
         let mut out = String::new();
         let sinks: Vec<usize> = (0..self.nodes.len())
             .filter(|i| self.outputs_of(*i).is_empty())
             .collect();
+        let mut references = vec![None; self.nodes.len()];
+        let mut next = 0;
         for s in sinks {
-            self.explain_node(s, 0, None, &mut out);
+            self.explain_node(s, 0, None, &mut out, &mut references, &mut next);
         }
         out
     }
 
-    fn explain_node(&self, i: usize, depth: usize, via: Option<&Partitioning>, out: &mut String) {
+    fn explain_node(
+        &self,
+        i: usize,
+        depth: usize,
+        via: Option<&Partitioning>,
+        out: &mut String,
+        references: &mut [Option<usize>],
+        next: &mut usize,
+    ) {
+        let shared = self.outputs_of(i).len() > 1;
+        if let Some(k) = references[i] {
+            let indent = "  ".repeat(depth);
+            let via = via
+                .map(|p| format!("+- {} -> ", p.name()))
+                .unwrap_or_default();
+            let _ = writeln!(out, "{indent}{via}Reused(reference_id=[{k}])");
+            return;
+        }
+        let mark = if shared {
+            *next += 1;
+            references[i] = Some(*next);
+            format!("[{}]:", *next)
+        } else {
+            String::new()
+        };
         let n = &self.nodes[i];
         let line = |out: &mut String, depth: usize, via: Option<String>, name: &str, desc: &str| {
             let indent = "  ".repeat(depth);
@@ -282,16 +368,27 @@ impl DataflowGraph {
             );
         };
         // Chained operators first (the last one emits the node's output), then the node itself.
+        // The reference mark goes on the task's first line.
         let mut via = via.map(Partitioning::name);
+        let mut mark = Some(mark);
         let mut depth = depth;
         for (name, desc) in n.chained.iter().rev() {
-            line(out, depth, via.take(), name, desc);
+            let name = format!("{}{name}", mark.take().unwrap_or_default());
+            line(out, depth, via.take(), &name, desc);
             via = Some(Partitioning::Forward.name());
             depth += 1;
         }
-        line(out, depth, via, &n.name, &n.description);
+        let name = format!("{}{}", mark.take().unwrap_or_default(), n.name);
+        line(out, depth, via, &name, &n.description);
         for e in self.inputs_of(i) {
-            self.explain_node(e.from, depth + 1, Some(&e.partitioning), out);
+            self.explain_node(
+                e.from,
+                depth + 1,
+                Some(&e.partitioning),
+                out,
+                references,
+                next,
+            );
         }
     }
 }
@@ -310,6 +407,70 @@ mod tests {
                 })
             },
         ))
+    }
+
+    #[test]
+    fn identical_sub_plans_run_once() {
+        let mut g = DataflowGraph::new();
+        let schema = Schema::new(Vec::new());
+        let node = |g: &mut DataflowGraph,
+                    name: &str,
+                    digest: Option<&str>,
+                    inputs: &[(usize, Partitioning)]| {
+            let i = g.add_node(name, name.into(), 1, schema.clone(), op(), inputs);
+            if let Some(d) = digest {
+                g.set_digest(i, d.into());
+            }
+            i
+        };
+        let a = node(&mut g, "Scan", Some("scan t"), &[]);
+        let b = node(&mut g, "Scan", Some("scan t"), &[]);
+        let a1 = node(
+            &mut g,
+            "Calc",
+            Some("calc x"),
+            &[(a, Partitioning::Forward)],
+        );
+        let b1 = node(
+            &mut g,
+            "Calc",
+            Some("calc x"),
+            &[(b, Partitioning::Forward)],
+        );
+        // Same digest but another exchange, and no digest at all: kept apart.
+        let b2 = node(
+            &mut g,
+            "Calc",
+            Some("calc x"),
+            &[(b, Partitioning::Rebalance)],
+        );
+        let a3 = node(&mut g, "Agg", None, &[(a1, Partitioning::Hash(vec![0]))]);
+        let b3 = node(&mut g, "Agg", None, &[(b1, Partitioning::Hash(vec![0]))]);
+        node(
+            &mut g,
+            "Sink",
+            None,
+            &[
+                (a3, Partitioning::Forward),
+                (b3, Partitioning::Forward),
+                (b2, Partitioning::Forward),
+            ],
+        );
+        let mut without_sources = g.clone();
+        g.reuse_sub_plans(true);
+        g.remove_dead_ends();
+        let names: Vec<&str> = g.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["Scan", "Calc", "Calc", "Agg", "Agg", "Sink"]);
+        let edges: Vec<(usize, usize)> = g.edges.iter().map(|e| (e.from, e.to)).collect();
+        assert_eq!(
+            edges,
+            [(0, 1), (0, 2), (1, 3), (1, 4), (3, 5), (4, 5), (2, 5)]
+        );
+        assert!(g.explain().contains("Reused(reference_id=[1])"));
+        // Sources not shared: nothing above them is either.
+        without_sources.reuse_sub_plans(false);
+        without_sources.remove_dead_ends();
+        assert_eq!(without_sources.nodes.len(), 8);
     }
 
     #[test]

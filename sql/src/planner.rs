@@ -93,6 +93,8 @@ pub struct ScanChain {
     pub source: Arc<dyn streamsql_engine::connectors::SourceFactory>,
     pub table: String,
     pub connector: String,
+    /// The table's options, as written (for the chain's digest).
+    pub options: Vec<(String, String)>,
     /// The source's columns.
     pub physical: Vec<ScopeColumn>,
     /// Equalities on source columns the source applies itself (filter pushdown).
@@ -146,6 +148,19 @@ impl ChainStage {
             ChainStage::Watermark { description, .. } => {
                 ("WatermarkAssigner".into(), description.clone())
             }
+        }
+    }
+
+    /// What the operator computes, without column names.
+    fn digest(&self) -> String {
+        match self {
+            ChainStage::Calc { filter, exprs, .. } => format!("Calc|{filter:?}|{exprs:?}"),
+            ChainStage::Watermark {
+                expr,
+                interval_ms,
+                idle_ms,
+                ..
+            } => format!("Watermark|{expr:?}|{interval_ms}|{idle_ms}"),
         }
     }
 
@@ -659,6 +674,7 @@ impl<'a> Planner<'a> {
             filter,
             exprs: exprs.clone(),
         };
+        let digest = format!("Calc|{:?}|{:?}", info.filter, info.exprs);
         let node = self.graph.add_node(
             "Calc",
             description,
@@ -669,6 +685,7 @@ impl<'a> Planner<'a> {
             }),
             &[(rel.node, Partitioning::Forward)],
         );
+        self.graph.set_digest(node, digest);
         Rel {
             node,
             columns,
@@ -1035,6 +1052,12 @@ impl<'a> Planner<'a> {
                 source: factory,
                 table: t.def.name.clone(),
                 connector: connector.to_string(),
+                options: t
+                    .def
+                    .options
+                    .iter()
+                    .map(|o| (o.key.clone(), o.value.clone()))
+                    .collect(),
                 physical: phys_cols.clone(),
                 filters: Vec::new(),
                 placed: false,
@@ -1206,6 +1229,20 @@ impl<'a> Planner<'a> {
                 .join(", "),
             chain.connector
         );
+        // What the task computes, without column names or qualifiers (the same table read under
+        // two aliases is the same scan).
+        let digest = format!(
+            "Scan|{}|{}|{:?}|{:?}|{:?}|{:?}",
+            chain.table,
+            chain.connector,
+            chain.options,
+            filtered.filters,
+            physical
+                .iter()
+                .map(|c| (&c.name, &c.data_type))
+                .collect::<Vec<_>>(),
+            stages.iter().map(ChainStage::digest).collect::<Vec<_>>()
+        );
         let chained = stages.iter().map(ChainStage::explain).collect();
         let parallelism = self.parallelism();
         if chain.placed {
@@ -1230,6 +1267,7 @@ impl<'a> Planner<'a> {
             );
             chain.placed = true;
         }
+        self.graph.set_digest(chain.node, digest);
         chain
     }
 
@@ -2069,6 +2107,7 @@ impl<'a> Planner<'a> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+                let digest = format!("WindowAggregate|{spec:?}");
                 let node = self.graph.add_node(
                     "WindowAggregate",
                     description,
@@ -2079,6 +2118,7 @@ impl<'a> Planner<'a> {
                     }),
                     &[(pre_rel.node, part)],
                 );
+                self.graph.set_digest(node, digest);
                 Rel {
                     node,
                     columns: agg_columns.clone(),

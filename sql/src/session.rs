@@ -92,6 +92,10 @@ impl SqlSession {
         for st in &statements {
             self.execute(sql, st, &mut graph, &mut selects, &mut outputs)?;
         }
+        let (sub_plans, sources) = self.config.reuse_sub_plans();
+        if sub_plans {
+            graph.reuse_sub_plans(sources);
+        }
         graph.remove_dead_ends();
         let job = if graph.nodes.is_empty() {
             None
@@ -306,6 +310,10 @@ impl SqlSession {
                         )
                         .with_span(Some(other.span())))
                     }
+                }
+                let (sub_plans, sources) = self.config.reuse_sub_plans();
+                if sub_plans {
+                    scratch.reuse_sub_plans(sources);
                 }
                 scratch.remove_dead_ends();
                 outputs.push(StatementOutput::Explain(scratch.explain()));
