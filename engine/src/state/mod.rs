@@ -34,6 +34,7 @@
 //!   split by key group.
 
 pub mod compaction;
+mod key_filter;
 pub mod latency;
 pub mod store;
 
@@ -436,6 +437,9 @@ pub struct KeyedState<K, V> {
     /// Whether some key may be in the store and not in the map (evicted, or restored lazily):
     /// only then does a miss read the store.
     may_miss: bool,
+    /// The keys that may be in the store and not in the map: a miss of a key it has never seen
+    /// (a new key) reads nothing.
+    in_store: key_filter::KeyFilter,
     /// Measured average encoded size of an entry.
     entry_bytes: usize,
     scratch: Vec<u8>,
@@ -668,6 +672,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
             memory_budget,
             evict_ratio: ctx.config.sled.evict_ratio,
             may_miss: false,
+            in_store: key_filter::KeyFilter::default(),
             entry_bytes: INITIAL_ENTRY_BYTES,
             scratch: Vec::new(),
             names: None,
@@ -782,7 +787,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         if self.contains(key) {
             return Ok(true);
         }
-        if !self.may_miss {
+        if !self.may_miss || !self.in_store.may_contain(self.hasher.hash_one(key)) {
             return Ok(false);
         }
         let Some(store) = self.store.clone() else {
@@ -1172,11 +1177,15 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         let keep = 1.0 - self.evict_ratio;
         let target = SledTuning::share(self.max_entries, keep);
         let mut excess = self.map.len().saturating_sub(target);
+        let (hasher, in_store) = (&self.hasher, &mut self.in_store);
         self.map.retain(|e| {
             if excess == 0 || e.slot.epoch != 0 || (e.slot.value.is_none() && flush_pending) {
                 return true;
             }
             excess -= 1;
+            if e.slot.value.is_some() {
+                in_store.insert(hasher.hash_one(&e.key));
+            }
             false
         });
         self.may_miss = true;
@@ -1212,6 +1221,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         if current && self.map.len() >= self.max_entries {
             // The rest stays in the store, read on a miss.
             self.may_miss = true;
+            self.in_store.insert(self.hasher.hash_one(&decoded));
             return Ok(decoded);
         }
         let (written, value) = self.decode_stored(codec, stamped, value)?;
