@@ -14,6 +14,11 @@ pub struct Calc {
     takes: Vec<Option<usize>>,
     /// The projections are exactly the input columns in order: the input row is reused as is.
     identity: bool,
+    /// Every projection at position `i` is either input column `i` itself or an expression
+    /// that is not a plain column (then its index is listed here): the row is updated in place,
+    /// those values computed and written over (or, past the input's width, appended to) it, and
+    /// no kept value moves. `None` when the projections have another shape.
+    in_place: Option<Vec<usize>>,
     /// Reused buffer for the values of one output row.
     scratch: Vec<crate::value::Value>,
 }
@@ -32,11 +37,23 @@ impl Calc {
             .map(|c| c.filter(|c| cols.iter().filter(|x| **x == Some(*c)).count() == 1))
             .collect();
         let identity = cols.iter().enumerate().all(|(i, c)| *c == Some(i));
+        let in_place = cols
+            .iter()
+            .enumerate()
+            .all(|(i, c)| c.is_none_or(|c| c == i))
+            .then(|| {
+                cols.iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.is_none())
+                    .map(|(i, _)| i)
+                    .collect()
+            });
         Calc {
             filter,
             projections,
             takes,
             identity,
+            in_place,
             scratch: Vec::new(),
         }
     }
@@ -50,6 +67,32 @@ impl Calc {
             }
         }
         if self.identity && row.len() == self.projections.len() {
+            return Ok(Some(row));
+        }
+        let width = self.projections.len();
+        // In place when every kept column is in the row (then the positions past it are all
+        // computed, and land in order).
+        let kept_fit = self.projections.iter().enumerate().all(|(i, p)| match p {
+            Expr::Column(_) => i < row.len(),
+            _ => true,
+        });
+        if let Some(computed) = self.in_place.as_ref().filter(|_| kept_fit) {
+            // Every kept column stays where it is; the computed ones are evaluated on the input
+            // row first, then written in.
+            let scratch = &mut self.scratch;
+            scratch.clear();
+            for &i in computed {
+                scratch.push(self.projections[i].eval(&row)?);
+            }
+            for (&i, v) in computed.iter().zip(scratch.drain(..)) {
+                if i < row.len() {
+                    row[i] = v;
+                } else {
+                    // Positions past the input are all computed, in order.
+                    row.push(v);
+                }
+            }
+            row.truncate(width);
             return Ok(Some(row));
         }
         let scratch = &mut self.scratch;
@@ -128,6 +171,38 @@ mod tests {
             calc.apply(&[Value::Null, Value::string("a")]).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn computed_columns_are_written_in_place_and_appended() {
+        let plus_one = Expr::Call {
+            func: crate::expr::functions::ScalarFunction::Add(crate::expr::functions::Num::Integer),
+            args: vec![Expr::Column(0), Expr::Literal(Value::Int(1))],
+            ret: crate::types::DataType::Int,
+        };
+        // Column 0 replaced by a value computed from it; column 1 kept; two columns appended.
+        let mut calc = Calc::new(
+            None,
+            vec![
+                plus_one.clone(),
+                Expr::Column(1),
+                Expr::Literal(Value::Int(7)),
+                plus_one,
+            ],
+        );
+        assert!(calc.in_place.is_some());
+        let row = vec![Value::Int(1), Value::string("a"), Value::Int(9)];
+        assert_eq!(
+            calc.apply_owned(row).unwrap(),
+            Some(vec![
+                Value::Int(2),
+                Value::string("a"),
+                Value::Int(7),
+                Value::Int(2)
+            ])
+        );
+        // A column that moves is not in place.
+        assert!(Calc::new(None, vec![Expr::Column(1)]).in_place.is_none());
     }
 
     #[test]
