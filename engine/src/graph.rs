@@ -149,14 +149,7 @@ impl DataflowGraph {
         for (from, _) in inputs {
             seed = seed.rotate_left(7) ^ self.nodes[*from].id;
         }
-        let mut id = stable_hash(description.as_bytes(), seed);
-        for (name, description) in &chained {
-            id = stable_hash(description.as_bytes(), stable_hash(name.as_bytes(), id));
-        }
-        // Two identical operators over identical inputs (a self-union) still get distinct ids.
-        while self.nodes.iter().any(|n| n.id == id) {
-            id = stable_hash(&id.to_le_bytes(), seed);
-        }
+        let id = self.derive_id(&description, &chained, seed, None);
         let index = self.nodes.len();
         self.nodes.push(Node {
             id,
@@ -179,6 +172,31 @@ impl DataflowGraph {
         index
     }
 
+    /// The id of a node that computes `description` (then its `chained` operators) over inputs
+    /// whose ids were mixed into `seed`: different from every other node's (but `except`'s), so
+    /// that two identical operators over identical inputs (a self-union) still get distinct ids.
+    fn derive_id(
+        &self,
+        description: &str,
+        chained: &[(String, String)],
+        seed: u64,
+        except: Option<usize>,
+    ) -> u64 {
+        let mut id = stable_hash(description.as_bytes(), seed);
+        for (name, description) in chained {
+            id = stable_hash(description.as_bytes(), stable_hash(name.as_bytes(), id));
+        }
+        while self
+            .nodes
+            .iter()
+            .enumerate()
+            .any(|(i, n)| Some(i) != except && n.id == id)
+        {
+            id = stable_hash(&id.to_le_bytes(), seed);
+        }
+        id
+    }
+
     /// Replaces node `index`, which no edge touches yet (a source task still being planned), by
     /// a node built as [`DataflowGraph::add_chained_node`] would build it: same index, an id
     /// derived from what it now computes.
@@ -194,18 +212,7 @@ impl DataflowGraph {
         kind: NodeKind,
     ) {
         debug_assert!(self.edges.iter().all(|e| e.from != index && e.to != index));
-        let mut id = stable_hash(description.as_bytes(), 0);
-        for (name, description) in &chained {
-            id = stable_hash(description.as_bytes(), stable_hash(name.as_bytes(), id));
-        }
-        while self
-            .nodes
-            .iter()
-            .enumerate()
-            .any(|(i, n)| i != index && n.id == id)
-        {
-            id = stable_hash(&id.to_le_bytes(), 0);
-        }
+        let id = self.derive_id(&description, &chained, 0, Some(index));
         self.nodes[index] = Node {
             id,
             name: name.to_string(),
