@@ -513,12 +513,31 @@ impl KeyedStateBackend for SledBackend {
     }
 
     fn full_snapshot(&mut self, checkpoint_id: u64) -> Result<Snapshot, StorageError> {
-        self.write_back_all()?;
+        // The cache's dirty slots are newer than the tree: merged with it in key order rather
+        // than written back first, so that a full snapshot writes nothing to sled.
+        let mut dirty: Vec<(&[u8], Option<&[u8]>)> = self
+            .cache
+            .iter()
+            .filter(|(_, slot)| slot.dirty)
+            .map(|(k, slot)| (k.as_slice(), slot.value.as_deref()))
+            .collect();
+        dirty.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut dirty = dirty.into_iter().peekable();
         let mut records = Vec::new();
+        let full = SnapshotKind::Full;
         for item in self.tree.iter() {
             let (k, v) = item.map_err(store_err)?;
             self.stats.snapshot_sync_visits += 1;
-            Self::emit(&mut records, SnapshotKind::Full, &k, Some(v.to_vec()));
+            while let Some((ck, cv)) = dirty.next_if(|(ck, _)| *ck < &k[..]) {
+                Self::emit(&mut records, full, ck, cv.map(<[u8]>::to_vec));
+            }
+            match dirty.next_if(|(ck, _)| *ck == &k[..]) {
+                Some((ck, cv)) => Self::emit(&mut records, full, ck, cv.map(<[u8]>::to_vec)),
+                None => Self::emit(&mut records, full, &k, Some(v.to_vec())),
+            }
+        }
+        for (ck, cv) in dirty {
+            Self::emit(&mut records, full, ck, cv.map(<[u8]>::to_vec));
         }
         for slot in self.cache.values_mut() {
             slot.changed = false;
@@ -621,6 +640,43 @@ mod tests {
         assert_eq!(snap.records.len(), 1000);
         assert_eq!(b.stats().store_write_batches, 1);
         assert_eq!(b.stats().store_keys_written, 1000);
+    }
+
+    #[test]
+    fn a_full_snapshot_merges_the_cache_over_sled_without_writing_to_it() {
+        // 300 puts through a small cache: most end up in sled; then updates and deletes that
+        // stay in the cache, over keys in sled and over keys still cached.
+        let mut b = SledBackend::temporary(2000, KeyGroupRange::ALL).unwrap();
+        let s = b.register_state("v");
+        let mut expected = std::collections::BTreeMap::new();
+        for i in 0..300u32 {
+            b.put(3, s, &i.to_be_bytes(), &[1; 8]).unwrap();
+            expected.insert(i, vec![1u8; 8]);
+        }
+        for i in (0..300u32).step_by(7) {
+            b.put(3, s, &i.to_be_bytes(), &[2; 4]).unwrap();
+            expected.insert(i, vec![2u8; 4]);
+        }
+        for i in (1..300u32).step_by(11) {
+            b.delete(3, s, &i.to_be_bytes()).unwrap();
+            expected.remove(&i);
+        }
+        b.put(3, s, &1000u32.to_be_bytes(), &[3]).unwrap();
+        expected.insert(1000, vec![3]);
+        let written = b.stats().store_keys_written;
+        let snap = b.full_snapshot(1).unwrap();
+        assert_eq!(b.stats().store_keys_written, written);
+        let got: Vec<(u32, Vec<u8>)> = snap
+            .records
+            .iter()
+            .map(|r| {
+                (
+                    u32::from_be_bytes(r.key.as_slice().try_into().unwrap()),
+                    r.value.clone().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
     }
 
     #[test]
