@@ -1707,6 +1707,61 @@ mod tests {
         assert_eq!(s.get(&c, &1_999).unwrap(), None);
     }
 
+    /// The final state of a task on the sled backend (its flush laid over the store's snapshot,
+    /// never written into sled) holds what a regular full snapshot after applying the flush does.
+    #[test]
+    fn a_final_state_laid_over_the_store_equals_the_flush_applied_then_snapshotted() {
+        let c = I64Codec;
+        let snapshot = |id: u64| -> Vec<(i64, i64)> {
+            let ctx = standalone_context(BackendKind::Sled, 16 * 1024);
+            let store = ctx.store.clone().unwrap();
+            let mut s: KeyedState<i64, i64> = KeyedState::new("s", &ctx, 128);
+            // Most keys spill to the store; then updates, removals and new keys stay in the
+            // flush.
+            for k in 0..3_000 {
+                s.insert(&c, k, k).unwrap();
+            }
+            for k in (0..3_000).step_by(3) {
+                s.insert(&c, k, -k).unwrap();
+            }
+            for k in (1..3_000).step_by(5) {
+                s.remove(&c, &k).unwrap();
+            }
+            for k in 5_000..5_100 {
+                s.insert(&c, k, k).unwrap();
+            }
+            let mut delta = KeyedDelta::new();
+            s.flush_into(&c, &mut delta);
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            store.submit_snapshot(
+                id,
+                delta,
+                true,
+                streamsql_storage::Compression::None,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            store.run_queued();
+            let encoded = rx.recv().unwrap().unwrap();
+            let snap = streamsql_storage::snapshot::decode(&encoded.bytes).unwrap();
+            snap.records
+                .iter()
+                .map(|r| {
+                    (
+                        c.decode_key(&r.key).unwrap(),
+                        c.decode_value(r.value.as_deref().unwrap()).unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let final_state = snapshot(crate::runtime::checkpointing::FINAL_CHECKPOINT);
+        let applied = snapshot(7);
+        assert_eq!(final_state, applied);
+        assert!(final_state.contains(&(3, -3)) && !final_state.iter().any(|(k, _)| *k == 1));
+        assert_eq!(final_state.len(), 3_000 - 600 + 100);
+    }
+
     #[test]
     fn the_sled_tuning_divides_the_budget_and_sets_what_a_spill_frees() {
         let t = SledTuning {

@@ -266,9 +266,16 @@ impl SubtaskStore {
                     compression,
                     done: d,
                 } => {
-                    let result = apply(self, inner, &delta).and_then(|()| {
-                        self.snapshot(inner, checkpoint_id, &delta, full, compression)
-                    });
+                    let last = full
+                        && checkpoint_id == crate::runtime::checkpointing::FINAL_CHECKPOINT
+                        && self.config.kind == BackendKind::Sled;
+                    let result = if last {
+                        self.final_snapshot(inner, checkpoint_id, &delta, compression)
+                    } else {
+                        apply(self, inner, &delta).and_then(|()| {
+                            self.snapshot(inner, checkpoint_id, &delta, full, compression)
+                        })
+                    };
                     self.compaction_due
                         .store(inner.chain.compaction_due(&self.policy), Ordering::Relaxed);
                     let result = match result {
@@ -284,6 +291,75 @@ impl SubtaskStore {
             }
         }
         done
+    }
+
+    /// The final state of a task whose input ended: the store is neither read nor written after
+    /// it, so its flush `delta` is laid over a full snapshot of the store, in key order, instead
+    /// of being written into sled first (which costs more than the snapshot itself).
+    fn final_snapshot(
+        &self,
+        inner: &mut Inner,
+        checkpoint_id: u64,
+        delta: &KeyedDelta,
+        compression: Compression,
+    ) -> Result<EncodedSnapshot> {
+        let mut latest: std::collections::BTreeMap<EntryKey<'_>, Option<&[u8]>> =
+            std::collections::BTreeMap::new();
+        for r in delta.records() {
+            latest.insert(
+                (r.key_group, state_id(self, inner, r.state)?, r.key),
+                r.value,
+            );
+        }
+        let base = opened(self, inner)?
+            .full_snapshot(checkpoint_id)
+            .map_err(|e| storage_error("cannot snapshot keyed state", e))?;
+        let Snapshot {
+            records: stored,
+            kind,
+            base: base_id,
+            key_groups,
+            states,
+            ..
+        } = base;
+        let mut records = Vec::with_capacity(stored.len() + latest.len());
+        let mut overlay = latest.into_iter().peekable();
+        let laid = |records: &mut Vec<SnapshotRecord>, (k, v): (EntryKey<'_>, Option<&[u8]>)| {
+            if let Some(v) = v {
+                records.push(SnapshotRecord {
+                    key_group: k.0,
+                    state: k.1,
+                    key: k.2.to_vec(),
+                    value: Some(v.to_vec()),
+                });
+            }
+        };
+        for r in stored {
+            let here = (r.key_group, r.state, r.key.as_slice());
+            while let Some(o) = overlay.next_if(|(k, _)| *k < here) {
+                laid(&mut records, o);
+            }
+            match overlay.next_if(|(k, _)| *k == here) {
+                Some(o) => laid(&mut records, o),
+                None => records.push(r),
+            }
+        }
+        for o in overlay {
+            laid(&mut records, o);
+        }
+        // Nothing may follow this snapshot in a chain.
+        inner.carry = KeyedDelta::new();
+        inner.chain = Chain::default();
+        let snapshot = Snapshot {
+            checkpoint_id,
+            kind,
+            base: base_id,
+            key_groups,
+            // The delta's states were registered before the store's snapshot listed them.
+            states,
+            records,
+        };
+        Ok(EncodedSnapshot::of(&snapshot, compression))
     }
 
     /// The snapshot of checkpoint `checkpoint_id`, right after its `delta` was applied: with
