@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use streamsql_storage::snapshot::{encode_records, RecordRef, SnapshotHeader};
 use streamsql_storage::{
     Compression, EncodedSnapshot, HashMapBackend, KeyGroupRange, KeyedStateBackend, SledBackend,
     SledOptions, Snapshot, SnapshotKind, SnapshotRecord, StateId,
@@ -303,45 +304,52 @@ impl SubtaskStore {
         delta: &KeyedDelta,
         compression: Compression,
     ) -> Result<EncodedSnapshot> {
-        let mut latest: std::collections::BTreeMap<EntryKey<'_>, Option<&[u8]>> =
-            std::collections::BTreeMap::new();
+        // In key order, the latest write of a key winning (a stable sort keeps writes in order).
+        let mut latest: Vec<(EntryKey<'_>, Option<&[u8]>)> = Vec::with_capacity(delta.len());
         for r in delta.records() {
-            latest.insert(
+            latest.push((
                 (r.key_group, state_id(self, inner, r.state)?, r.key),
                 r.value,
-            );
+            ));
         }
+        latest.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut deduped: Vec<(EntryKey<'_>, Option<&[u8]>)> = Vec::with_capacity(latest.len());
+        for entry in latest {
+            match deduped.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => deduped.push(entry),
+            }
+        }
+        let latest = deduped;
         let base = opened(self, inner)?
             .full_snapshot(checkpoint_id)
             .map_err(|e| storage_error("cannot snapshot keyed state", e))?;
-        let Snapshot {
-            records: stored,
-            kind,
-            base: base_id,
-            key_groups,
-            states,
-            ..
-        } = base;
-        let mut records = Vec::with_capacity(stored.len() + latest.len());
+        // Merged as borrowed records, encoded without copying any.
+        let mut records: Vec<RecordRef<'_>> = Vec::with_capacity(base.records.len() + latest.len());
         let mut overlay = latest.into_iter().peekable();
-        let laid = |records: &mut Vec<SnapshotRecord>, (k, v): (EntryKey<'_>, Option<&[u8]>)| {
-            if let Some(v) = v {
-                records.push(SnapshotRecord {
+        fn laid<'a>(records: &mut Vec<RecordRef<'a>>, (k, v): (EntryKey<'a>, Option<&'a [u8]>)) {
+            if v.is_some() {
+                records.push(RecordRef {
                     key_group: k.0,
                     state: k.1,
-                    key: k.2.to_vec(),
-                    value: Some(v.to_vec()),
+                    key: k.2,
+                    value: v,
                 });
             }
-        };
-        for r in stored {
+        }
+        for r in &base.records {
             let here = (r.key_group, r.state, r.key.as_slice());
             while let Some(o) = overlay.next_if(|(k, _)| *k < here) {
                 laid(&mut records, o);
             }
             match overlay.next_if(|(k, _)| *k == here) {
                 Some(o) => laid(&mut records, o),
-                None => records.push(r),
+                None => records.push(RecordRef {
+                    key_group: r.key_group,
+                    state: r.state,
+                    key: &r.key,
+                    value: r.value.as_deref(),
+                }),
             }
         }
         for o in overlay {
@@ -350,16 +358,23 @@ impl SubtaskStore {
         // Nothing may follow this snapshot in a chain.
         inner.carry = KeyedDelta::new();
         inner.chain = Chain::default();
-        let snapshot = Snapshot {
+        let data_size = records
+            .iter()
+            .map(|r| r.key.len() + r.value.map_or(0, <[u8]>::len))
+            .sum();
+        let header = SnapshotHeader {
             checkpoint_id,
-            kind,
-            base: base_id,
-            key_groups,
+            kind: base.kind,
+            base: base.base,
+            key_groups: base.key_groups,
             // The delta's states were registered before the store's snapshot listed them.
-            states,
-            records,
+            states: &base.states,
         };
-        Ok(EncodedSnapshot::of(&snapshot, compression))
+        Ok(EncodedSnapshot {
+            bytes: encode_records(&header, records.into_iter(), data_size, compression),
+            kind: base.kind,
+            data_size,
+        })
     }
 
     /// The snapshot of checkpoint `checkpoint_id`, right after its `delta` was applied: with
