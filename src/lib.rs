@@ -47,6 +47,7 @@ pub struct Streamsql {
     session: SqlSession,
     restore: Option<Restore>,
     allow_non_restored_state: bool,
+    process_ends_with_job: bool,
 }
 
 /// Where a job resumes from.
@@ -120,7 +121,15 @@ impl Streamsql {
             session: SqlSession::new(config),
             restore: None,
             allow_non_restored_state: false,
+            process_ends_with_job: false,
         }
+    }
+
+    /// Declares that the process ends with the next job (as `streamsql run` does): operators
+    /// whose input ended leave their in-memory keyed state to the process exit instead of
+    /// freeing it entry by entry.
+    pub fn process_ends_with_job(&mut self) {
+        self.process_ends_with_job = true;
     }
 
     /// Keeps `key = value` even when a script `SET`s the key (command-line overrides win).
@@ -150,6 +159,7 @@ impl Streamsql {
         let job = match result.job {
             Some(plan) => {
                 let mut settings = runtime_settings(&self.session.config);
+                settings.process_ends_with_job = self.process_ends_with_job;
                 settings.checkpointing = match self.checkpoint_setup(sql)? {
                     Setup::Run(setup) => setup,
                     Setup::Finished(r) => {

@@ -198,6 +198,7 @@ fn explain(args: &PipelineArgs) -> Result<ExitCode, Error> {
 
 fn run(args: &PipelineArgs, resume: &ResumeArgs) -> Result<ExitCode, Error> {
     let (mut s, sql) = session(args)?;
+    s.process_ends_with_job();
     if let Some(path) = &resume.from {
         s.restore_from(Restore::Path(path.clone()), resume.allow_non_restored_state);
     } else if resume.resume.is_some() {

@@ -61,6 +61,11 @@ pub struct RuntimeSettings {
     pub state_ttl: Option<Duration>,
     /// `state.latency-track.*`, when `keyed-state-enabled` is on.
     pub state_latency: Option<StateLatencySettings>,
+    /// The process ends with the job (the `streamsql run` command): an operator whose input
+    /// ended normally leaves its keyed state's in-memory entries to the process exit instead of
+    /// freeing them one by one ([`crate::state::drop_keeping_state_memory`]). Off for embedded
+    /// jobs.
+    pub process_ends_with_job: bool,
 }
 
 /// `state.latency-track.*` for every keyed state of a job.
@@ -89,6 +94,7 @@ impl Default for RuntimeSettings {
             state_backend: crate::state::StateBackendConfig::default(),
             state_ttl: None,
             state_latency: None,
+            process_ends_with_job: false,
         }
     }
 }

@@ -596,8 +596,8 @@ pub(crate) fn run(
                 shared.restored(bytes);
                 replay = channels;
             }
-            run_operator(
-                op,
+            let result = run_operator(
+                &mut op,
                 ctx,
                 &inputs,
                 priority,
@@ -606,7 +606,11 @@ pub(crate) fn run(
                 shared,
                 settings,
                 ckpt.as_ref(),
-            )
+            );
+            if result.is_ok() && settings.process_ends_with_job {
+                crate::state::drop_keeping_state_memory(|| drop(op));
+            }
+            result
         }
     }));
     if let Some(c) = &ckpt {
@@ -1020,7 +1024,7 @@ fn replay_channel_state(
 
 #[allow(clippy::too_many_arguments)]
 fn run_operator(
-    mut op: Box<dyn Operator>,
+    op: &mut Box<dyn Operator>,
     ctx: &TaskContext,
     inputs: &[(Receiver<Message>, usize)],
     priority: Vec<Option<Receiver<PriorityBarrier>>>,

@@ -507,6 +507,28 @@ impl<K: Clone> Tracker<K> {
     }
 }
 
+thread_local! {
+    /// Set by [`drop_keeping_state_memory`] for the drops it runs.
+    static KEEP_MEMORY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (which drops operators) so that the keyed states it drops leave their in-memory
+/// entries to the process instead of freeing them one by one: for a process that ends right
+/// after its job, whose memory the exit returns at once. Stores and files are released as usual.
+pub fn drop_keeping_state_memory(f: impl FnOnce()) {
+    KEEP_MEMORY.with(|k| k.set(true));
+    f();
+    KEEP_MEMORY.with(|k| k.set(false));
+}
+
+impl<K, V> Drop for KeyedState<K, V> {
+    fn drop(&mut self) {
+        if KEEP_MEMORY.with(std::cell::Cell::get) {
+            std::mem::forget(std::mem::take(&mut self.map));
+        }
+    }
+}
+
 impl<K, V> std::fmt::Debug for KeyedState<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedState")
@@ -1760,6 +1782,47 @@ mod tests {
         assert_eq!(final_state, applied);
         assert!(final_state.contains(&(3, -3)) && !final_state.iter().any(|(k, _)| *k == 1));
         assert_eq!(final_state.len(), 3_000 - 600 + 100);
+    }
+
+    #[test]
+    fn a_state_dropped_for_a_process_exit_leaves_its_entries_unfreed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static DROPPED: AtomicUsize = AtomicUsize::new(0);
+        struct Counted;
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                DROPPED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        struct CountedCodec;
+        impl StateCodec<i64, Counted> for CountedCodec {
+            fn key_hash(&self, key: &i64) -> i32 {
+                *key as i32
+            }
+            fn encode_key(&self, key: &i64, out: &mut Vec<u8>) {
+                out.extend_from_slice(&key.to_be_bytes());
+            }
+            fn decode_key(&self, bytes: &[u8]) -> Result<i64> {
+                I64Codec.decode_key(bytes)
+            }
+            fn encode_value(&self, _value: &Counted, _out: &mut Vec<u8>) {}
+            fn decode_value(&self, _bytes: &[u8]) -> Result<Counted> {
+                Ok(Counted)
+            }
+        }
+        let ctx = standalone_context(BackendKind::HashMap, DEFAULT_MEMORY_BUDGET);
+        let fill = || {
+            let mut s: KeyedState<i64, Counted> = KeyedState::new("s", &ctx, 128);
+            for k in 0..10 {
+                s.insert(&CountedCodec, k, Counted).unwrap();
+            }
+            s
+        };
+        let kept = fill();
+        drop_keeping_state_memory(|| drop(kept));
+        assert_eq!(DROPPED.load(Ordering::SeqCst), 0);
+        drop(fill());
+        assert_eq!(DROPPED.load(Ordering::SeqCst), 10);
     }
 
     #[test]
