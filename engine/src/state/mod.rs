@@ -1303,6 +1303,20 @@ pub fn snapshot_now(
     let Some(store) = store else {
         return Ok((operator, None));
     };
+    Ok((
+        operator,
+        Some(snapshot_delta_now(store, checkpoint_id, delta)?),
+    ))
+}
+
+/// The full snapshot `store` takes for checkpoint `checkpoint_id` with the flush `delta`, taken
+/// now on this thread and read back from its file form (records in file order, whatever the
+/// backend).
+pub fn snapshot_delta_now(
+    store: &Arc<SubtaskStore>,
+    checkpoint_id: u64,
+    delta: KeyedDelta,
+) -> Result<streamsql_storage::Snapshot> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     store.submit_snapshot(
         checkpoint_id,
@@ -1318,10 +1332,8 @@ pub fn snapshot_now(
         .recv()
         .map_err(|_| EngineError::internal("a snapshot job ended without a result"))?
         .map_err(|message| EngineError::Task { message })?;
-    // Read back from its file form: records in file order, whatever the backend.
-    let snapshot = streamsql_storage::snapshot::decode(&encoded.bytes)
-        .map_err(|e| storage_error("cannot read a snapshot back", e))?;
-    Ok((operator, Some(snapshot)))
+    streamsql_storage::snapshot::decode(&encoded.bytes)
+        .map_err(|e| storage_error("cannot read a snapshot back", e))
 }
 
 /// Restores a freshly created operator: operator state first, then every keyed entry of
@@ -1754,19 +1766,7 @@ mod tests {
             }
             let mut delta = KeyedDelta::new();
             s.flush_into(&c, &mut delta);
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            store.submit_snapshot(
-                id,
-                delta,
-                true,
-                streamsql_storage::Compression::None,
-                Box::new(move |r| {
-                    let _ = tx.send(r);
-                }),
-            );
-            store.run_queued();
-            let encoded = rx.recv().unwrap().unwrap();
-            let snap = streamsql_storage::snapshot::decode(&encoded.bytes).unwrap();
+            let snap = snapshot_delta_now(&store, id, delta).unwrap();
             snap.records
                 .iter()
                 .map(|r| {
