@@ -333,12 +333,8 @@ impl Operator for Deduplicate {
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {
-        if let Some(w) =
-            super::restored_watermark("Deduplicate", &[state], |s| self.decode_operator_state(s))?
-        {
-            self.watermark = w;
-        }
-        Ok(())
+        // One old subtask's state: the rescaled restore of a single state.
+        self.restore_rescaled(&[state])
     }
 
     /// The smallest watermark of the old subtasks whose key groups this one takes over, so that

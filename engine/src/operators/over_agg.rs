@@ -726,12 +726,8 @@ impl Operator for OverAggregate {
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {
-        if let Some(w) =
-            super::restored_watermark("OverAggregate", &[state], |s| self.decode_operator_state(s))?
-        {
-            self.watermark = w;
-        }
-        Ok(())
+        // One old subtask's state: the rescaled restore of a single state.
+        self.restore_rescaled(&[state])
     }
 
     /// The smallest watermark of the old subtasks whose key groups this one takes over, so that

@@ -497,12 +497,8 @@ impl Operator for WindowJoin {
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {
-        if let Some(w) =
-            super::restored_watermark("WindowJoin", &[state], |s| self.decode_operator_state(s))?
-        {
-            self.watermark = w;
-        }
-        Ok(())
+        // One old subtask's state: the rescaled restore of a single state.
+        self.restore_rescaled(&[state])
     }
 
     fn restore_rescaled(&mut self, states: &[&[u8]]) -> Result<()> {

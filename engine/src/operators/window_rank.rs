@@ -273,12 +273,8 @@ impl Operator for WindowRank {
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<()> {
-        if let Some(w) =
-            super::restored_watermark("WindowRank", &[state], |s| self.decode_operator_state(s))?
-        {
-            self.watermark = w;
-        }
-        Ok(())
+        // One old subtask's state: the rescaled restore of a single state.
+        self.restore_rescaled(&[state])
     }
 
     /// The smallest watermark of the old subtasks whose key groups this one takes over.
