@@ -1097,21 +1097,6 @@ mod tests {
             .collect()
     }
 
-    fn int_op(frame: OverFrame, c: &TaskContext) -> OverAggregate {
-        let spec = OverAggSpec {
-            time_col: 1,
-            partition_cols: vec![0],
-            frame,
-            aggs: vec![
-                call("COUNT", None),
-                call("SUM", Some(2)),
-                call("MIN", Some(2)),
-                call("MAX", Some(2)),
-            ],
-        };
-        OverAggregate::new(spec, c).unwrap()
-    }
-
     /// The aggregates of every row computed from scratch: `id -> [count, sum, min, max]`.
     fn reference(
         frame: OverFrame,
@@ -1194,7 +1179,7 @@ mod tests {
         for seed in 0..8 {
             for frame in FRAMES {
                 let batches = random_batches(seed, 1 + seed as i32 * 3, 60);
-                let mut op = int_op(frame, &ctx());
+                let mut op = new_op(frame, &ctx());
                 let mut out = Output::new();
                 for (rows, wm) in &batches {
                     op.on_batch(0, rows.clone(), &mut out).unwrap();
@@ -1228,11 +1213,11 @@ mod tests {
             for frame in FRAMES {
                 let batches = random_batches(seed, 2000, 80);
                 let run = |c: &TaskContext, cut: Option<usize>| {
-                    let mut op = int_op(frame, c);
+                    let mut op = new_op(frame, c);
                     let mut out = Output::new();
                     for (i, (rows, wm)) in batches.iter().enumerate() {
                         if cut == Some(i) {
-                            op = checkpoint_and_restore_with(&mut op, c, |c2| int_op(frame, c2));
+                            op = checkpoint_and_restore_with(&mut op, c, |c2| new_op(frame, c2));
                         }
                         op.on_batch(0, rows.clone(), &mut out).unwrap();
                         op.on_watermark(*wm, &mut out).unwrap();
