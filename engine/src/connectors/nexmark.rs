@@ -843,17 +843,18 @@ fn put(fields: &mut [Value], want: u64, i: usize, value: impl FnOnce() -> Value)
 }
 
 impl EventGen<'_> {
-    /// The row of event `event_id`, the `emitted`-th of its split, at `timestamp`.
+    /// The row of event `event_id` of type `kind`, the `emitted`-th of its split, at
+    /// `timestamp`.
     fn row(
         &mut self,
         event_id: i64,
+        kind: usize,
         emitted: i64,
         timestamp: i64,
         split: &Split,
         base_time: i64,
     ) -> Vec<Value> {
         let mut random = JavaRandom::new(event_seed(event_id));
-        let kind = self.config.kind_of(event_id);
         let want = self.shape.want[kind];
         let mut fields = std::mem::take(&mut self.fields[kind]);
         match kind {
@@ -1212,14 +1213,20 @@ impl Source for NexmarkSource {
             }
             let number = FIRST_EVENT_NUMBER + split.emitted;
             let event_id = split.first_event_id + number;
-            if let Some(only) = self.shape.only {
-                if gen.config.kind_of(event_id) as i32 != only {
-                    split.emitted += 1;
-                    continue;
-                }
+            let kind = gen.config.kind_of(event_id);
+            if self.shape.only.is_some_and(|only| kind as i32 != only) {
+                split.emitted += 1;
+                continue;
             }
             let timestamp = split.timestamp_for_event(self.base_time, number);
-            let row = gen.row(event_id, split.emitted, timestamp, &split, self.base_time);
+            let row = gen.row(
+                event_id,
+                kind,
+                split.emitted,
+                timestamp,
+                &split,
+                self.base_time,
+            );
             out.changes.push(Change::insert(row));
             split.emitted += 1;
             rows += 1;

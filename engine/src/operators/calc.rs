@@ -19,6 +19,8 @@ pub struct Calc {
     /// those values computed and written over (or, past the input's width, appended to) it, and
     /// no kept value moves. `None` when the projections have another shape.
     in_place: Option<Vec<usize>>,
+    /// Input columns a row needs for the in-place path: one past the last kept column.
+    kept_width: usize,
     /// Reused buffer for the values of one output row.
     scratch: Vec<crate::value::Value>,
 }
@@ -48,12 +50,20 @@ impl Calc {
                     .map(|(i, _)| i)
                     .collect()
             });
+        let kept_width = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_some())
+            .map(|(i, _)| i + 1)
+            .max()
+            .unwrap_or(0);
         Calc {
             filter,
             projections,
             takes,
             identity,
             in_place,
+            kept_width,
             scratch: Vec::new(),
         }
     }
@@ -72,10 +82,7 @@ impl Calc {
         let width = self.projections.len();
         // In place when every kept column is in the row (then the positions past it are all
         // computed, and land in order).
-        let kept_fit = self.projections.iter().enumerate().all(|(i, p)| match p {
-            Expr::Column(_) => i < row.len(),
-            _ => true,
-        });
+        let kept_fit = row.len() >= self.kept_width;
         if let Some(computed) = self.in_place.as_ref().filter(|_| kept_fit) {
             // Every kept column stays where it is; the computed ones are evaluated on the input
             // row first, then written in.
