@@ -331,16 +331,7 @@ impl Planner<'_> {
             }),
             &[(left.node, lpart), (right.node, rpart)],
         );
-        Ok(Some(Rel {
-            node,
-            columns,
-            append_only: true,
-            parallelism: p,
-            pending_window: None,
-            calc: None,
-            chain: None,
-            join: None,
-        }))
+        Ok(Some(Rel::new(node, columns, true, p)))
     }
 
     /// Plans `left [LEFT] JOIN table FOR SYSTEM_TIME AS OF left.rowtime ON ...`.
@@ -479,16 +470,7 @@ impl Planner<'_> {
             }),
             &[(left.node, lpart), (right.node, rpart)],
         );
-        Ok(Rel {
-            node,
-            columns,
-            append_only: left.append_only,
-            parallelism: p,
-            pending_window: None,
-            calc: None,
-            chain: None,
-            join: None,
-        })
+        Ok(Rel::new(node, columns, left.append_only, p))
     }
 }
 

@@ -454,16 +454,7 @@ impl Planner<'_> {
             &[(pre_rel.node, part)],
         );
         let npre = pre_rel.columns.len();
-        let over_rel = Rel {
-            node,
-            columns,
-            append_only: true,
-            parallelism: p,
-            pending_window: None,
-            calc: None,
-            chain: None,
-            join: None,
-        };
+        let over_rel = Rel::new(node, columns, true, p);
         // The SELECT list over the input columns and the OVER values.
         let mut post = Vec::with_capacity(projections.len());
         for (e, c) in projections {

@@ -731,16 +731,12 @@ impl<'a> Planner<'a> {
         };
 
         // The derived table's columns: the visible ones, with rn back at its place.
-        let ranked = Rel {
+        let ranked = Rel::new(
             node,
-            columns: rank_columns(&input, output_rank, &item.name),
+            rank_columns(&input, output_rank, &item.name),
             append_only,
-            parallelism: p,
-            pending_window: None,
-            calc: None,
-            chain: None,
-            join: None,
-        };
+            p,
+        );
         let rn_expr = if output_rank {
             Expr::Column(input.columns.len())
         } else {

@@ -68,6 +68,26 @@ pub struct Rel {
 }
 
 impl Rel {
+    /// The relation `node` emits: no pending window, and no Calc, source chain or join the
+    /// planner could still fuse into.
+    pub fn new(
+        node: usize,
+        columns: Vec<ScopeColumn>,
+        append_only: bool,
+        parallelism: usize,
+    ) -> Self {
+        Rel {
+            node,
+            columns,
+            append_only,
+            parallelism,
+            pending_window: None,
+            calc: None,
+            chain: None,
+            join: None,
+        }
+    }
+
     /// The expressions of the Calc that computes this relation, when the planner made one (a
     /// `Calc` node, or the last operator chained onto a source).
     pub fn calc_exprs(&self) -> Option<&[Expr]> {
@@ -864,16 +884,7 @@ impl<'a> Planner<'a> {
             op_factory(|_| Ok(Box::new(Union) as Box<dyn Operator>)),
             &sources,
         );
-        Ok(Rel {
-            node,
-            columns,
-            append_only,
-            parallelism: p,
-            pending_window: None,
-            calc: None,
-            chain: None,
-            join: None,
-        })
+        Ok(Rel::new(node, columns, append_only, p))
     }
 
     fn plan_values(
@@ -946,16 +957,7 @@ impl<'a> Planner<'a> {
             NodeKind::Source(Arc::new(factory)),
             &[],
         );
-        Rel {
-            node,
-            columns,
-            append_only: true,
-            parallelism: 1,
-            pending_window: None,
-            calc: None,
-            chain: None,
-            join: None,
-        }
+        Rel::new(node, columns, true, 1)
     }
 
     /// Computes the window columns of a pending window TVF.
@@ -990,16 +992,7 @@ impl<'a> Planner<'a> {
         let mut columns = rel.columns;
         let n = columns.len();
         columns[n - 1].rowtime = true;
-        Ok(Rel {
-            node,
-            columns,
-            append_only: rel.append_only,
-            parallelism: rel.parallelism,
-            pending_window: None,
-            calc: None,
-            chain: None,
-            join: None,
-        })
+        Ok(Rel::new(node, columns, rel.append_only, rel.parallelism))
     }
 
     /// Source (and computed columns, and watermark assigner) of a catalog table.
@@ -1776,16 +1769,7 @@ impl<'a> Planner<'a> {
             }),
             &[(input.node, part)],
         );
-        Ok(Rel {
-            node,
-            columns,
-            append_only: false,
-            parallelism: p,
-            pending_window: None,
-            calc: None,
-            chain: None,
-            join: None,
-        })
+        Ok(Rel::new(node, columns, false, p))
     }
 
     fn plan_aggregate(
@@ -2119,16 +2103,7 @@ impl<'a> Planner<'a> {
                     &[(pre_rel.node, part)],
                 );
                 self.graph.set_digest(node, digest);
-                Rel {
-                    node,
-                    columns: agg_columns.clone(),
-                    append_only: true,
-                    parallelism: p,
-                    pending_window: None,
-                    calc: None,
-                    chain: None,
-                    join: None,
-                }
+                Rel::new(node, agg_columns.clone(), true, p)
             }
             None => self.group_aggregate(
                 &pre_rel,
