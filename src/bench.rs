@@ -675,25 +675,16 @@ fn print_sink(sql: &str) -> Option<String> {
     ))
 }
 
-/// Splits one CSV line (RFC 4180 quoting, as Python's csv module writes).
+/// Splits one CSV line (RFC 4180 quoting, as Python's csv module writes) with the csv format's
+/// own splitter.
 fn csv_fields(line: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => fields.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    fields.push(cur);
-    fields
+    use streamsql::engine::connectors::csv::{CsvDecoder, CsvFormat};
+    let mut decoder = CsvDecoder::new(CsvFormat::default(), Vec::new());
+    decoder.split(line.as_bytes());
+    decoder
+        .fields()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect()
 }
 
 /// Rows of a CSV file with a header, as maps from column to value.

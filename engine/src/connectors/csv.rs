@@ -234,6 +234,11 @@ impl CsvDecoder {
         }
     }
 
+    /// The fields of the last [`split`](Self::split), unquoted, as text.
+    pub fn fields(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans.iter().map(|(a, b)| &self.text[*a..*b])
+    }
+
     /// Converts the fields of the last [`split`](Self::split) into a row.
     pub fn decode(&self) -> std::result::Result<Decoded, FieldError> {
         let arity = self.types.len();
