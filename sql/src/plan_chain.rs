@@ -66,7 +66,9 @@ fn field_access(e: &Expr) -> Option<(usize, usize)> {
     }
 }
 
-/// Records what `e` reads of the columns in `uses`.
+/// Records what `e` reads of the columns in `uses`. The walk is a rewrite whose result is
+/// discarded: replacing a field access stops it from descending to the column below, which
+/// would count as a use of the whole ROW.
 fn record_uses(e: &Expr, uses: &mut [Use]) {
     let _ = e.rewrite::<std::convert::Infallible>(&mut |x| {
         if let Some((c, f)) = field_access(x) {

@@ -869,6 +869,8 @@ impl Planner<'_> {
         let right = project(self, right, &right_pos);
         match self.plan_join(left, right, kind, cond) {
             Ok(joined) => Some((joined, joined_pos)),
+            // The unpruned join planned from the same inputs succeeded, so a failure here is not
+            // expected; should one happen, the unpruned join stays in the graph.
             Err(_) => {
                 *self.graph = saved;
                 None
