@@ -258,7 +258,7 @@ impl TaskCheckpointing {
         };
         let savepoint = savepoint.as_ref();
         let store = match &ctx.state.store {
-            Some(store) if !delta.is_empty() || store.is_open() => store,
+            Some(store) if !delta.is_empty() || store.holds_state() => store,
             _ => {
                 let state = SubtaskState {
                     operator,

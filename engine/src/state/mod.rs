@@ -1784,6 +1784,49 @@ mod tests {
         assert_eq!(final_state.len(), 3_000 - 600 + 100);
     }
 
+    /// A snapshot still queued (a savepoint submitted right before a checkpoint) counts as state
+    /// the store holds: the checkpoint after it must snapshot the store although its own flush is
+    /// empty, or it would record no keyed state at all.
+    #[test]
+    fn a_store_with_a_queued_snapshot_holds_state() {
+        let c = I64Codec;
+        let ctx = standalone_context(BackendKind::HashMap, 16 * 1024);
+        let store = ctx.store.clone().unwrap();
+        assert!(!store.holds_state());
+        let mut s: KeyedState<i64, i64> = KeyedState::new("s", &ctx, 128);
+        s.insert(&c, 1, 1).unwrap();
+        let mut delta = KeyedDelta::new();
+        s.flush_into(&c, &mut delta);
+        // Every rayon thread waits, so the submitted snapshot stays queued.
+        let threads = rayon::current_num_threads();
+        let (release, wait) = crossbeam_channel::bounded::<()>(0);
+        let (started_tx, started) = crossbeam_channel::unbounded();
+        for _ in 0..threads {
+            let (wait, started_tx) = (wait.clone(), started_tx.clone());
+            rayon::spawn(move || {
+                let _ = started_tx.send(());
+                let _ = wait.recv();
+            });
+        }
+        for _ in 0..threads {
+            started.recv().unwrap();
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        store.submit_snapshot(
+            7,
+            delta,
+            true,
+            streamsql_storage::Compression::None,
+            Box::new(move |r| {
+                let _ = tx.send(r.is_ok());
+            }),
+        );
+        assert!(store.holds_state());
+        drop(release);
+        assert!(rx.recv().unwrap());
+        assert!(store.holds_state());
+    }
+
     #[test]
     fn a_state_dropped_for_a_process_exit_leaves_its_entries_unfreed() {
         use std::sync::atomic::{AtomicUsize, Ordering};

@@ -222,8 +222,12 @@ impl SubtaskStore {
     }
 
     /// Whether the backend was opened: some keyed state was written or restored.
-    pub fn is_open(&self) -> bool {
-        self.lock().backend.is_some()
+    /// True when the store holds keyed state or a queued snapshot will open it: a checkpoint
+    /// whose flush is empty must then still snapshot it. A snapshot submitted just before (a
+    /// savepoint right before a checkpoint) may not have opened the store yet.
+    pub fn holds_state(&self) -> bool {
+        let inner = self.lock();
+        inner.backend.is_some() || !inner.queue.is_empty()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
