@@ -132,6 +132,20 @@ impl Streamsql {
         self.process_ends_with_job = true;
     }
 
+    /// Adds a source connector to the session: its scripts' tables `WITH ('connector' = name)`
+    /// read through `connector`, which receives each table's name, physical schema and other
+    /// options. The built-in connectors' names are taken.
+    pub fn add_source_connector(
+        &mut self,
+        name: &str,
+        connector: streamsql_engine::connectors::registry::CustomSource,
+    ) -> Result<(), Error> {
+        self.session
+            .catalog
+            .add_source_connector(name, connector)
+            .map_err(Error::Job)
+    }
+
     /// Keeps `key = value` even when a script `SET`s the key (command-line overrides win).
     pub fn pin(&mut self, key: &str, value: &str) {
         self.session
@@ -378,6 +392,32 @@ pub fn state_backend(config: &Configuration) -> streamsql_engine::state::StateBa
     }
 }
 
+/// Takes savepoints of a running job from any thread ([`RunningJob::savepoint_handle`]).
+#[derive(Clone)]
+pub struct SavepointHandle {
+    requests: runtime::SavepointHandle,
+    /// `execution.checkpointing.savepoint-dir`: where savepoints go unless told otherwise.
+    savepoint_dir: Option<std::path::PathBuf>,
+}
+
+impl SavepointHandle {
+    /// As [`RunningJob::savepoint`].
+    pub fn savepoint(
+        &self,
+        target: Option<std::path::PathBuf>,
+        stop: bool,
+    ) -> Result<std::path::PathBuf, Error> {
+        let target = savepoint_target(target, self.savepoint_dir.clone())?;
+        match self.requests.trigger(target, stop).recv() {
+            Ok(Ok(dir)) => Ok(dir),
+            Ok(Err(message)) => Err(Error::Savepoint(EngineError::Task { message })),
+            Err(_) => Err(Error::Savepoint(EngineError::Task {
+                message: "the job ended before the savepoint completed".into(),
+            })),
+        }
+    }
+}
+
 impl RunningJob {
     /// Takes a savepoint of the job in `target` (else `execution.checkpointing.savepoint-dir`),
     /// stopping the job once it completed when `stop`. Blocks until the savepoint completed or
@@ -388,14 +428,14 @@ impl RunningJob {
         target: Option<std::path::PathBuf>,
         stop: bool,
     ) -> Result<std::path::PathBuf, Error> {
-        let target = savepoint_target(target, self.savepoint_dir.clone())?;
-        let answer = self.handle.trigger_savepoint(target, stop);
-        match answer.recv() {
-            Ok(Ok(dir)) => Ok(dir),
-            Ok(Err(message)) => Err(Error::Savepoint(EngineError::Task { message })),
-            Err(_) => Err(Error::Savepoint(EngineError::Task {
-                message: "the job ended before the savepoint completed".into(),
-            })),
+        self.savepoint_handle().savepoint(target, stop)
+    }
+
+    /// A handle to take savepoints from another thread while this one consumes the results.
+    pub fn savepoint_handle(&self) -> SavepointHandle {
+        SavepointHandle {
+            requests: self.handle.savepoint_handle(),
+            savepoint_dir: self.savepoint_dir.clone(),
         }
     }
 

@@ -43,6 +43,7 @@
 //! actual output are written to DIR for review.
 
 mod common;
+mod stepped;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,6 +70,8 @@ struct Db {
     session: Streamsql,
     /// A fresh directory for this run's sink output, substituted for `${TMP}`.
     tmp: PathBuf,
+    /// Where the driver of a job with stepped tables takes its savepoints.
+    savepoints: PathBuf,
     /// In the restored mode: how jobs are stopped and resumed.
     restorer: Option<Restorer>,
 }
@@ -95,6 +98,73 @@ fn db_error(e: streamsql::Error) -> DbError {
     DbError(msg)
 }
 
+/// Runs a record's script and its job, if it starts one, to the end; a driver runs the steps of
+/// its stepped tables.
+fn run_script(
+    session: &mut Streamsql,
+    sql: &str,
+    savepoints: &Path,
+) -> Result<(Vec<StatementOutput>, Selects), DbError> {
+    stepped::take_gates();
+    let exec = session.execute("test.sql", sql).map_err(db_error)?;
+    let mut selects: Selects = Vec::new();
+    if let Some(job) = exec.job {
+        selects = job
+            .select_schemas()
+            .into_iter()
+            .map(|s| (s, Vec::new()))
+            .collect();
+        consume_stepped(job, &mut selects, savepoints).map_err(db_error)?;
+    }
+    Ok((exec.outputs, selects))
+}
+
+/// [`common::consume`], with a driver for the steps of the job's stepped tables (those planned on
+/// this thread since the last [`stepped::take_gates`]).
+fn consume_stepped(
+    job: RunningJob,
+    selects: &mut Selects,
+    savepoints: &Path,
+) -> Result<common::Consumed, streamsql::Error> {
+    let driver = stepped::Driver::start(
+        stepped::take_gates(),
+        job.savepoint_handle(),
+        savepoints.to_path_buf(),
+    );
+    let consumed = common::consume(job, selects);
+    if let Some(d) = driver {
+        d.finish()
+            .map_err(|e| streamsql::Error::Job(EngineError::internal(e)))?;
+    }
+    consumed
+}
+
+/// Whether a file declares a stepped table: its jobs need checkpointing in every mode.
+fn uses_stepped_tables(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .is_ok_and(|text| text.contains(&format!("'connector' = '{}'", stepped::CONNECTOR)))
+}
+
+/// `s` with the `stepped` connector added.
+fn with_stepped(mut s: Streamsql) -> Streamsql {
+    s.add_source_connector(stepped::CONNECTOR, stepped::connector())
+        .expect("'stepped' is not a built-in connector");
+    s
+}
+
+/// A plain run's session at parallelism `p`; for a file with stepped tables it checkpoints into
+/// `ckpt`, but only at the end of input (and the savepoints of the steps).
+fn plain_session(p: usize, stepped: bool, ckpt: &Path) -> Streamsql {
+    with_stepped(if stepped {
+        session_checkpointing_every(PLAIN_STEPPED_INTERVAL, ckpt, p, false)
+    } else {
+        common::session(p)
+    })
+}
+
+/// The checkpoint interval of a plain run of a file with stepped tables: longer than any job.
+const PLAIN_STEPPED_INTERVAL: &str = "1 h";
+
 impl sqllogictest::DB for Db {
     type Error = DbError;
     type ColumnType = DefaultColumnType;
@@ -105,11 +175,8 @@ impl sqllogictest::DB for Db {
             .replace("${DATA}", &data.display().to_string())
             .replace("${TMP}", &self.tmp.display().to_string());
         let (outputs, selects) = match &mut self.restorer {
-            None => {
-                let run = common::run_script(&mut self.session, &sql).map_err(db_error)?;
-                (run.outputs, run.selects)
-            }
-            Some(r) => r.run(&mut self.session, &sql)?,
+            None => run_script(&mut self.session, &sql, &self.savepoints)?,
+            Some(r) => r.run(&mut self.session, &sql, &self.savepoints)?,
         };
         let changelog = self
             .session
@@ -182,7 +249,8 @@ const KILL_DELAY_MAX_MS: u64 = 10;
 /// The checkpoint ids [`preserve_checkpoints`] prepares for a job stopped at `kill`: a margin for
 /// the checkpoints that fail, and for those that complete while the job is stopping.
 fn preserved_ids(kill: KillPoint) -> u64 {
-    u64::try_from(kill.after).expect("a small number") + 4
+    // The savepoints of a stepped job take checkpoint ids as well.
+    u64::try_from(kill.after + stepped::MAX_STEPS + 1).expect("a small number") + 4
 }
 
 /// A session at parallelism `p` that checkpoints into `dir`. Every key is pinned: a file's `SET`
@@ -191,7 +259,12 @@ fn preserved_ids(kill: KillPoint) -> u64 {
 /// barriers interleave with data rather than arriving after it. With `keep_on_cancel`, a
 /// cancelled job keeps its checkpoints (`RETAIN_ON_CANCELLATION`) so that it can be resumed.
 fn checkpointed_session(dir: &Path, p: usize, keep_on_cancel: bool) -> Streamsql {
-    session_checkpointing_every(CHECKPOINT_INTERVAL, dir, p, keep_on_cancel)
+    with_stepped(session_checkpointing_every(
+        CHECKPOINT_INTERVAL,
+        dir,
+        p,
+        keep_on_cancel,
+    ))
 }
 
 /// [`checkpointed_session`] with a checkpoint every `interval`.
@@ -324,6 +397,7 @@ fn kill_and_resume(
     job_dir: &Path,
     kept: &Path,
     kill: KillPoint,
+    savepoints: &Path,
     resume_session: impl FnOnce() -> Streamsql,
 ) -> Result<Resumed, streamsql::Error> {
     let mut selects: Selects = job
@@ -347,7 +421,7 @@ fn kill_and_resume(
             }
         })
     };
-    let stopped = common::consume(job, &mut selects);
+    let stopped = consume_stepped(job, &mut selects, savepoints);
     done.store(true, Ordering::SeqCst);
     let _ = killer.join();
     let stopped = stopped?;
@@ -372,11 +446,12 @@ fn kill_and_resume(
     };
     let mut session = resume_session();
     session.restore_from(Restore::Path(kept.join(format!("chk-{from}"))), false);
+    stepped::take_gates();
     let exec = session.execute("test.sql", sql)?;
     let job = exec
         .job
         .ok_or_else(|| harness("the resumed script started no job".to_string()))?;
-    let resumed = common::consume(job, &mut selects)?;
+    let resumed = consume_stepped(job, &mut selects, savepoints)?;
     Ok(Resumed {
         stopped: stopped.outcome,
         from: Some(from),
@@ -418,6 +493,7 @@ impl Restorer {
         &mut self,
         session: &mut Streamsql,
         sql: &str,
+        savepoints: &Path,
     ) -> Result<(Vec<StatementOutput>, Selects), DbError> {
         if !may_start_job(sql) {
             self.history.push(sql.to_string());
@@ -441,6 +517,7 @@ impl Restorer {
         let kept = self.ckpt.join("kept").join(&job_id);
         preserve_checkpoints(&job_dir, &kept, preserved_ids(kill))
             .map_err(|e| DbError(format!("{}: {e}", job_dir.display())))?;
+        stepped::take_gates();
         let (outputs, job) = match session.execute("test.sql", sql) {
             Ok(streamsql::Execution {
                 outputs,
@@ -456,7 +533,7 @@ impl Restorer {
             }
         };
         let (ckpt, p, history) = (&self.ckpt, resume_p, &self.history);
-        let resumed = kill_and_resume(job, sql, &job_dir, &kept, kill, || {
+        let resumed = kill_and_resume(job, sql, &job_dir, &kept, kill, savepoints, || {
             let mut s = checkpointed_session(ckpt, p, true);
             for h in history {
                 // Their outcome was checked when the file ran them; a failing one fails again.
@@ -556,10 +633,12 @@ fn run_file(path: &Path, mode: Mode, seed: u64) -> (Result<(), String>, FileRepo
     let run_tmp = tmp.clone();
     let run_ckpt = ckpt.clone();
     let run_log = log.clone();
+    let stepped = uses_stepped_tables(path);
     let mut runner = sqllogictest::Runner::new(move || {
         let tmp = run_tmp.clone();
+        let savepoints = run_ckpt.join("savepoints");
         let (session, restorer) = match mode {
-            Mode::Plain(p) => (common::session(p), None),
+            Mode::Plain(p) => (plain_session(p, stepped, &run_ckpt), None),
             Mode::Checkpointed(p) => (checkpointed_session(&run_ckpt, p, false), None),
             Mode::Restored(p) => (
                 checkpointed_session(&run_ckpt, p, true),
@@ -576,6 +655,7 @@ fn run_file(path: &Path, mode: Mode, seed: u64) -> (Result<(), String>, FileRepo
             Ok::<_, DbError>(Db {
                 session,
                 tmp,
+                savepoints,
                 restorer,
             })
         }
@@ -656,14 +736,21 @@ fn complete_file(path: &Path, out_dir: &Path) -> Result<(), String> {
         .file_stem()
         .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
     let tmp = std::env::temp_dir().join(format!("streamsql-slt-{}-{stem}-c", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
+    let ckpt = tmp.with_extension("checkpoints");
+    for d in [&tmp, &ckpt] {
+        let _ = std::fs::remove_dir_all(d);
+        std::fs::create_dir_all(d).map_err(|e| e.to_string())?;
+    }
+    let stepped = uses_stepped_tables(path);
     let mut runner = sqllogictest::Runner::new(move || {
         let tmp = tmp.clone();
+        let session = plain_session(1, stepped, &ckpt);
+        let savepoints = ckpt.join("savepoints");
         async move {
             Ok::<_, DbError>(Db {
-                session: common::session(1),
+                session,
                 tmp,
+                savepoints,
                 restorer: None,
             })
         }
@@ -934,7 +1021,8 @@ fn restored_from_a_checkpoint_taken_mid_job() {
             .expect("a job");
         // Resumed at another parallelism: the datagen ranges left, the keyed state and the
         // sink's pending files are redistributed.
-        let resumed = kill_and_resume(job, &sql, &job_dir, &kept, kill, || session(3))
+        let savepoints = dir.join("savepoints");
+        let resumed = kill_and_resume(job, &sql, &job_dir, &kept, kill, &savepoints, || session(3))
             .unwrap_or_else(|e| panic!("{replay}: {e}"));
         assert_eq!(
             resumed.stopped,

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
+use streamsql_engine::connectors::registry::{self, CustomSource};
 use streamsql_engine::types::{DataType, Field, Schema};
+use streamsql_engine::EngineError;
 
 use sqlparser::ast::Expr as AstExpr;
 
@@ -95,11 +97,45 @@ pub enum CatalogEntry {
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     entries: BTreeMap<String, CatalogEntry>,
+    /// Source connectors the application added, by `connector` name.
+    source_connectors: SourceConnectors,
+}
+
+/// Source connectors added to a session beside the built-in ones.
+#[derive(Clone, Default)]
+struct SourceConnectors(BTreeMap<String, CustomSource>);
+
+impl std::fmt::Debug for SourceConnectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 impl Catalog {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Adds a source connector: tables `WITH ('connector' = '<name>')` read through `connector`.
+    /// A built-in connector's name cannot be taken.
+    pub fn add_source_connector(
+        &mut self,
+        name: &str,
+        connector: CustomSource,
+    ) -> Result<(), EngineError> {
+        if registry::CONNECTORS.contains(&name) {
+            return Err(EngineError::option(
+                format!("'{name}' is a built-in connector and cannot be replaced"),
+                None,
+            ));
+        }
+        self.source_connectors.0.insert(name.to_string(), connector);
+        Ok(())
+    }
+
+    /// The added source connector called `name`, if any.
+    pub fn source_connector(&self, name: &str) -> Option<&CustomSource> {
+        self.source_connectors.0.get(name)
     }
 
     /// Looks a name up (Flink's identifiers are case-sensitive; an exact match wins, then a

@@ -1026,8 +1026,11 @@ impl<'a> Planner<'a> {
                 .filter(|o| o.key != "connector")
                 .map(|o| (o.key.clone(), o.value.clone())),
         );
-        let factory = registry::create_source(connector, &t.def.name, &physical, &options)
-            .map_err(|e| self.option_error(t, e))?;
+        let factory = match self.catalog.source_connector(connector) {
+            Some(custom) => custom(&t.def.name, &physical, &options),
+            None => registry::create_source(connector, &t.def.name, &physical, &options),
+        }
+        .map_err(|e| self.option_error(t, e))?;
         let p = self.parallelism();
         let phys_cols: Vec<ScopeColumn> = physical
             .fields

@@ -16,6 +16,12 @@ use crate::types::Schema;
 /// Every connector name, sorted as Flink lists them.
 pub const CONNECTORS: [&str; 5] = ["blackhole", "datagen", "filesystem", "nexmark", "print"];
 
+/// A source connector an application adds to a session (`Catalog::add_source_connector` of the
+/// sql crate): from a table's name, physical schema and options (`connector` left out) to the
+/// factory of its sources, or the error that the table's options deserve.
+pub type CustomSource =
+    Arc<dyn Fn(&str, &Schema, &Options) -> Result<Arc<dyn SourceFactory>> + Send + Sync>;
+
 /// A sink ready to be placed in a dataflow.
 pub struct SinkSpec {
     /// Builds one sink operator per subtask.

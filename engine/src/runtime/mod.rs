@@ -240,6 +240,42 @@ impl CancelHandle {
     }
 }
 
+/// A handle that asks a job for savepoints from another thread.
+#[derive(Clone)]
+pub struct SavepointHandle {
+    /// `None` when the job does not checkpoint.
+    requests: Option<crossbeam_channel::Sender<checkpointing::SavepointRequest>>,
+}
+
+impl SavepointHandle {
+    /// As [`JobHandle::trigger_savepoint`].
+    pub fn trigger(
+        &self,
+        target: std::path::PathBuf,
+        stop: bool,
+    ) -> crossbeam_channel::Receiver<std::result::Result<std::path::PathBuf, String>> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let request = checkpointing::SavepointRequest {
+            target,
+            stop,
+            reply,
+        };
+        match &self.requests {
+            Some(tx) => {
+                if let Err(e) = tx.send(request) {
+                    let _ = e.0.reply.send(Err("the job has ended".into()));
+                }
+            }
+            None => {
+                let _ = request.reply.send(Err(
+                    "savepoints need checkpointing: set 'execution.checkpointing.interval'".into(),
+                ));
+            }
+        }
+        answer
+    }
+}
+
 /// How a job ended without failing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobOutcome {
@@ -270,25 +306,14 @@ impl JobHandle {
         target: std::path::PathBuf,
         stop: bool,
     ) -> crossbeam_channel::Receiver<std::result::Result<std::path::PathBuf, String>> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        let request = checkpointing::SavepointRequest {
-            target,
-            stop,
-            reply,
-        };
-        match &self.savepoints {
-            Some(tx) => {
-                if let Err(e) = tx.send(request) {
-                    let _ = e.0.reply.send(Err("the job has ended".into()));
-                }
-            }
-            None => {
-                let _ = request.reply.send(Err(
-                    "savepoints need checkpointing: set 'execution.checkpointing.interval'".into(),
-                ));
-            }
+        self.savepoint_handle().trigger(target, stop)
+    }
+
+    /// A handle to ask for savepoints from another thread.
+    pub fn savepoint_handle(&self) -> SavepointHandle {
+        SavepointHandle {
+            requests: self.savepoints.clone(),
         }
-        answer
     }
 
     /// True once the job ended (after its last attempt).
