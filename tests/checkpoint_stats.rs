@@ -9,7 +9,9 @@ use std::process::Command;
 use streamsql_engine::checkpoint::stats::JsonValue as Value;
 
 /// About two seconds of input (100 rows at 50 rows per second), a checkpoint every 20 ms, with
-/// the given `execution.checkpointing.externalized-checkpoint-retention`.
+/// the given `execution.checkpointing.externalized-checkpoint-retention`. The sink runs at
+/// another parallelism than the source, so that the job has several tasks (at the same
+/// parallelism it would run in the source's task).
 fn pipeline(checkpoints: &Path, retention: &str) -> String {
     format!(
         "SET 'execution.checkpointing.interval' = '20 ms';
@@ -21,7 +23,7 @@ CREATE TABLE src (x BIGINT) WITH (
   'rows-per-second' = '50',
   'fields.x.kind' = 'sequence', 'fields.x.start' = '1', 'fields.x.end' = '100'
 );
-CREATE TABLE sink (x BIGINT) WITH ('connector' = 'blackhole');
+CREATE TABLE sink (x BIGINT) WITH ('connector' = 'blackhole', 'sink.parallelism' = '2');
 INSERT INTO sink SELECT x FROM src;
 ",
         checkpoints.display()

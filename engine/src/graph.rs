@@ -8,6 +8,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use crate::connectors::chain::ChainedSourceFactory;
 use crate::connectors::SourceFactory;
 use crate::operator::OperatorFactory;
 use crate::types::Schema;
@@ -78,6 +79,10 @@ pub struct Node {
     /// assigner and the Calcs above them), in order, as `(name, description)`: EXPLAIN shows
     /// them as operators of their own.
     pub chained: Vec<(String, String)>,
+    /// A sink without checkpointed state that needs no checkpoint notifications (`print`,
+    /// `blackhole`): [`DataflowGraph::chain_sinks`] may run it in the task of the source that
+    /// feeds it.
+    pub chainable_sink: bool,
 }
 
 /// An edge from the output of `from` to input `input` of `to`.
@@ -160,6 +165,7 @@ impl DataflowGraph {
             kind,
             chained,
             digest: None,
+            chainable_sink: false,
         });
         for (input, (from, partitioning)) in inputs.iter().enumerate() {
             self.edges.push(Edge {
@@ -222,6 +228,7 @@ impl DataflowGraph {
             kind,
             chained,
             digest: None,
+            chainable_sink: false,
         };
     }
 
@@ -279,7 +286,7 @@ impl DataflowGraph {
         let mut live: Vec<bool> = self
             .nodes
             .iter()
-            .map(|x| x.name.ends_with("Sink"))
+            .map(|x| x.name.ends_with("Sink") || x.chained.iter().any(|(n, _)| n.ends_with("Sink")))
             .collect();
         // Edges go from lower to higher indices: one pass from the end settles every node.
         for i in (0..n).rev() {
@@ -287,6 +294,65 @@ impl DataflowGraph {
                 live[i] = self.edges.iter().any(|e| e.from == i && live[e.to]);
             }
         }
+        self.retain_nodes(&live);
+    }
+
+    /// Runs each chainable sink (`print`, `blackhole`) in the task of the source that feeds it,
+    /// as Flink chains a sink onto its input: when the sink reads that source task alone, by a
+    /// forward exchange at the same parallelism, and is all it feeds. The rows then reach the
+    /// sink by a function call instead of a channel, and are freed by the thread that made them.
+    /// The source keeps its id; EXPLAIN shows the sink as before. Run after sub-plan reuse, which
+    /// may give a source more consumers.
+    pub fn chain_sinks(&mut self) {
+        let mut chained_away = Vec::new();
+        for sink in 0..self.nodes.len() {
+            if !self.nodes[sink].chainable_sink {
+                continue;
+            }
+            let inputs = self.inputs_of(sink);
+            let [edge] = inputs.as_slice() else {
+                continue;
+            };
+            let from = edge.from;
+            let forward = edge.partitioning == Partitioning::Forward;
+            let NodeKind::Source(source) = &self.nodes[from].kind else {
+                continue;
+            };
+            if !forward
+                || self.outputs_of(from).len() != 1
+                || self.nodes[from].parallelism != self.nodes[sink].parallelism
+            {
+                continue;
+            }
+            let NodeKind::Operator(factory) = &self.nodes[sink].kind else {
+                continue;
+            };
+            let chained = NodeKind::Source(Arc::new(ChainedSourceFactory {
+                source: Arc::clone(source),
+                operators: vec![Arc::clone(factory)],
+            }));
+            let (name, description, schema) = (
+                self.nodes[sink].name.clone(),
+                self.nodes[sink].description.clone(),
+                self.nodes[sink].schema.clone(),
+            );
+            let node = &mut self.nodes[from];
+            node.kind = chained;
+            node.chained.push((name, description));
+            node.schema = schema;
+            chained_away.push(sink);
+            self.edges.retain(|e| e.to != sink);
+        }
+        let keep: Vec<bool> = (0..self.nodes.len())
+            .map(|i| !chained_away.contains(&i))
+            .collect();
+        self.retain_nodes(&keep);
+    }
+
+    /// Keeps the nodes `keep` says to, with the edges between them; indices are renumbered,
+    /// order and ids kept.
+    fn retain_nodes(&mut self, live: &[bool]) {
+        let n = self.nodes.len();
         if live.iter().all(|l| *l) {
             return;
         }
@@ -478,6 +544,76 @@ mod tests {
         without_sources.reuse_sub_plans(false);
         without_sources.remove_dead_ends();
         assert_eq!(without_sources.nodes.len(), 8);
+    }
+
+    #[test]
+    fn a_stateless_sink_runs_in_the_task_of_the_source_feeding_it_alone() {
+        struct NoSource;
+        impl SourceFactory for NoSource {
+            fn create(
+                &self,
+                _: &TaskContext,
+            ) -> crate::error::Result<Box<dyn crate::connectors::Source>> {
+                Err(EngineError::internal("not run in this test"))
+            }
+        }
+        let schema = Schema::new(Vec::new());
+        // A source feeding a sink at `sink_p` by `exchange`, and a second sink when `shared`.
+        let build = |chainable: bool, sink_p: usize, exchange: Partitioning, shared: bool| {
+            let mut g = DataflowGraph::new();
+            let scan = g.add_chained_node(
+                "TableSourceScan",
+                "table=[t]".into(),
+                vec![("Calc".into(), "select=[x]".into())],
+                1,
+                schema.clone(),
+                NodeKind::Source(Arc::new(NoSource)),
+                &[],
+            );
+            let sinks = if shared { 2 } else { 1 };
+            for k in 0..sinks {
+                let sink = g.add_node(
+                    "Sink",
+                    format!("table=[s{k}], blackhole"),
+                    sink_p,
+                    schema.clone(),
+                    op(),
+                    &[(scan, exchange.clone())],
+                );
+                g.nodes[sink].chainable_sink = chainable;
+            }
+            g
+        };
+        let g = build(true, 1, Partitioning::Forward, false);
+        let (scan_id, explained) = (g.nodes[0].id, g.explain());
+        let mut chained = g;
+        chained.chain_sinks();
+        assert_eq!(chained.nodes.len(), 1);
+        assert!(chained.edges.is_empty());
+        let node = &chained.nodes[0];
+        assert!(matches!(node.kind, NodeKind::Source(_)));
+        assert_eq!(node.id, scan_id, "the source keeps its id");
+        assert_eq!(
+            node.chained,
+            [
+                ("Calc".to_string(), "select=[x]".to_string()),
+                ("Sink".to_string(), "table=[s0], blackhole".to_string())
+            ]
+        );
+        assert_eq!(chained.explain(), explained, "EXPLAIN shows the same plan");
+        // A stateful sink, another parallelism, another exchange, or a source with two
+        // consumers: the sink keeps its own task.
+        for (chainable, p, exchange, shared) in [
+            (false, 1, Partitioning::Forward, false),
+            (true, 2, Partitioning::Rebalance, false),
+            (true, 1, Partitioning::Rebalance, false),
+            (true, 1, Partitioning::Forward, true),
+        ] {
+            let mut g = build(chainable, p, exchange, shared);
+            let nodes = g.nodes.len();
+            g.chain_sinks();
+            assert_eq!(g.nodes.len(), nodes);
+        }
     }
 
     #[test]

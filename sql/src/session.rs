@@ -97,6 +97,7 @@ impl SqlSession {
             graph.reuse_sub_plans(sources);
         }
         graph.remove_dead_ends();
+        graph.chain_sinks();
         let job = if graph.nodes.is_empty() {
             None
         } else {
@@ -316,6 +317,7 @@ impl SqlSession {
                     scratch.reuse_sub_plans(sources);
                 }
                 scratch.remove_dead_ends();
+                scratch.chain_sinks();
                 outputs.push(StatementOutput::Explain(scratch.explain()));
             }
             Statement::ShowTables { .. } | Statement::ShowViews { .. } => {
@@ -629,7 +631,7 @@ impl SqlSession {
         } else {
             Partitioning::Rebalance
         };
-        graph.add_node(
+        let node = graph.add_node(
             "Sink",
             format!("table=[{full_name}], {}", sink.description),
             parallelism,
@@ -637,6 +639,7 @@ impl SqlSession {
             NodeKind::Operator(sink.factory),
             &[(casted.node, partitioning)],
         );
+        graph.nodes[node].chainable_sink = sink.chainable;
         Ok(())
     }
 }

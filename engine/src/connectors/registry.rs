@@ -33,6 +33,9 @@ pub struct SinkSpec {
     pub description: String,
     /// `sink.parallelism`, when the table sets it.
     pub parallelism: Option<usize>,
+    /// Whether the sink keeps no checkpointed state and needs no checkpoint notifications, so
+    /// that it can run in its input's task (`DataflowGraph::chain_sinks`).
+    pub chainable: bool,
 }
 
 impl std::fmt::Debug for SinkSpec {
@@ -109,6 +112,7 @@ pub fn create_sink(
                 accepts_updates: true,
                 description,
                 parallelism,
+                chainable: true,
             })
         }
         "blackhole" => {
@@ -118,6 +122,7 @@ pub fn create_sink(
                 accepts_updates: true,
                 description: "blackhole".to_string(),
                 parallelism,
+                chainable: true,
             })
         }
         "filesystem" => {
@@ -133,6 +138,9 @@ pub fn create_sink(
                 accepts_updates: false,
                 description,
                 parallelism,
+                // Two-phase commit: its pending files are state, committed when a checkpoint
+                // completes.
+                chainable: false,
             })
         }
         "datagen" | "nexmark" => Err(EngineError::option(
