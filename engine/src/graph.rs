@@ -327,10 +327,10 @@ impl DataflowGraph {
             let NodeKind::Operator(factory) = &self.nodes[sink].kind else {
                 continue;
             };
-            let chained = NodeKind::Source(Arc::new(ChainedSourceFactory {
-                source: Arc::clone(source),
-                operators: vec![Arc::clone(factory)],
-            }));
+            let chained = NodeKind::Source(Arc::new(ChainedSourceFactory::then(
+                source,
+                std::slice::from_ref(factory),
+            )));
             let (name, description, schema) = (
                 self.nodes[sink].name.clone(),
                 self.nodes[sink].description.clone(),

@@ -22,7 +22,30 @@ pub struct ChainedSourceFactory {
     pub operators: Vec<Arc<dyn OperatorFactory>>,
 }
 
+impl ChainedSourceFactory {
+    /// `source` with `operators` chained after what it already chains, in one chain.
+    pub fn then(
+        source: &Arc<dyn SourceFactory>,
+        operators: &[Arc<dyn OperatorFactory>],
+    ) -> ChainedSourceFactory {
+        match source.chain() {
+            Some(chain) => ChainedSourceFactory {
+                source: Arc::clone(&chain.source),
+                operators: chain.operators.iter().chain(operators).cloned().collect(),
+            },
+            None => ChainedSourceFactory {
+                source: Arc::clone(source),
+                operators: operators.to_vec(),
+            },
+        }
+    }
+}
+
 impl SourceFactory for ChainedSourceFactory {
+    fn chain(&self) -> Option<&ChainedSourceFactory> {
+        Some(self)
+    }
+
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Source>> {
         let source = self.source.create(ctx)?;
         let operators = self
@@ -109,6 +132,8 @@ fn push_watermark(ops: &mut [Box<dyn Operator>], watermark: i64, out: &mut Outpu
 
 impl Source for ChainedSource {
     fn poll(&mut self, out: &mut Output, max_rows: usize) -> Result<SourceStatus> {
+        // The batch moves on to the operators: room for a full one at once, not by doubling.
+        self.polled.changes.reserve(max_rows);
         let status = self.source.poll(&mut self.polled, max_rows)?;
         let polled = std::mem::take(&mut self.polled);
         pass_on(&mut self.operators, polled, out)?;
@@ -219,5 +244,26 @@ mod tests {
         s.on_timer(5, &mut timed).unwrap();
         assert_eq!(timed.watermarks, [(0, 150)]);
         assert!(timed.changes.is_empty());
+    }
+
+    #[test]
+    fn a_chain_extended_with_more_operators_stays_one_chain() {
+        struct NoSource;
+        impl SourceFactory for NoSource {
+            fn create(&self, _: &TaskContext) -> Result<Box<dyn Source>> {
+                Err(crate::error::EngineError::internal("not run in this test"))
+            }
+        }
+        let calc = |c: usize| -> Arc<dyn OperatorFactory> {
+            Arc::new(move |_: &TaskContext| -> Result<Box<dyn Operator>> {
+                Ok(Box::new(Calc::new(None, vec![Expr::Column(c)])))
+            })
+        };
+        let plain: Arc<dyn SourceFactory> = Arc::new(NoSource);
+        let once: Arc<dyn SourceFactory> = Arc::new(ChainedSourceFactory::then(&plain, &[calc(0)]));
+        assert!(plain.chain().is_none());
+        let twice = ChainedSourceFactory::then(&once, &[calc(1), calc(2)]);
+        assert!(twice.source.chain().is_none(), "not a chain in a chain");
+        assert_eq!(twice.operators.len(), 3);
     }
 }

@@ -59,6 +59,11 @@ pub trait Source: Send {
 pub trait SourceFactory: Send + Sync {
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Source>>;
 
+    /// The source and its chained operators, when this is a source task's chain.
+    fn chain(&self) -> Option<&chain::ChainedSourceFactory> {
+        None
+    }
+
     /// The same source emitting only `columns`, in this order, as Flink's
     /// `SupportsProjectionPushDown` with nested fields: a physical column whole, or one field of
     /// a ROW column as a column of its own. `None` when the source cannot (the default); the
