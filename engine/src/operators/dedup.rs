@@ -326,9 +326,9 @@ impl Operator for Deduplicate {
         {
             return Ok(false);
         }
-        delta.append(&self.last.take_flushed());
-        delta.append(&self.waiting.take_flushed());
-        delta.append(&self.emitted.take_flushed());
+        delta.append(self.last.take_flushed());
+        delta.append(self.waiting.take_flushed());
+        delta.append(self.emitted.take_flushed());
         Ok(true)
     }
 

@@ -261,7 +261,7 @@ impl Operator for GroupAggregate {
         if !self.groups.continue_flush(&codec!(self), budget) {
             return Ok(false);
         }
-        delta.append(&self.groups.take_flushed());
+        delta.append(self.groups.take_flushed());
         Ok(true)
     }
 

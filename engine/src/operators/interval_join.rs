@@ -602,7 +602,7 @@ impl Operator for IntervalJoin {
         if !self.state.continue_flush(&self.codec, budget) {
             return Ok(false);
         }
-        delta.append(&self.state.take_flushed());
+        delta.append(self.state.take_flushed());
         Ok(true)
     }
 

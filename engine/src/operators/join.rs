@@ -544,8 +544,8 @@ impl Operator for StreamingJoin {
         if !self.right.continue_flush(&self.codec, budget) {
             return Ok(false);
         }
-        delta.append(&self.left.take_flushed());
-        delta.append(&self.right.take_flushed());
+        delta.append(self.left.take_flushed());
+        delta.append(self.right.take_flushed());
         Ok(true)
     }
 

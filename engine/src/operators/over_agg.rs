@@ -721,7 +721,7 @@ impl Operator for OverAggregate {
         if !self.keys.continue_flush(&codec!(self), budget) {
             return Ok(false);
         }
-        delta.append(&self.keys.take_flushed());
+        delta.append(self.keys.take_flushed());
         Ok(true)
     }
 

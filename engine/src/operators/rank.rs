@@ -733,7 +733,7 @@ impl Operator for Rank {
         if !self.partitions.continue_flush(&self.codec, budget) {
             return Ok(false);
         }
-        delta.append(&self.partitions.take_flushed());
+        delta.append(self.partitions.take_flushed());
         Ok(true)
     }
 

@@ -505,7 +505,7 @@ impl Operator for TemporalJoin {
         if !self.keys.continue_flush(&codec!(self), budget) {
             return Ok(false);
         }
-        delta.append(&self.keys.take_flushed());
+        delta.append(self.keys.take_flushed());
         Ok(true)
     }
 

@@ -551,8 +551,8 @@ impl Operator for WindowAggregate {
         {
             return Ok(false);
         }
-        delta.append(&self.fixed.take_flushed());
-        delta.append(&self.sessions.take_flushed());
+        delta.append(self.fixed.take_flushed());
+        delta.append(self.sessions.take_flushed());
         Ok(true)
     }
 

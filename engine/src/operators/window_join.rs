@@ -492,7 +492,7 @@ impl Operator for WindowJoin {
         if !self.windows.continue_flush(&codec!(self), budget) {
             return Ok(false);
         }
-        delta.append(&self.windows.take_flushed());
+        delta.append(self.windows.take_flushed());
         Ok(true)
     }
 

@@ -268,7 +268,7 @@ impl Operator for WindowRank {
         if !self.windows.continue_flush(&self.codec, budget) {
             return Ok(false);
         }
-        delta.append(&self.windows.take_flushed());
+        delta.append(self.windows.take_flushed());
         Ok(true)
     }
 

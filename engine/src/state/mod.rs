@@ -295,17 +295,32 @@ impl KeyedDelta {
         });
     }
 
-    /// Appends every entry of `other`, in order.
-    pub fn append(&mut self, other: &KeyedDelta) {
-        for r in other.records() {
-            self.push_with(
-                r.key_group,
-                r.state,
-                |out| out.extend_from_slice(r.key),
-                r.value
-                    .map(|v| move |out: &mut Vec<u8>| out.extend_from_slice(v)),
-            );
+    /// Appends every entry of `other`, in order; an empty delta takes `other` over whole.
+    pub fn append(&mut self, other: KeyedDelta) {
+        if self.is_empty() {
+            *self = other;
+        } else {
+            self.append_copy(&other);
         }
+    }
+
+    /// Appends a copy of every entry of `other`, in order.
+    pub fn append_copy(&mut self, other: &KeyedDelta) {
+        let states: Vec<u16> = other.names.iter().map(|n| self.state_index(n)).collect();
+        let offset = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.entries
+            .extend(other.entries.iter().map(|e| DeltaEntry {
+                state: states[usize::from(e.state)],
+                start: e.start + offset,
+                ..*e
+            }));
+    }
+
+    /// Makes room for `entries` more entries of about `bytes` bytes in all.
+    fn reserve(&mut self, entries: usize, bytes: usize) {
+        self.entries.reserve(entries);
+        self.bytes.reserve(bytes);
     }
 
     /// The entries, in the order they were added.
@@ -410,6 +425,9 @@ impl Expiry {
 const SLOT_OVERHEAD: usize = 96;
 /// The encoded size of an entry assumed before any was measured.
 const INITIAL_ENTRY_BYTES: usize = 64;
+
+/// After this many entries of a flush, the rest of its buffer is reserved from their average size.
+const SIZE_SAMPLE: usize = 256;
 
 /// One keyed state of an operator subtask: typed values by key, with change tracking and (with
 /// the `sled` backend) a memory bound. See the module documentation for the invariants.
@@ -1122,6 +1140,9 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
         std::mem::swap(&mut t.pending, &mut t.dirty);
         t.pending_epoch = Some(t.epoch);
         t.epoch += 1;
+        // A large flush would otherwise grow its buffers by doubling, copying them each time.
+        let bytes = t.pending.len().saturating_mul(self.entry_bytes);
+        t.delta.reserve(t.pending.len(), bytes);
     }
 
     /// Encodes up to `budget` keys of the flush in progress; true once it is complete (then
@@ -1147,6 +1168,12 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
                 continue;
             }
             self.tracker.encode(codec, &key, slot);
+            if self.tracker.encoded_keys == SIZE_SAMPLE {
+                // The entries measured so far tell the size of the rest better than the estimate.
+                let t = &mut self.tracker;
+                let average = t.delta.data_size() / SIZE_SAMPLE;
+                t.delta.reserve(0, t.pending.len().saturating_mul(average));
+            }
             slot.epoch = 0;
             if slot.value.is_none() && !bounded {
                 found.remove();
@@ -1175,7 +1202,7 @@ impl<K: Eq + Hash + Clone, V> KeyedState<K, V> {
     pub fn flush_into(&mut self, codec: &impl StateCodec<K, V>, delta: &mut KeyedDelta) {
         self.begin_flush(codec);
         self.continue_flush(codec, usize::MAX);
-        delta.append(&self.take_flushed());
+        delta.append(self.take_flushed());
     }
 
     /// Before inserting a new slot: over the bound, flush every dirty slot to the store in one
@@ -1782,6 +1809,47 @@ mod tests {
         assert_eq!(final_state, applied);
         assert!(final_state.contains(&(3, -3)) && !final_state.iter().any(|(k, _)| *k == 1));
         assert_eq!(final_state.len(), 3_000 - 600 + 100);
+    }
+
+    #[test]
+    fn appended_deltas_keep_their_entries_in_order_under_their_own_state_names() {
+        let put = |d: &mut KeyedDelta, state: &'static str, key: &[u8], value: Option<&[u8]>| {
+            d.push_with(
+                7,
+                state,
+                |out| out.extend_from_slice(key),
+                value.map(|v| move |out: &mut Vec<u8>| out.extend_from_slice(v)),
+            );
+        };
+        let mut a = KeyedDelta::new();
+        put(&mut a, "x", b"k1", Some(b"v1"));
+        let mut b = KeyedDelta::new();
+        put(&mut b, "y", b"k2", None);
+        put(&mut b, "x", b"k3", Some(b"v3"));
+        type Entry = (&'static str, Vec<u8>, Option<Vec<u8>>);
+        let expected = |d: &KeyedDelta| -> Vec<Entry> {
+            d.records()
+                .map(|r| (r.state, r.key.to_vec(), r.value.map(<[u8]>::to_vec)))
+                .collect()
+        };
+        let b_records = expected(&b);
+        let mut empty = KeyedDelta::new();
+        empty.append(b.clone());
+        assert_eq!(
+            expected(&empty),
+            b_records,
+            "an empty delta takes the other over"
+        );
+        a.append(b);
+        assert_eq!(
+            expected(&a),
+            [
+                ("x", b"k1".to_vec(), Some(b"v1".to_vec())),
+                ("y", b"k2".to_vec(), None),
+                ("x", b"k3".to_vec(), Some(b"v3".to_vec())),
+            ]
+        );
+        assert_eq!(a.data_size(), 4 + 2 + 4);
     }
 
     /// A snapshot still queued (a savepoint submitted right before a checkpoint) counts as state

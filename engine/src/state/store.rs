@@ -308,20 +308,22 @@ impl SubtaskStore {
         delta: &KeyedDelta,
         compression: Compression,
     ) -> Result<EncodedSnapshot> {
-        // In key order, the latest write of a key winning (a stable sort keeps writes in order).
-        let mut latest: Vec<(EntryKey<'_>, Option<&[u8]>)> = Vec::with_capacity(delta.len());
-        for r in delta.records() {
+        // In key order, the latest write of a key winning: writes of one key stay in their order
+        // (by their position, which an unstable sort, faster than a stable one, then needs).
+        let mut latest: Vec<(EntryKey<'_>, usize, Option<&[u8]>)> = Vec::with_capacity(delta.len());
+        for (i, r) in delta.records().enumerate() {
             latest.push((
                 (r.key_group, state_id(self, inner, r.state)?, r.key),
+                i,
                 r.value,
             ));
         }
-        latest.sort_by(|a, b| a.0.cmp(&b.0));
+        latest.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut deduped: Vec<(EntryKey<'_>, Option<&[u8]>)> = Vec::with_capacity(latest.len());
-        for entry in latest {
+        for (key, _, value) in latest {
             match deduped.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => deduped.push(entry),
+                Some(last) if last.0 == key => last.1 = value,
+                _ => deduped.push((key, value)),
             }
         }
         let latest = deduped;
@@ -495,7 +497,7 @@ impl SubtaskStore {
             // These writes never reach a checkpoint's flush: the next delta of the incremental
             // chain carries them.
             if store.config.incremental && inner.chain.last.is_some() {
-                inner.carry.append(&delta);
+                inner.carry.append_copy(&delta);
             }
             Ok(())
         })
