@@ -23,6 +23,15 @@ pub struct ScriptRun {
 
 /// Runs `sql` in `session` to the end of its job.
 pub fn run_script(session: &mut Streamsql, sql: &str) -> Result<ScriptRun, Error> {
+    run_script_with(session, sql, consume)
+}
+
+/// [`run_script`], the job's results consumed by `consume` instead of [`consume`].
+pub fn run_script_with(
+    session: &mut Streamsql,
+    sql: &str,
+    consume: impl FnOnce(RunningJob, &mut [(Schema, Vec<Change>)]) -> Result<Consumed, Error>,
+) -> Result<ScriptRun, Error> {
     let exec = session.execute("test.sql", sql)?;
     let mut selects: Vec<(Schema, Vec<Change>)> = Vec::new();
     if let Some(job) = exec.job {

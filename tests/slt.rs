@@ -106,24 +106,18 @@ fn run_script(
     savepoints: &Path,
 ) -> Result<(Vec<StatementOutput>, Selects), DbError> {
     stepped::take_gates();
-    let exec = session.execute("test.sql", sql).map_err(db_error)?;
-    let mut selects: Selects = Vec::new();
-    if let Some(job) = exec.job {
-        selects = job
-            .select_schemas()
-            .into_iter()
-            .map(|s| (s, Vec::new()))
-            .collect();
-        consume_stepped(job, &mut selects, savepoints).map_err(db_error)?;
-    }
-    Ok((exec.outputs, selects))
+    let run = common::run_script_with(session, sql, |job, selects| {
+        consume_stepped(job, selects, savepoints)
+    })
+    .map_err(db_error)?;
+    Ok((run.outputs, run.selects))
 }
 
 /// [`common::consume`], with a driver for the steps of the job's stepped tables (those planned on
 /// this thread since the last [`stepped::take_gates`]).
 fn consume_stepped(
     job: RunningJob,
-    selects: &mut Selects,
+    selects: &mut [(Schema, Vec<Change>)],
     savepoints: &Path,
 ) -> Result<common::Consumed, streamsql::Error> {
     let driver = stepped::Driver::start(
