@@ -85,6 +85,30 @@ pub struct Node {
     pub chainable_sink: bool,
 }
 
+impl Node {
+    fn new(
+        id: u64,
+        name: &str,
+        description: String,
+        chained: Vec<(String, String)>,
+        parallelism: usize,
+        schema: Schema,
+        kind: NodeKind,
+    ) -> Node {
+        Node {
+            id,
+            name: name.to_string(),
+            description,
+            parallelism,
+            schema,
+            kind,
+            chained,
+            digest: None,
+            chainable_sink: false,
+        }
+    }
+}
+
 /// An edge from the output of `from` to input `input` of `to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Edge {
@@ -156,17 +180,15 @@ impl DataflowGraph {
         }
         let id = self.derive_id(&description, &chained, seed, None);
         let index = self.nodes.len();
-        self.nodes.push(Node {
+        self.nodes.push(Node::new(
             id,
-            name: name.to_string(),
+            name,
             description,
+            chained,
             parallelism,
             schema,
             kind,
-            chained,
-            digest: None,
-            chainable_sink: false,
-        });
+        ));
         for (input, (from, partitioning)) in inputs.iter().enumerate() {
             self.edges.push(Edge {
                 from: *from,
@@ -203,33 +225,33 @@ impl DataflowGraph {
         id
     }
 
-    /// Replaces node `index`, which no edge touches yet (a source task still being planned), by
-    /// a node built as [`DataflowGraph::add_chained_node`] would build it: same index, an id
-    /// derived from what it now computes.
+    /// Places a source task without inputs, as [`DataflowGraph::add_chained_node`] would add it:
+    /// a new node, or in place of node `at`, which no edge touches yet (a source task still being
+    /// planned that grew), with an id derived from what it now computes. Returns its index.
     #[allow(clippy::too_many_arguments)]
-    pub fn replace_unconnected_node(
+    pub fn put_source_task(
         &mut self,
-        index: usize,
+        at: Option<usize>,
         name: &str,
         description: String,
         chained: Vec<(String, String)>,
         parallelism: usize,
         schema: Schema,
         kind: NodeKind,
-    ) {
-        debug_assert!(self.edges.iter().all(|e| e.from != index && e.to != index));
-        let id = self.derive_id(&description, &chained, 0, Some(index));
-        self.nodes[index] = Node {
-            id,
-            name: name.to_string(),
-            description,
-            parallelism,
-            schema,
-            kind,
-            chained,
-            digest: None,
-            chainable_sink: false,
-        };
+    ) -> usize {
+        let id = self.derive_id(&description, &chained, 0, at);
+        let node = Node::new(id, name, description, chained, parallelism, schema, kind);
+        match at {
+            Some(index) => {
+                debug_assert!(self.edges.iter().all(|e| e.from != index && e.to != index));
+                self.nodes[index] = node;
+                index
+            }
+            None => {
+                self.nodes.push(node);
+                self.nodes.len() - 1
+            }
+        }
     }
 
     /// Sub-plan reuse (Flink's `table.optimizer.reuse-sub-plan-enabled`): of the nodes with the

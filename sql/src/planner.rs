@@ -1241,28 +1241,16 @@ impl<'a> Planner<'a> {
         );
         let chained = stages.iter().map(ChainStage::explain).collect();
         let parallelism = self.parallelism();
-        if chain.placed {
-            self.graph.replace_unconnected_node(
-                chain.node,
-                "TableSourceScan",
-                description,
-                chained,
-                parallelism,
-                schema_of(columns),
-                kind,
-            );
-        } else {
-            chain.node = self.graph.add_chained_node(
-                "TableSourceScan",
-                description,
-                chained,
-                parallelism,
-                schema_of(columns),
-                kind,
-                &[],
-            );
-            chain.placed = true;
-        }
+        chain.node = self.graph.put_source_task(
+            chain.placed.then_some(chain.node),
+            "TableSourceScan",
+            description,
+            chained,
+            parallelism,
+            schema_of(columns),
+            kind,
+        );
+        chain.placed = true;
         self.graph.set_digest(chain.node, digest);
         chain
     }
