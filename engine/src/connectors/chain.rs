@@ -130,19 +130,35 @@ fn push_watermark(ops: &mut [Box<dyn Operator>], watermark: i64, out: &mut Outpu
     pass_on(rest, emitted, out)
 }
 
+impl ChainedSource {
+    /// What the source emitted. Without rows the batch's reserved room stays for the next poll
+    /// (an idle source's polls allocate nothing).
+    fn take_polled(&mut self) -> Output {
+        if self.polled.changes.is_empty() {
+            Output {
+                changes: Vec::new(),
+                watermarks: std::mem::take(&mut self.polled.watermarks),
+                idle: self.polled.idle.take(),
+            }
+        } else {
+            std::mem::take(&mut self.polled)
+        }
+    }
+}
+
 impl Source for ChainedSource {
     fn poll(&mut self, out: &mut Output, max_rows: usize) -> Result<SourceStatus> {
         // The batch moves on to the operators: room for a full one at once, not by doubling.
         self.polled.changes.reserve(max_rows);
         let status = self.source.poll(&mut self.polled, max_rows)?;
-        let polled = std::mem::take(&mut self.polled);
+        let polled = self.take_polled();
         pass_on(&mut self.operators, polled, out)?;
         Ok(status)
     }
 
     fn on_timer(&mut self, now_millis: i64, out: &mut Output) -> Result<()> {
         self.source.on_timer(now_millis, &mut self.polled)?;
-        let polled = std::mem::take(&mut self.polled);
+        let polled = self.take_polled();
         pass_on(&mut self.operators, polled, out)?;
         for i in 0..self.operators.len() {
             let (head, rest) = self.operators.split_at_mut(i + 1);
